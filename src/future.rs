@@ -1,0 +1,238 @@
+//! Future types
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{Either, Full};
+use pin_project_lite::pin_project;
+use tokio::time::{error::Elapsed, Timeout};
+use tower_service::Service;
+
+use crate::{
+    credentials::Credential,
+    decision::{Decision, Plan},
+    layer::Config,
+    passthrough::PassthroughRequest,
+    response::{Challenges, Rejection},
+    trace::{self, Outcome},
+    validate::{BoxError, Validator, Verdict},
+};
+
+/// The body of responses from [`McpAuth`](crate::McpAuth): the inner service's body (`Left`) or the layer's own
+/// JSON rejection body (`Right`).
+///
+/// It implements [`http_body::Body`] whenever the inner body yields [`Bytes`], with a boxed error, which
+/// is what axum, hyper and tonic servers accept.
+pub type ResponseBody<B> = Either<B, Full<Bytes>>;
+
+/// Everything the inner call needs once the validator has answered.
+pub(crate) struct Pending<S, ReqBody> {
+    pub(crate) inner: S,
+    pub(crate) request: Request<ReqBody>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) credential: Credential,
+    pub(crate) plan: Plan,
+}
+
+impl<S, ReqBody> Pending<S, ReqBody> {
+    /// Turns the validator's answer into the inner request, or the response that refuses it.
+    fn finish<I, E>(
+        self,
+        answer: Result<Result<Verdict<I>, E>, Elapsed>,
+    ) -> Result<(S, Request<ReqBody>), Response<Full<Bytes>>>
+    where
+        I: Clone + Send + Sync + 'static,
+        E: Into<BoxError>,
+    {
+        let Self {
+            inner,
+            mut request,
+            config,
+            credential,
+            plan,
+        } = self;
+        let source = plan.source().as_str();
+        let verdict = match answer {
+            Ok(Ok(verdict)) => verdict,
+            Ok(Err(error)) => {
+                let error = error.into();
+                trace::record(Outcome::Error, source, Some(503), Some(&credential), Some(&error));
+                return Err(Rejection::Unavailable.into_response());
+            }
+            Err(elapsed) => {
+                let error = BoxError::from(elapsed);
+                trace::record(Outcome::Error, source, Some(503), Some(&credential), Some(&error));
+                return Err(Rejection::Unavailable.into_response());
+            }
+        };
+        let decision = plan.decide(&credential, verdict, || {
+            let allowed = config.policy.allows(&PassthroughRequest::new(
+                request.method(),
+                request.uri(),
+                request.headers(),
+            ));
+            if allowed {
+                config.challenges(request.uri().path())
+            } else {
+                Challenges::bare()
+            }
+        });
+        match decision {
+            Decision::Admit {
+                identity,
+                passthrough,
+            } => {
+                let outcome = if identity.is_some() {
+                    Outcome::Authenticated {
+                        forwards_token: passthrough.is_some(),
+                    }
+                } else {
+                    Outcome::Passthrough
+                };
+                trace::record(outcome, source, None, Some(&credential), None);
+                let extensions = request.extensions_mut();
+                if let Some(identity) = identity {
+                    extensions.insert(identity);
+                }
+                if let Some(passthrough) = passthrough {
+                    extensions.insert(passthrough);
+                }
+                Ok((inner, request))
+            }
+            Decision::Reject(rejection) => {
+                let outcome = match rejection {
+                    Rejection::Denied => Outcome::Denied,
+                    _ => Outcome::Rejected,
+                };
+                let response = rejection.into_response();
+                trace::record(
+                    outcome,
+                    source,
+                    Some(response.status().as_u16()),
+                    Some(&credential),
+                    None,
+                );
+                Err(response)
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`McpAuth`](crate::McpAuth): validates, then calls the inner service.
+    pub struct ResponseFuture<S, V, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+        V: Validator,
+    {
+        #[pin]
+        state: State<S, V, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, V, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+        V: Validator,
+    {
+        Rejected {
+            response: Option<Response<Full<Bytes>>>,
+        },
+        Validating {
+            #[pin]
+            validation: Timeout<V::Future>,
+            pending: Option<Pending<S, ReqBody>>,
+        },
+        Inner {
+            #[pin]
+            future: S::Future,
+        },
+    }
+}
+
+impl<S, V, ReqBody> ResponseFuture<S, V, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+    V: Validator,
+{
+    pub(crate) fn rejected(rejection: Rejection, source: &'static str) -> Self {
+        let response = rejection.into_response();
+        trace::record(
+            Outcome::Rejected,
+            source,
+            Some(response.status().as_u16()),
+            None,
+            None,
+        );
+        Self {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn validating(validation: Timeout<V::Future>, pending: Pending<S, ReqBody>) -> Self {
+        Self {
+            state: State::Validating {
+                validation,
+                pending: Some(pending),
+            },
+        }
+    }
+}
+
+impl<S, V, ReqBody, ResBody> Future for ResponseFuture<S, V, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    V: Validator,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Rejected { response } => {
+                    let response = response.take().expect("future polled after completion");
+                    return Poll::Ready(Ok(response.map(Either::Right)));
+                }
+                StateProj::Validating {
+                    validation,
+                    pending,
+                } => {
+                    let answer = ready!(validation.poll(cx));
+                    let pending = pending.take().expect("future polled after completion");
+                    match pending.finish(answer) {
+                        Ok((mut inner, request)) => state.set(State::Inner {
+                            future: inner.call(request),
+                        }),
+                        Err(response) => return Poll::Ready(Ok(response.map(Either::Right))),
+                    }
+                }
+                StateProj::Inner { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(Either::Left)));
+                }
+            }
+        }
+    }
+}
+
+impl<S, V, ReqBody> fmt::Debug for ResponseFuture<S, V, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+    V: Validator,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,156 @@
+//! `McpAuthLayer`: the configuration, and the [`Layer`] that wraps services with it.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use http::HeaderName;
+use tower_layer::Layer;
+
+use crate::{
+    passthrough::PassthroughPolicy, path::PathPrefix, response::Challenges, service::McpAuth,
+};
+
+/// The default key header, `x-litellm-api-key`.
+pub const DEFAULT_KEY_HEADER: HeaderName = HeaderName::from_static("x-litellm-api-key");
+/// The default validation timeout: a hung key store answers 503 after this long.
+pub const DEFAULT_VALIDATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default cap on a credential header's raw length (8 KiB); longer values are answered with 431.
+pub const DEFAULT_MAX_CREDENTIAL_LEN: usize = 8 * 1024;
+
+/// Settings shared by every clone of the layer and its services.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) key_header: HeaderName,
+    pub(crate) policy: PassthroughPolicy,
+    pub(crate) timeout: Duration,
+    pub(crate) max_credential_len: usize,
+    resource_metadata: Vec<(PathPrefix, Challenges)>,
+}
+
+impl Config {
+    /// The challenges for `path`: those of the longest configured route that matches it, else bare ones.
+    pub(crate) fn challenges(&self, path: &str) -> Challenges {
+        self.resource_metadata
+            .iter()
+            .filter(|(prefix, _)| prefix.matches(path))
+            .max_by_key(|(prefix, _)| prefix.as_str().len())
+            .map_or_else(Challenges::bare, |(_, challenges)| challenges.clone())
+    }
+}
+
+/// A [`Layer`] that authenticates MCP gateway requests; see the [crate documentation](crate) for the decisions.
+///
+/// ```
+/// use std::{convert::Infallible, time::Duration};
+/// use http::HeaderName;
+/// use tower_mcp_auth::{validate_fn, McpAuthLayer, PassthroughPolicy, Verdict};
+///
+/// let layer = McpAuthLayer::new(validate_fn(|key: String| async move {
+///     Ok::<_, Infallible>(if key == "sk-good" { Verdict::Valid(1u64) } else { Verdict::Unknown })
+/// }))
+/// .key_header(HeaderName::from_static("x-api-key"))
+/// .passthrough(PassthroughPolicy::path_prefixes(["/mcp/atlassian"]))
+/// .resource_metadata(
+///     "/mcp/atlassian",
+///     "https://gw.example/.well-known/oauth-protected-resource/mcp/atlassian",
+/// )
+/// .validation_timeout(Duration::from_secs(2))
+/// .max_credential_len(4096);
+/// # let _ = layer;
+/// ```
+pub struct McpAuthLayer<V> {
+    validator: Arc<V>,
+    config: Arc<Config>,
+}
+
+impl<V> McpAuthLayer<V> {
+    /// A layer that asks `validator` about every gateway credential, with the defaults: key header
+    /// `x-litellm-api-key`, no passthrough anywhere, a 5 s validation timeout and an 8 KiB credential cap.
+    pub fn new(validator: V) -> Self {
+        Self {
+            validator: Arc::new(validator),
+            config: Arc::new(Config {
+                key_header: DEFAULT_KEY_HEADER,
+                policy: PassthroughPolicy::none(),
+                timeout: DEFAULT_VALIDATION_TIMEOUT,
+                max_credential_len: DEFAULT_MAX_CREDENTIAL_LEN,
+                resource_metadata: Vec::new(),
+            }),
+        }
+    }
+
+    fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// Sets the header that carries gateway keys (default `x-litellm-api-key`).
+    ///
+    /// # Panics
+    /// When `name` is `authorization`: that header has its own rules.
+    pub fn key_header(self, name: HeaderName) -> Self {
+        assert!(
+            name != http::header::AUTHORIZATION,
+            "the key header cannot be `authorization`"
+        );
+        self.configure(|c| c.key_header = name)
+    }
+
+    /// Sets which requests may carry an unknown bearer upstream as the client's own OAuth token
+    /// (default: none).
+    pub fn passthrough(self, policy: PassthroughPolicy) -> Self {
+        self.configure(|c| c.policy = policy)
+    }
+
+    /// Sets how long a validation may take before the request is answered with 503 (default 5 s).
+    pub fn validation_timeout(self, timeout: Duration) -> Self {
+        self.configure(|c| c.timeout = timeout)
+    }
+
+    /// Sets the longest raw credential header value accepted; longer ones are answered with 431 without being
+    /// parsed (default 8 KiB).
+    pub fn max_credential_len(self, max: usize) -> Self {
+        self.configure(|c| c.max_credential_len = max)
+    }
+
+    /// Names the RFC 9728 protected-resource metadata of the route under `prefix`.
+    ///
+    /// A request on that route that carries no credential, on a route whose passthrough policy allows
+    /// passthrough, is answered `401` with `WWW-Authenticate: Bearer resource_metadata="<url>"`, so an MCP
+    /// client can discover where to get a token. The longest matching prefix wins.
+    ///
+    /// # Panics
+    /// When `prefix` is not an absolute canonical path, or `url` is not visible ASCII or holds `"` or `\`.
+    pub fn resource_metadata(self, prefix: &str, url: &str) -> Self {
+        let route = (
+            PathPrefix::new(prefix),
+            Challenges::with_resource_metadata(url),
+        );
+        self.configure(|c| c.resource_metadata.push(route))
+    }
+}
+
+impl<V> Clone for McpAuthLayer<V> {
+    fn clone(&self) -> Self {
+        Self {
+            validator: Arc::clone(&self.validator),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<V> fmt::Debug for McpAuthLayer<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("McpAuthLayer")
+            .field("validator", &std::any::type_name::<V>())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, V> Layer<S> for McpAuthLayer<V> {
+    type Service = McpAuth<S, V>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        McpAuth::new(inner, Arc::clone(&self.validator), Arc::clone(&self.config))
+    }
+}

@@ -1,0 +1,170 @@
+//! The answers the layer gives itself: 400, 401, 403, 431 and 503, with their challenges.
+
+use bytes::Bytes;
+use http::{
+    header::{CONTENT_TYPE, WWW_AUTHENTICATE},
+    HeaderValue, Response, StatusCode,
+};
+use http_body_util::Full;
+
+const BARE: HeaderValue = HeaderValue::from_static("Bearer");
+const INVALID_TOKEN: HeaderValue = HeaderValue::from_static("Bearer error=\"invalid_token\"");
+const INVALID_REQUEST: HeaderValue = HeaderValue::from_static("Bearer error=\"invalid_request\"");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The two `WWW-Authenticate` values of a route: without and with `error="invalid_token"`.
+#[derive(Clone, Debug)]
+pub(crate) struct Challenges {
+    missing: HeaderValue,
+    invalid_token: HeaderValue,
+}
+
+impl Challenges {
+    /// Challenges without `resource_metadata`.
+    pub(crate) fn bare() -> Self {
+        Self {
+            missing: BARE,
+            invalid_token: INVALID_TOKEN,
+        }
+    }
+
+    /// Challenges naming an RFC 9728 protected-resource metadata document.
+    ///
+    /// # Panics
+    /// When `url` is not visible ASCII or holds `"` or `\`, which cannot stand in a quoted string unescaped.
+    pub(crate) fn with_resource_metadata(url: &str) -> Self {
+        assert!(
+            !url.is_empty()
+                && url
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'),
+            "resource metadata URL {url:?} must be visible ASCII without '\"' or '\\'"
+        );
+        let header = |value: String| {
+            HeaderValue::try_from(value).expect("checked to be visible ASCII above")
+        };
+        Self {
+            missing: header(format!("Bearer resource_metadata=\"{url}\"")),
+            invalid_token: header(format!(
+                "Bearer error=\"invalid_token\", resource_metadata=\"{url}\""
+            )),
+        }
+    }
+}
+
+/// Why the layer answered a request itself. Never holds a credential.
+#[derive(Debug)]
+pub(crate) enum Rejection {
+    /// 400: malformed or duplicated credential headers.
+    InvalidRequest(&'static str),
+    /// 431: a credential header over the configured cap.
+    TooLarge,
+    /// 401 `invalid_token` with a bare challenge: an empty gateway key.
+    InvalidToken,
+    /// 401 without credentials (no error code), or with a token that is not valid here.
+    Unauthorized {
+        challenges: Challenges,
+        token_sent: bool,
+    },
+    /// 401 with a bare challenge: an `Authorization` scheme other than `Bearer`.
+    ForeignScheme,
+    /// 403: a gateway key that may not be used now.
+    Denied,
+    /// 503: the validator failed or timed out.
+    Unavailable,
+}
+
+impl Rejection {
+    /// The HTTP response for this rejection: a small JSON body and, for 400 and 401, a challenge.
+    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
+        let (status, challenge, error, description) = match self {
+            Self::InvalidRequest(description) => (
+                StatusCode::BAD_REQUEST,
+                Some(INVALID_REQUEST),
+                "invalid_request",
+                description,
+            ),
+            Self::TooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                None,
+                "invalid_request",
+                "a credential header exceeds the size limit",
+            ),
+            Self::InvalidToken => (
+                StatusCode::UNAUTHORIZED,
+                Some(INVALID_TOKEN),
+                "invalid_token",
+                "the gateway key is empty",
+            ),
+            Self::Unauthorized {
+                challenges,
+                token_sent: true,
+            } => (
+                StatusCode::UNAUTHORIZED,
+                Some(challenges.invalid_token),
+                "invalid_token",
+                "the credential is not valid here",
+            ),
+            Self::Unauthorized {
+                challenges,
+                token_sent: false,
+            } => (
+                StatusCode::UNAUTHORIZED,
+                Some(challenges.missing),
+                "unauthorized",
+                "a gateway API key or a bearer token is required",
+            ),
+            Self::ForeignScheme => (
+                StatusCode::UNAUTHORIZED,
+                Some(BARE),
+                "unauthorized",
+                "unsupported authorization scheme; use Bearer",
+            ),
+            Self::Denied => (
+                StatusCode::FORBIDDEN,
+                None,
+                "access_denied",
+                "this gateway key may not be used now",
+            ),
+            Self::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "temporarily_unavailable",
+                "credential validation is unavailable; retry later",
+            ),
+        };
+        let body = serde_json::json!({ "error": error, "error_description": description });
+        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, JSON);
+        if let Some(challenge) = challenge {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "visible ASCII")]
+    fn quote_in_metadata_url_is_refused() {
+        let _ = Challenges::with_resource_metadata("https://gw/\", error=\"x");
+    }
+
+    #[test]
+    fn metadata_challenges() {
+        let c = Challenges::with_resource_metadata("https://gw/.well-known/oauth-protected-resource/mcp/a");
+        assert_eq!(
+            c.missing,
+            "Bearer resource_metadata=\"https://gw/.well-known/oauth-protected-resource/mcp/a\""
+        );
+        assert_eq!(
+            c.invalid_token,
+            "Bearer error=\"invalid_token\", resource_metadata=\"https://gw/.well-known/oauth-protected-resource/mcp/a\""
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! `McpAuth<S, V>`: the service the layer produces.
+
+use std::{
+    fmt, mem,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::{
+    credentials::{take_credentials, Authorization, Credentials},
+    decision::Plan,
+    future::{Pending, ResponseBody, ResponseFuture},
+    layer::Config,
+    passthrough::PassthroughRequest,
+    response::{Challenges, Rejection},
+    secret::credentials_equal,
+    validate::Validator,
+};
+
+/// Middleware that authenticates requests before they reach `S`; built by [`McpAuthLayer`](crate::McpAuthLayer).
+///
+/// Rejections are responses, so the error type is the inner service's. Responses carry a
+/// [`ResponseBody`]: the inner service's body, or the layer's small JSON body.
+pub struct McpAuth<S, V> {
+    inner: S,
+    validator: Arc<V>,
+    config: Arc<Config>,
+}
+
+impl<S, V> McpAuth<S, V> {
+    pub(crate) fn new(inner: S, validator: Arc<V>, config: Arc<Config>) -> Self {
+        Self {
+            inner,
+            validator,
+            config,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the middleware and returns the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, V> Clone for McpAuth<S, V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            validator: Arc::clone(&self.validator),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S: fmt::Debug, V> fmt::Debug for McpAuth<S, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("McpAuth")
+            .field("inner", &self.inner)
+            .field("validator", &std::any::type_name::<V>())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn allows<B>(config: &Config, request: &Request<B>) -> bool {
+    config.policy.allows(&PassthroughRequest::new(
+        request.method(),
+        request.uri(),
+        request.headers(),
+    ))
+}
+
+impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for McpAuth<S, V>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    V: Validator,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, V, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        let credentials = match take_credentials(
+            request.headers_mut(),
+            &config.key_header,
+            config.max_credential_len,
+        ) {
+            Ok(credentials) => credentials,
+            Err(rejection) => return ResponseFuture::rejected(rejection, "request"),
+        };
+        let (credential, plan) = match credentials {
+            Credentials {
+                key: Some(key),
+                authorization,
+            } => {
+                let forward = match authorization {
+                    Some(Authorization::Bearer(token))
+                        if allows(config, &request)
+                            && !credentials_equal(token.as_str(), key.as_str()) =>
+                    {
+                        Some(token)
+                    }
+                    _ => None,
+                };
+                (key, Plan::Key { forward })
+            }
+            Credentials {
+                key: None,
+                authorization: Some(Authorization::Bearer(token)),
+            } => {
+                let passthrough = allows(config, &request);
+                (token, Plan::Bearer { passthrough })
+            }
+            Credentials {
+                key: None,
+                authorization: Some(Authorization::Foreign),
+            } => {
+                return ResponseFuture::rejected(Rejection::ForeignScheme, "authorization")
+            }
+            Credentials {
+                key: None,
+                authorization: None,
+            } => {
+                let challenges = if allows(config, &request) {
+                    config.challenges(request.uri().path())
+                } else {
+                    Challenges::bare()
+                };
+                let rejection = Rejection::Unauthorized {
+                    challenges,
+                    token_sent: false,
+                };
+                return ResponseFuture::rejected(rejection, "none");
+            }
+        };
+
+        let validation = tokio::time::timeout(
+            config.timeout,
+            self.validator.validate(credential.as_str()),
+        );
+        // The service that was polled ready is the one that must be called; leave a clone in its place.
+        let clone = self.inner.clone();
+        let inner = mem::replace(&mut self.inner, clone);
+        ResponseFuture::validating(
+            validation,
+            Pending {
+                inner,
+                request,
+                config: Arc::clone(&self.config),
+                credential,
+                plan,
+            },
+        )
+    }
+}

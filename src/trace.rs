@@ -1,0 +1,41 @@
+//! The one tracing event per request: the outcome, where the credential came from, and a fingerprint.
+
+use crate::{credentials::Credential, secret::Fingerprint, validate::BoxError};
+
+/// How a request ended, as logged.
+#[derive(Clone, Copy)]
+pub(crate) enum Outcome {
+    Authenticated { forwards_token: bool },
+    Passthrough,
+    Rejected,
+    Denied,
+    Error,
+}
+
+/// Emits the request's event at debug level. Field values are only computed when the event is enabled, so the
+/// fingerprint's hash costs nothing otherwise.
+pub(crate) fn record(
+    outcome: Outcome,
+    source: &'static str,
+    status: Option<u16>,
+    credential: Option<&Credential>,
+    error: Option<&BoxError>,
+) {
+    let (label, forwards_token) = match outcome {
+        Outcome::Authenticated { forwards_token } => ("authenticated", forwards_token),
+        Outcome::Passthrough => ("passthrough", true),
+        Outcome::Rejected => ("rejected", false),
+        Outcome::Denied => ("denied", false),
+        Outcome::Error => ("error", false),
+    };
+    tracing::debug!(
+        target: "tower_mcp_auth",
+        outcome = label,
+        source,
+        status,
+        forwards_token,
+        fingerprint = credential.map(|c| tracing::field::display(Fingerprint::of(c.as_str()))),
+        error = error.map(tracing::field::display),
+        "mcp auth decision"
+    );
+}

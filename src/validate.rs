@@ -1,0 +1,129 @@
+//! The pluggable part: a [`Validator`] answers with a [`Verdict`] for each presented gateway credential.
+
+use std::{error::Error, fmt, future::Future};
+
+/// An error from a validator, boxed: the key store is down, the network failed, the answer was unreadable.
+pub type BoxError = Box<dyn Error + Send + Sync>;
+
+/// What a validator says about a presented credential.
+///
+/// The distinction between [`Unknown`](Verdict::Unknown) and [`Denied`](Verdict::Denied) is what makes OAuth
+/// passthrough safe: only a credential that is *not a gateway key at all* may travel on as an upstream token,
+/// while a gateway key that is blocked, expired or over budget is refused outright.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict<I> {
+    /// A gateway key, and the identity it belongs to.
+    Valid(I),
+    /// Not a gateway key at all.
+    Unknown,
+    /// A gateway key that may not be used now (blocked, expired, over budget).
+    Denied,
+}
+
+impl<I> Verdict<I> {
+    /// Maps the identity of a `Valid` verdict.
+    ///
+    /// ```
+    /// use tower_mcp_auth::Verdict;
+    /// assert_eq!(Verdict::Valid(7).map(|n| n * 2), Verdict::Valid(14));
+    /// assert_eq!(Verdict::<u8>::Denied.map(|n| n * 2), Verdict::Denied);
+    /// ```
+    pub fn map<J>(self, f: impl FnOnce(I) -> J) -> Verdict<J> {
+        match self {
+            Self::Valid(identity) => Verdict::Valid(f(identity)),
+            Self::Unknown => Verdict::Unknown,
+            Self::Denied => Verdict::Denied,
+        }
+    }
+}
+
+/// Decides whether a credential is a gateway key.
+///
+/// The layer calls [`validate`](Validator::validate) at most once per request, with the key header's value when
+/// there is one, else with the bearer token. An error fails the request closed (`503`); so does a validation that
+/// outlives the layer's timeout.
+///
+/// The credential is lent, not given: a validator that answers from memory (a static key set, a cache hit) need
+/// not copy it, and one that must await a store copies it into its future. Errors are logged, so they must not
+/// contain the credential.
+///
+/// Implement it directly for a key store, or wrap an `async` closure with [`validate_fn`]:
+///
+/// ```
+/// use std::future::{ready, Ready};
+/// use std::convert::Infallible;
+/// use tower_mcp_auth::{Validator, Verdict};
+///
+/// struct OneKey;
+///
+/// impl Validator for OneKey {
+///     type Identity = &'static str;
+///     type Error = Infallible;
+///     type Future = Ready<Result<Verdict<&'static str>, Infallible>>;
+///
+///     fn validate(&self, credential: &str) -> Self::Future {
+///         // A real validator compares digests in constant time; see `Verdict` for the three answers.
+///         ready(Ok(if credential == "sk-one" { Verdict::Valid("ops") } else { Verdict::Unknown }))
+///     }
+/// }
+/// ```
+pub trait Validator: Send + Sync + 'static {
+    /// What a valid credential identifies; stored in [`Authenticated`](crate::Authenticated).
+    type Identity: Clone + Send + Sync + 'static;
+    /// Why a validation could not reach a verdict.
+    type Error: Into<BoxError>;
+    /// The validation in progress.
+    type Future: Future<Output = Result<Verdict<Self::Identity>, Self::Error>>;
+
+    /// Starts validating `credential`.
+    fn validate(&self, credential: &str) -> Self::Future;
+}
+
+/// Wraps an `async` closure as a [`Validator`].
+///
+/// The closure receives an owned copy of the credential and returns `Result<Verdict<I>, E>` for any error type
+/// that converts into [`BoxError`].
+///
+/// ```
+/// use std::convert::Infallible;
+/// use tower_mcp_auth::{validate_fn, McpAuthLayer, Verdict};
+///
+/// let layer = McpAuthLayer::new(validate_fn(|key: String| async move {
+///     Ok::<_, Infallible>(if key == "sk-good" { Verdict::Valid("alice".to_owned()) } else { Verdict::Unknown })
+/// }));
+/// # let _ = layer;
+/// ```
+pub fn validate_fn<F>(f: F) -> ValidateFn<F> {
+    ValidateFn { f }
+}
+
+/// A [`Validator`] made from a closure by [`validate_fn`].
+#[derive(Clone, Copy)]
+pub struct ValidateFn<F> {
+    f: F,
+}
+
+impl<F> fmt::Debug for ValidateFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidateFn")
+            .field("f", &std::any::type_name::<F>())
+            .finish()
+    }
+}
+
+impl<F, Fut, I, E> Validator for ValidateFn<F>
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Verdict<I>, E>>,
+    I: Clone + Send + Sync + 'static,
+    E: Into<BoxError>,
+{
+    type Identity = I;
+    type Error = E;
+    type Future = Fut;
+
+    fn validate(&self, credential: &str) -> Fut {
+        (self.f)(credential.to_owned())
+    }
+}
