@@ -68,7 +68,10 @@ pub(crate) fn take_credentials(
 }
 
 /// Removes every value of `name`, refusing more than one.
-fn take_single(headers: &mut HeaderMap, name: &HeaderName) -> Result<Option<HeaderValue>, Rejection> {
+fn take_single(
+    headers: &mut HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<HeaderValue>, Rejection> {
     let duplicated = headers.get_all(name).iter().nth(1).is_some();
     let value = headers.remove(name);
     if duplicated {
@@ -140,9 +143,9 @@ fn parse_key(value: HeaderValue) -> Result<Credential, Rejection> {
 fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|b| **b == b'=').count();
     body_len > 0
-        && token[..body_len]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && token[..body_len].iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 #[cfg(test)]
@@ -174,7 +177,12 @@ mod tests {
     }
 
     fn key(pairs: &[(&str, &[u8])]) -> String {
-        take(pairs).ok().and_then(|c| c.key).expect("a key").as_str().to_owned()
+        take(pairs)
+            .ok()
+            .and_then(|c| c.key)
+            .expect("a key")
+            .as_str()
+            .to_owned()
     }
 
     #[test]
@@ -187,7 +195,12 @@ mod tests {
 
     #[test]
     fn foreign_schemes_are_recognised_not_parsed() {
-        for value in [&b"Basic dXNlcjpwYXNz"[..], b"token abc", b"Bearerabc", b"sk-raw-key"] {
+        for value in [
+            &b"Basic dXNlcjpwYXNz"[..],
+            b"token abc",
+            b"Bearerabc",
+            b"sk-raw-key",
+        ] {
             let c = take(&[("authorization", value)]).ok().unwrap();
             assert!(matches!(c.authorization, Some(Authorization::Foreign)));
         }
@@ -228,10 +241,16 @@ mod tests {
         // Length wins over character checks.
         let mut long_bad = long.clone();
         long_bad[3] = 0x80;
-        assert!(matches!(take(&[("authorization", &long_bad)]), Err(Rejection::TooLarge)));
+        assert!(matches!(
+            take(&[("authorization", &long_bad)]),
+            Err(Rejection::TooLarge)
+        ));
         // Character checks win over the empty-key answer.
         assert!(matches!(
-            take(&[("x-litellm-api-key", b""), ("authorization", b"Bearer \xff")]),
+            take(&[
+                ("x-litellm-api-key", b""),
+                ("authorization", b"Bearer \xff")
+            ]),
             Err(Rejection::InvalidRequest(_))
         ));
         // Bearer syntax wins over the empty-key answer.
@@ -239,9 +258,18 @@ mod tests {
             take(&[("x-litellm-api-key", b""), ("authorization", b"Bearer a b")]),
             Err(Rejection::InvalidRequest(_))
         ));
-        assert!(matches!(take(&[("x-litellm-api-key", b"")]), Err(Rejection::InvalidToken)));
-        assert!(matches!(take(&[("x-litellm-api-key", b"Bearer")]), Err(Rejection::InvalidToken)));
-        assert!(matches!(take(&[("x-litellm-api-key", b"Bearer  ")]), Err(Rejection::InvalidToken)));
+        assert!(matches!(
+            take(&[("x-litellm-api-key", b"")]),
+            Err(Rejection::InvalidToken)
+        ));
+        assert!(matches!(
+            take(&[("x-litellm-api-key", b"Bearer")]),
+            Err(Rejection::InvalidToken)
+        ));
+        assert!(matches!(
+            take(&[("x-litellm-api-key", b"Bearer  ")]),
+            Err(Rejection::InvalidToken)
+        ));
     }
 
     #[test]
@@ -252,9 +280,20 @@ mod tests {
 
     #[test]
     fn bad_bearer_tokens_are_invalid_requests() {
-        for value in [&b"Bearer"[..], b"Bearer ", b"Bearer a b", b"Bearer ===", b"Bearer a=b", b"Bearer \"a\"", b"Bearer a,b"] {
+        for value in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer a b",
+            b"Bearer ===",
+            b"Bearer a=b",
+            b"Bearer \"a\"",
+            b"Bearer a,b",
+        ] {
             assert!(
-                matches!(take(&[("authorization", value)]), Err(Rejection::InvalidRequest(_))),
+                matches!(
+                    take(&[("authorization", value)]),
+                    Err(Rejection::InvalidRequest(_))
+                ),
                 "{:?}",
                 String::from_utf8_lossy(value)
             );
@@ -263,14 +302,28 @@ mod tests {
 
     #[test]
     fn non_visible_ascii_is_an_invalid_request() {
-        for value in [&b"Bearer a\tb"[..], b"Bearer \x80abc", b"\tBearer abc", b"Bearer a\xc3\xa9"] {
-            assert!(matches!(take(&[("authorization", value)]), Err(Rejection::InvalidRequest(_))));
-            assert!(matches!(take(&[("x-litellm-api-key", value)]), Err(Rejection::InvalidRequest(_))));
+        for value in [
+            &b"Bearer a\tb"[..],
+            b"Bearer \x80abc",
+            b"\tBearer abc",
+            b"Bearer a\xc3\xa9",
+        ] {
+            assert!(matches!(
+                take(&[("authorization", value)]),
+                Err(Rejection::InvalidRequest(_))
+            ));
+            assert!(matches!(
+                take(&[("x-litellm-api-key", value)]),
+                Err(Rejection::InvalidRequest(_))
+            ));
         }
     }
 
     #[test]
     fn keys_with_inner_spaces_are_invalid_requests() {
-        assert!(matches!(take(&[("x-litellm-api-key", b"sk 1")]), Err(Rejection::InvalidRequest(_))));
+        assert!(matches!(
+            take(&[("x-litellm-api-key", b"sk 1")]),
+            Err(Rejection::InvalidRequest(_))
+        ));
     }
 }

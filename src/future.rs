@@ -10,27 +10,20 @@ use std::{
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{Either, Full};
 use pin_project_lite::pin_project;
 use tokio::time::{error::Elapsed, Timeout};
 use tower_service::Service;
 
 use crate::{
+    body::ResponseBody,
     credentials::Credential,
     decision::{Decision, Plan},
     layer::Config,
     passthrough::PassthroughRequest,
-    response::{Challenges, Rejection},
+    response::{is_grpc, Challenges, Rejection},
     trace::{self, Outcome},
     validate::{BoxError, Validator, Verdict},
 };
-
-/// The body of responses from [`McpAuth`](crate::McpAuth): the inner service's body (`Left`) or the layer's own
-/// JSON rejection body (`Right`).
-///
-/// It implements [`http_body::Body`] whenever the inner body yields [`Bytes`], with a boxed error, which
-/// is what axum, hyper and tonic servers accept.
-pub type ResponseBody<B> = Either<B, Full<Bytes>>;
 
 /// Everything the inner call needs once the validator has answered.
 pub(crate) struct Pending<S, ReqBody> {
@@ -46,7 +39,7 @@ impl<S, ReqBody> Pending<S, ReqBody> {
     fn finish<I, E>(
         self,
         answer: Result<Result<Verdict<I>, E>, Elapsed>,
-    ) -> Result<(S, Request<ReqBody>), Response<Full<Bytes>>>
+    ) -> Result<(S, Request<ReqBody>), Response<Bytes>>
     where
         I: Clone + Send + Sync + 'static,
         E: Into<BoxError>,
@@ -63,13 +56,25 @@ impl<S, ReqBody> Pending<S, ReqBody> {
             Ok(Ok(verdict)) => verdict,
             Ok(Err(error)) => {
                 let error = error.into();
-                trace::record(Outcome::Error, source, Some(503), Some(&credential), Some(&error));
-                return Err(Rejection::Unavailable.into_response());
+                trace::record(
+                    Outcome::Error,
+                    source,
+                    Some(503),
+                    Some(&credential),
+                    Some(&error),
+                );
+                return Err(Rejection::Unavailable.into_response(is_grpc(request.headers())));
             }
             Err(elapsed) => {
                 let error = BoxError::from(elapsed);
-                trace::record(Outcome::Error, source, Some(503), Some(&credential), Some(&error));
-                return Err(Rejection::Unavailable.into_response());
+                trace::record(
+                    Outcome::Error,
+                    source,
+                    Some(503),
+                    Some(&credential),
+                    Some(&error),
+                );
+                return Err(Rejection::Unavailable.into_response(is_grpc(request.headers())));
             }
         };
         let decision = plan.decide(&credential, verdict, || {
@@ -111,7 +116,7 @@ impl<S, ReqBody> Pending<S, ReqBody> {
                     Rejection::Denied => Outcome::Denied,
                     _ => Outcome::Rejected,
                 };
-                let response = rejection.into_response();
+                let response = rejection.into_response(is_grpc(request.headers()));
                 trace::record(
                     outcome,
                     source,
@@ -145,7 +150,7 @@ pin_project! {
         V: Validator,
     {
         Rejected {
-            response: Option<Response<Full<Bytes>>>,
+            response: Option<Response<Bytes>>,
         },
         Validating {
             #[pin]
@@ -164,8 +169,8 @@ where
     S: Service<Request<ReqBody>>,
     V: Validator,
 {
-    pub(crate) fn rejected(rejection: Rejection, source: &'static str) -> Self {
-        let response = rejection.into_response();
+    pub(crate) fn rejected(rejection: Rejection, source: &'static str, grpc: bool) -> Self {
+        let response = rejection.into_response(grpc);
         trace::record(
             Outcome::Rejected,
             source,
@@ -203,7 +208,7 @@ where
             match state.as_mut().project() {
                 StateProj::Rejected { response } => {
                     let response = response.take().expect("future polled after completion");
-                    return Poll::Ready(Ok(response.map(Either::Right)));
+                    return Poll::Ready(Ok(response.map(ResponseBody::full)));
                 }
                 StateProj::Validating {
                     validation,
@@ -215,12 +220,12 @@ where
                         Ok((mut inner, request)) => state.set(State::Inner {
                             future: inner.call(request),
                         }),
-                        Err(response) => return Poll::Ready(Ok(response.map(Either::Right))),
+                        Err(response) => return Poll::Ready(Ok(response.map(ResponseBody::full))),
                     }
                 }
                 StateProj::Inner { future } => {
                     let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(Either::Left)));
+                    return Poll::Ready(Ok(response.map(ResponseBody::new)));
                 }
             }
         }

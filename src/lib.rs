@@ -78,8 +78,8 @@
 //! # Response bodies
 //!
 //! Rejections are responses, never errors: the service's error type is the inner service's. The response body
-//! is [`ResponseBody<B>`], an [`http_body_util::Either`] of the inner body and the layer's JSON body, so the
-//! layer works with any inner body type (axum, hyper, tonic) without needing to build one from bytes.
+//! is [`ResponseBody<B>`]: the inner body or the layer's JSON body, so the layer works with any inner body type
+//! (axum, hyper, tonic) without needing to build one from bytes.
 //!
 //! # Tracing
 //!
@@ -89,6 +89,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod body;
 mod credentials;
 mod decision;
 mod future;
@@ -102,7 +103,8 @@ mod service;
 mod trace;
 mod validate;
 
-pub use future::{ResponseBody, ResponseFuture};
+pub use body::ResponseBody;
+pub use future::ResponseFuture;
 pub use identity::{Authenticated, CredentialSource};
 pub use layer::{
     McpAuthLayer, DEFAULT_KEY_HEADER, DEFAULT_MAX_CREDENTIAL_LEN, DEFAULT_VALIDATION_TIMEOUT,

@@ -3,14 +3,16 @@
 use bytes::Bytes;
 use http::{
     header::{CONTENT_TYPE, WWW_AUTHENTICATE},
-    HeaderValue, Response, StatusCode,
+    HeaderMap, HeaderName, HeaderValue, Response, StatusCode,
 };
-use http_body_util::Full;
 
 const BARE: HeaderValue = HeaderValue::from_static("Bearer");
 const INVALID_TOKEN: HeaderValue = HeaderValue::from_static("Bearer error=\"invalid_token\"");
 const INVALID_REQUEST: HeaderValue = HeaderValue::from_static("Bearer error=\"invalid_request\"");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 /// The two `WWW-Authenticate` values of a route: without and with `error="invalid_token"`.
 #[derive(Clone, Debug)]
@@ -74,9 +76,20 @@ pub(crate) enum Rejection {
     Unavailable,
 }
 
+/// Whether a request speaks gRPC, whose clients read `grpc-status` rather than the HTTP status.
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
 impl Rejection {
     /// The HTTP response for this rejection: a small JSON body and, for 400 and 401, a challenge.
-    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
+    ///
+    /// For a gRPC request it is a trailers-only gRPC answer instead: HTTP 200, an empty body, `grpc-status`
+    /// (`INVALID_ARGUMENT`, `UNAUTHENTICATED`, `PERMISSION_DENIED` or `UNAVAILABLE`) and `grpc-message`, with
+    /// the same challenge.
+    pub(crate) fn into_response(self, grpc: bool) -> Response<Bytes> {
         let (status, challenge, error, description) = match self {
             Self::InvalidRequest(description) => (
                 StatusCode::BAD_REQUEST,
@@ -133,16 +146,38 @@ impl Rejection {
                 "credential validation is unavailable; retry later",
             ),
         };
-        let body = serde_json::json!({ "error": error, "error_description": description });
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-        *response.status_mut() = status;
+        let mut response = if grpc {
+            grpc_response(status, description)
+        } else {
+            let body = serde_json::json!({ "error": error, "error_description": description });
+            let mut response = Response::new(Bytes::from(body.to_string()));
+            *response.status_mut() = status;
+            response.headers_mut().insert(CONTENT_TYPE, JSON);
+            response
+        };
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, JSON);
         if let Some(challenge) = challenge {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
         response
     }
+}
+
+/// A trailers-only gRPC answer carrying the status that corresponds to the HTTP one.
+fn grpc_response(status: StatusCode, description: &'static str) -> Response<Bytes> {
+    let code = match status {
+        StatusCode::UNAUTHORIZED => "16",
+        StatusCode::FORBIDDEN => "7",
+        StatusCode::SERVICE_UNAVAILABLE => "14",
+        _ => "3",
+    };
+    let mut response = Response::new(Bytes::new());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, GRPC);
+    headers.insert(GRPC_STATUS, HeaderValue::from_static(code));
+    // Descriptions are plain ASCII without '%', which grpc-message carries as is.
+    headers.insert(GRPC_MESSAGE, HeaderValue::from_static(description));
+    response
 }
 
 #[cfg(test)]
@@ -157,7 +192,9 @@ mod tests {
 
     #[test]
     fn metadata_challenges() {
-        let c = Challenges::with_resource_metadata("https://gw/.well-known/oauth-protected-resource/mcp/a");
+        let c = Challenges::with_resource_metadata(
+            "https://gw/.well-known/oauth-protected-resource/mcp/a",
+        );
         assert_eq!(
             c.missing,
             "Bearer resource_metadata=\"https://gw/.well-known/oauth-protected-resource/mcp/a\""

@@ -59,7 +59,10 @@ mod tests {
     fn fingerprint_is_eight_hex_digits_of_sha256() {
         // SHA-256("abc") = ba7816bf...
         assert_eq!(Fingerprint::of("abc").to_string(), "ba7816bf");
-        assert_eq!(format!("{:?}", Fingerprint::of("abc")), "Fingerprint(ba7816bf)");
+        assert_eq!(
+            format!("{:?}", Fingerprint::of("abc")),
+            "Fingerprint(ba7816bf)"
+        );
     }
 
     #[test]

@@ -10,12 +10,13 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use crate::{
+    body::ResponseBody,
     credentials::{take_credentials, Authorization, Credentials},
     decision::Plan,
-    future::{Pending, ResponseBody, ResponseFuture},
+    future::{Pending, ResponseFuture},
     layer::Config,
     passthrough::PassthroughRequest,
-    response::{Challenges, Rejection},
+    response::{is_grpc, Challenges, Rejection},
     secret::credentials_equal,
     validate::Validator,
 };
@@ -104,7 +105,9 @@ where
             config.max_credential_len,
         ) {
             Ok(credentials) => credentials,
-            Err(rejection) => return ResponseFuture::rejected(rejection, "request"),
+            Err(rejection) => {
+                return ResponseFuture::rejected(rejection, "request", is_grpc(request.headers()))
+            }
         };
         let (credential, plan) = match credentials {
             Credentials {
@@ -133,7 +136,11 @@ where
                 key: None,
                 authorization: Some(Authorization::Foreign),
             } => {
-                return ResponseFuture::rejected(Rejection::ForeignScheme, "authorization")
+                return ResponseFuture::rejected(
+                    Rejection::ForeignScheme,
+                    "authorization",
+                    is_grpc(request.headers()),
+                )
             }
             Credentials {
                 key: None,
@@ -148,14 +155,12 @@ where
                     challenges,
                     token_sent: false,
                 };
-                return ResponseFuture::rejected(rejection, "none");
+                return ResponseFuture::rejected(rejection, "none", is_grpc(request.headers()));
             }
         };
 
-        let validation = tokio::time::timeout(
-            config.timeout,
-            self.validator.validate(credential.as_str()),
-        );
+        let validation =
+            tokio::time::timeout(config.timeout, self.validator.validate(credential.as_str()));
         // The service that was polled ready is the one that must be called; leave a clone in its place.
         let clone = self.inner.clone();
         let inner = mem::replace(&mut self.inner, clone);
