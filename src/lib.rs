@@ -101,6 +101,7 @@ mod response;
 mod secret;
 mod service;
 mod trace;
+pub mod upstream;
 mod validate;
 
 pub use body::ResponseBody;

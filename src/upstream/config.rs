@@ -1,0 +1,194 @@
+//! `UpstreamConfig`: one upstream MCP server as the gateway sees it, and the credential precedence it applies.
+
+use std::fmt;
+
+use http::{header::AUTHORIZATION, Extensions, HeaderMap, HeaderName, HeaderValue, Uri};
+
+use super::{
+    auth::UpstreamAuth,
+    client_headers::ClientCredentials,
+    error::{ConfigError, Reason},
+};
+use crate::passthrough::OAuthPassthrough;
+
+/// One upstream MCP server: its name, URL, the gateway's own credential for it, whether it accepts the
+/// client's own OAuth token, and extra headers.
+///
+/// The name is what clients use in `x-mcp-{name}-{header}`; it is stored in lower case. `Debug` shows the
+/// URL's origin only (MCP URLs sometimes carry a secret in their path) and never a credential.
+///
+/// ```
+/// use http::{HeaderName, HeaderValue};
+/// use tower_mcp_auth::upstream::{UpstreamAuth, UpstreamConfig};
+///
+/// let github = UpstreamConfig::new("GitHub", "https://api.githubcopilot.com/mcp/")
+///     .unwrap()
+///     .with_auth("bearer_token:ghp_example".parse().unwrap())
+///     .with_header(HeaderName::from_static("x-mcp-toolsets"), HeaderValue::from_static("repos"));
+/// assert_eq!(github.name(), "github");
+/// assert!(!github.accepts_passthrough());
+/// assert!(!format!("{github:?}").contains("ghp_example"));
+/// ```
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    name: String,
+    url: Uri,
+    auth: UpstreamAuth,
+    accepts_passthrough: bool,
+    extra_headers: HeaderMap,
+}
+
+impl UpstreamConfig {
+    /// An upstream named `name` at `url`, with no credential, no passthrough and no extra headers.
+    ///
+    /// # Errors
+    /// When `name` is empty or holds anything but ASCII letters, digits, `-`, `_` and `.` (it must fit in a
+    /// header name), or `url` is not absolute or carries user information.
+    pub fn new(name: &str, url: &str) -> Result<Self, ConfigError> {
+        let valid_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !valid_name {
+            return Err(Reason::InvalidName.into());
+        }
+        let url: Uri = url.parse().map_err(|_| Reason::InvalidUrl)?;
+        let Some(authority) = url.authority().filter(|_| url.scheme().is_some()) else {
+            return Err(Reason::InvalidUrl.into());
+        };
+        if authority.as_str().contains('@') {
+            return Err(Reason::UrlWithUserinfo.into());
+        }
+        Ok(Self {
+            name: name.to_ascii_lowercase(),
+            url,
+            auth: UpstreamAuth::none(),
+            accepts_passthrough: false,
+            extra_headers: HeaderMap::new(),
+        })
+    }
+
+    /// Sets the gateway's own credential for this upstream.
+    pub fn with_auth(mut self, auth: UpstreamAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Sets whether this upstream receives the client's own OAuth token ([`OAuthPassthrough`]), which then
+    /// takes precedence over every other credential.
+    ///
+    /// Match it with the [`PassthroughPolicy`](crate::PassthroughPolicy) of the route that leads here.
+    pub fn with_passthrough(mut self, accepts: bool) -> Self {
+        self.accepts_passthrough = accepts;
+        self
+    }
+
+    /// Adds a header sent on every request to this upstream, after the credential, so it wins over it.
+    ///
+    /// Names are case-insensitive; a second value for the same name replaces the first. The value is marked
+    /// sensitive, since extra headers are often credentials.
+    pub fn with_header(mut self, name: HeaderName, mut value: HeaderValue) -> Self {
+        value.set_sensitive(true);
+        self.extra_headers.insert(name, value);
+        self
+    }
+
+    /// The upstream's name, in lower case.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The upstream's URL.
+    pub fn url(&self) -> &Uri {
+        &self.url
+    }
+
+    /// The gateway's own credential for this upstream.
+    pub fn auth(&self) -> &UpstreamAuth {
+        &self.auth
+    }
+
+    /// Whether this upstream receives the client's own OAuth token.
+    pub fn accepts_passthrough(&self) -> bool {
+        self.accepts_passthrough
+    }
+
+    /// The extra headers sent on every request.
+    pub fn extra_headers(&self) -> &HeaderMap {
+        &self.extra_headers
+    }
+
+    /// The credential headers to send this upstream for a request with these extensions, extra headers
+    /// included.
+    ///
+    /// One source supplies the credential, the first that applies:
+    /// 1. the [`OAuthPassthrough`] token, as `Authorization: Bearer …`, when this upstream
+    ///    [accepts passthrough](Self::accepts_passthrough);
+    /// 2. the client's own credential for this upstream from [`ClientCredentials`]: its `x-mcp-{name}-…`
+    ///    headers, else the deprecated `x-mcp-auth` value sent as this upstream's [`AuthKind`](super::AuthKind)
+    ///    says;
+    /// 3. the configured [`UpstreamAuth`];
+    /// 4. nothing.
+    ///
+    /// Then the [extra headers](Self::with_header) are applied and win. Every value is marked sensitive.
+    /// [`ForwardCredentialsLayer`](super::ForwardCredentialsLayer) does this for each request; the method is
+    /// public for gateways that forward with another client.
+    pub fn credential_headers(&self, extensions: &Extensions) -> HeaderMap {
+        self.select(extensions).1
+    }
+
+    /// [`credential_headers`](Self::credential_headers), and which source supplied the credential.
+    pub(crate) fn select(&self, extensions: &Extensions) -> (&'static str, HeaderMap) {
+        let passthrough = extensions
+            .get::<OAuthPassthrough>()
+            .filter(|_| self.accepts_passthrough)
+            .and_then(|token| token.authorization().ok());
+        let client = || {
+            extensions
+                .get::<ClientCredentials>()
+                .map(|client| client.headers_for(&self.name, self.auth.kind()))
+                .filter(|headers| !headers.is_empty())
+        };
+        let configured = || {
+            self.auth
+                .header()
+                .map(|(name, value)| HeaderMap::from_iter([(name.clone(), value.clone())]))
+        };
+        let (source, mut headers) = if let Some(value) = passthrough {
+            (
+                "passthrough",
+                HeaderMap::from_iter([(AUTHORIZATION, value)]),
+            )
+        } else if let Some(headers) = client() {
+            ("client", headers)
+        } else if let Some(headers) = configured() {
+            ("configured", headers)
+        } else {
+            ("none", HeaderMap::new())
+        };
+        for (name, value) in &self.extra_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        (source, headers)
+    }
+}
+
+impl fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let origin = format_args!(
+            "{}://{}",
+            self.url.scheme_str().unwrap_or_default(),
+            self.url.authority().map_or("", |a| a.as_str())
+        );
+        f.debug_struct("UpstreamConfig")
+            .field("name", &self.name)
+            .field("origin", &origin)
+            .field("auth", &self.auth)
+            .field("accepts_passthrough", &self.accepts_passthrough)
+            .field(
+                "extra_headers",
+                &self.extra_headers.keys().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}

@@ -1,0 +1,237 @@
+//! `ForwardCredentialsLayer`: on the way out, each upstream gets its own credential and no other.
+
+use std::{
+    mem,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{
+    header::{AUTHORIZATION, HOST},
+    uri::PathAndQuery,
+    HeaderMap, HeaderName, Request, Uri,
+};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{
+    auth::X_API_KEY,
+    client_headers::{DEFAULT_CLIENT_AUTH_HEADER, PREFIX},
+    config::UpstreamConfig,
+    hop_by_hop::remove_hop_by_hop,
+};
+use crate::layer::DEFAULT_KEY_HEADER;
+
+#[derive(Clone, Debug)]
+struct Forwarding {
+    upstream: UpstreamConfig,
+    key_header: HeaderName,
+    client_auth_header: HeaderName,
+}
+
+impl Forwarding {
+    /// Rewrites `request` for the upstream: strip, then set, then pin the origin.
+    fn prepare<B>(&self, request: &mut Request<B>) {
+        let (source, credentials) = self.upstream.select(request.extensions());
+        let headers = request.headers_mut();
+        // Connection-listed headers go first, so no `Connection` value can remove what is set below.
+        remove_hop_by_hop(headers);
+        self.remove_credentials(headers);
+        for (name, value) in credentials {
+            if let Some(name) = name {
+                headers.insert(name, value);
+            }
+        }
+        pin_origin(request.uri_mut(), self.upstream.url());
+        tracing::debug!(
+            target: "tower_mcp_auth::upstream",
+            upstream = self.upstream.name(),
+            credential = source,
+            "upstream credential"
+        );
+    }
+
+    /// Removes every header that carries a credential: the gateway's, the client's, and the credential slots
+    /// this layer fills. `Host` goes too, so the client sets it from the pinned URI.
+    fn remove_credentials(&self, headers: &mut HeaderMap) {
+        let client: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with(PREFIX))
+            .cloned()
+            .collect();
+        let fixed = [
+            &HOST,
+            &AUTHORIZATION,
+            &X_API_KEY,
+            &self.key_header,
+            &self.client_auth_header,
+        ];
+        for name in client.iter().chain(fixed) {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Sets the scheme and authority of `uri` to those of `url`, keeping the path and query.
+fn pin_origin(uri: &mut Uri, url: &Uri) {
+    let mut parts = mem::take(uri).into_parts();
+    parts.scheme = url.scheme().cloned();
+    parts.authority = url.authority().cloned();
+    parts
+        .path_and_query
+        .get_or_insert(PathAndQuery::from_static("/"));
+    *uri = Uri::from_parts(parts).expect("scheme, authority and path are all set");
+}
+
+/// A [`Layer`] for the client side of one upstream: it wraps the HTTP client (hyper-util's, or any
+/// `Service<Request<B>>`) that sends requests to that upstream, and sends it the right credential, and only it.
+///
+/// For each request, in this order:
+/// 1. removes the hop-by-hop headers: every header `Connection` lists, then `Connection`, `Keep-Alive`, `TE`,
+///    `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization` and `Proxy-Connection`;
+/// 2. removes every credential header: the gateway key header, `Authorization`, `X-API-Key`, every `x-mcp-`
+///    header and the deprecated client header; and `Host`;
+/// 3. sets the credential headers of [`UpstreamConfig::credential_headers`]: the
+///    [`OAuthPassthrough`](crate::OAuthPassthrough) token when this upstream accepts passthrough, else the
+///    client's own credential for this upstream ([`ClientCredentials`](super::ClientCredentials)), else the
+///    configured [`UpstreamAuth`](super::UpstreamAuth), else nothing; then the extra headers, which win;
+/// 4. sets the request URI's scheme and authority to those of the upstream's URL (path and query stay), so its
+///    credential can reach no other host.
+///
+/// Because step 1 runs before step 3, `Connection: authorization` or `Connection: x-litellm-api-key` can neither
+/// remove the credential this layer sets nor smuggle one through.
+///
+/// The layer serves one upstream: a gateway builds one client service per upstream and routes to it by path, so
+/// the target a request's path names always wins over `x-mcp-servers`. The gateway key header and the deprecated
+/// client header default to `x-litellm-api-key` and `x-mcp-auth`; set them as on the inbound layers.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+/// use tower_mcp_auth::OAuthPassthrough;
+/// use tower_mcp_auth::upstream::{ForwardCredentialsLayer, UpstreamConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let atlassian = UpstreamConfig::new("atlassian", "https://mcp.atlassian.com")
+///     .unwrap()
+///     .with_auth("bearer_token:gateway-own-token".parse().unwrap())
+///     .with_passthrough(true);
+/// // In a gateway, the inner service is the HTTP client, e.g. hyper-util's legacy `Client`.
+/// let client = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req)) });
+/// let upstream = ServiceBuilder::new().layer(ForwardCredentialsLayer::new(atlassian)).service(client);
+///
+/// let mut request = Request::post("/v1/mcp")
+///     .header("x-litellm-api-key", "sk-gateway")
+///     .header("connection", "authorization")
+///     .body(())
+///     .unwrap();
+/// request.extensions_mut().insert(OAuthPassthrough::new("user-oauth-token"));
+///
+/// let sent = upstream.oneshot(request).await.unwrap().into_body();
+/// assert_eq!(sent.uri(), "https://mcp.atlassian.com/v1/mcp");
+/// assert_eq!(sent.headers()["authorization"], "Bearer user-oauth-token");
+/// assert!(sent.headers()["authorization"].is_sensitive());
+/// assert!(sent.headers().get("x-litellm-api-key").is_none());
+/// assert!(sent.headers().get("connection").is_none());
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ForwardCredentialsLayer {
+    forwarding: Arc<Forwarding>,
+}
+
+impl ForwardCredentialsLayer {
+    /// A layer for `upstream`, with the default gateway key header (`x-litellm-api-key`) and deprecated client
+    /// header (`x-mcp-auth`).
+    pub fn new(upstream: UpstreamConfig) -> Self {
+        Self {
+            forwarding: Arc::new(Forwarding {
+                upstream,
+                key_header: DEFAULT_KEY_HEADER,
+                client_auth_header: DEFAULT_CLIENT_AUTH_HEADER,
+            }),
+        }
+    }
+
+    /// Sets the gateway key header to remove, as given to
+    /// [`McpAuthLayer::key_header`](crate::McpAuthLayer::key_header).
+    pub fn key_header(mut self, name: HeaderName) -> Self {
+        Arc::make_mut(&mut self.forwarding).key_header = name;
+        self
+    }
+
+    /// Sets the deprecated client header to remove, as given to
+    /// [`TakeClientCredentialsLayer::client_auth_header`](super::TakeClientCredentialsLayer::client_auth_header).
+    pub fn client_auth_header(mut self, name: HeaderName) -> Self {
+        Arc::make_mut(&mut self.forwarding).client_auth_header = name;
+        self
+    }
+
+    /// The upstream this layer sends requests to.
+    pub fn upstream(&self) -> &UpstreamConfig {
+        &self.forwarding.upstream
+    }
+}
+
+impl<S> Layer<S> for ForwardCredentialsLayer {
+    type Service = ForwardCredentials<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ForwardCredentials {
+            inner,
+            forwarding: Arc::clone(&self.forwarding),
+        }
+    }
+}
+
+/// Middleware that sends one upstream its credential, and only it; built by [`ForwardCredentialsLayer`].
+///
+/// All its work happens in `call`, before the inner service is called, so it returns the inner service's
+/// future and error unchanged.
+#[derive(Clone, Debug)]
+pub struct ForwardCredentials<S> {
+    inner: S,
+    forwarding: Arc<Forwarding>,
+}
+
+impl<S> ForwardCredentials<S> {
+    /// The upstream this service sends requests to.
+    pub fn upstream(&self) -> &UpstreamConfig {
+        &self.forwarding.upstream
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the middleware and returns the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B> Service<Request<B>> for ForwardCredentials<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        self.forwarding.prepare(&mut request);
+        self.inner.call(request)
+    }
+}
