@@ -75,143 +75,527 @@ fn cases() -> Vec<Case> {
     let metadata_missing: &'static str =
         Box::leak(format!("Bearer resource_metadata=\"{METADATA_URL}\"").into_boxed_str());
     let metadata_invalid: &'static str = Box::leak(
-        format!("Bearer error=\"invalid_token\", resource_metadata=\"{METADATA_URL}\"").into_boxed_str(),
+        format!("Bearer error=\"invalid_token\", resource_metadata=\"{METADATA_URL}\"")
+            .into_boxed_str(),
     );
     vec![
         // --- Preconditions, before any validator call ---
-        case("pre_duplicate_key_header_is_400", ATL, &[(KEY, b"sk-good"), (KEY, b"sk-good")], &[], reject(400, INVALID_REQUEST, "invalid_request")),
-        case("pre_duplicate_authorization_is_400", ATL, &[(AUTH, b"Bearer sk-good"), (AUTH, b"Bearer other")], &[], reject(400, INVALID_REQUEST, "invalid_request")),
-        case("pre_overlong_key_is_431", ATL, &[(KEY, &overlong)], &[], reject(431, None, "invalid_request")),
-        case("pre_overlong_bearer_is_431", ATL, &[(AUTH, &overlong_bearer)], &[], reject(431, None, "invalid_request")),
-        case("pre_obs_text_bearer_is_400", ATL, &[(AUTH, b"Bearer tok\x80en")], &[], reject(400, INVALID_REQUEST, "invalid_request")),
-        case("pre_obs_text_key_is_400_not_absent", ATL, &[(KEY, b"sk-\xffgood"), (AUTH, b"Bearer upstream-oauth-token")], &[], reject(400, INVALID_REQUEST, "invalid_request")),
-        case("pre_tab_in_bearer_is_400", ATL, &[(AUTH, b"Bearer\tupstream-oauth-token")], &[], reject(400, INVALID_REQUEST, "invalid_request")),
-        case("pre_empty_bearer_is_400", ATL, &[(AUTH, b"Bearer")], &[], reject(400, INVALID_REQUEST, "invalid_request")),
-        case("pre_bearer_outside_b64token_is_400", ATL, &[(AUTH, b"Bearer a\"b")], &[], reject(400, INVALID_REQUEST, "invalid_request")),
-        case("pre_bearer_with_inner_space_is_400", ATL, &[(AUTH, b"Bearer upstream oauth")], &[], reject(400, INVALID_REQUEST, "invalid_request")),
-        case("pre_empty_key_header_is_401_invalid_token", ATL, &[(KEY, b"")], &[], reject(401, INVALID_TOKEN, "invalid_token")),
-        case("pre_key_header_bearer_with_nothing_is_401", ATL, &[(KEY, b"Bearer ")], &[], reject(401, INVALID_TOKEN, "invalid_token")),
-        case("pre_key_with_inner_space_is_400", ATL, &[(KEY, b"sk good")], &[], reject(400, INVALID_REQUEST, "invalid_request")),
+        case(
+            "pre_duplicate_key_header_is_400",
+            ATL,
+            &[(KEY, b"sk-good"), (KEY, b"sk-good")],
+            &[],
+            reject(400, INVALID_REQUEST, "invalid_request"),
+        ),
+        case(
+            "pre_duplicate_authorization_is_400",
+            ATL,
+            &[(AUTH, b"Bearer sk-good"), (AUTH, b"Bearer other")],
+            &[],
+            reject(400, INVALID_REQUEST, "invalid_request"),
+        ),
+        case(
+            "pre_overlong_key_is_431",
+            ATL,
+            &[(KEY, &overlong)],
+            &[],
+            reject(431, None, "invalid_request"),
+        ),
+        case(
+            "pre_overlong_bearer_is_431",
+            ATL,
+            &[(AUTH, &overlong_bearer)],
+            &[],
+            reject(431, None, "invalid_request"),
+        ),
+        case(
+            "pre_obs_text_bearer_is_400",
+            ATL,
+            &[(AUTH, b"Bearer tok\x80en")],
+            &[],
+            reject(400, INVALID_REQUEST, "invalid_request"),
+        ),
+        case(
+            "pre_obs_text_key_is_400_not_absent",
+            ATL,
+            &[
+                (KEY, b"sk-\xffgood"),
+                (AUTH, b"Bearer upstream-oauth-token"),
+            ],
+            &[],
+            reject(400, INVALID_REQUEST, "invalid_request"),
+        ),
+        case(
+            "pre_tab_in_bearer_is_400",
+            ATL,
+            &[(AUTH, b"Bearer\tupstream-oauth-token")],
+            &[],
+            reject(400, INVALID_REQUEST, "invalid_request"),
+        ),
+        case(
+            "pre_empty_bearer_is_400",
+            ATL,
+            &[(AUTH, b"Bearer")],
+            &[],
+            reject(400, INVALID_REQUEST, "invalid_request"),
+        ),
+        case(
+            "pre_bearer_outside_b64token_is_400",
+            ATL,
+            &[(AUTH, b"Bearer a\"b")],
+            &[],
+            reject(400, INVALID_REQUEST, "invalid_request"),
+        ),
+        case(
+            "pre_bearer_with_inner_space_is_400",
+            ATL,
+            &[(AUTH, b"Bearer upstream oauth")],
+            &[],
+            reject(400, INVALID_REQUEST, "invalid_request"),
+        ),
+        case(
+            "pre_empty_key_header_is_401_invalid_token",
+            ATL,
+            &[(KEY, b"")],
+            &[],
+            reject(401, INVALID_TOKEN, "invalid_token"),
+        ),
+        case(
+            "pre_key_header_bearer_with_nothing_is_401",
+            ATL,
+            &[(KEY, b"Bearer ")],
+            &[],
+            reject(401, INVALID_TOKEN, "invalid_token"),
+        ),
+        case(
+            "pre_key_with_inner_space_is_400",
+            ATL,
+            &[(KEY, b"sk good")],
+            &[],
+            reject(400, INVALID_REQUEST, "invalid_request"),
+        ),
         // --- Decisions ---
-        case("valid_key_alone_is_authenticated", GH, &[(KEY, b"sk-good")], &["sk-good"], admit(Some("alice"), None)),
-        case("valid_key_with_bearer_prefix_in_key_header", GH, &[(KEY, b"Bearer sk-good")], &["sk-good"], admit(Some("alice"), None)),
-        case("valid_key_and_other_bearer_on_passthrough_route_is_dual_credential", ATL, &[(KEY, b"sk-good"), (AUTH, b"Bearer upstream-oauth-token")], &["sk-good"], admit(Some("alice"), Some("upstream-oauth-token"))),
-        case("valid_key_and_other_bearer_on_closed_route_drops_bearer", GH, &[(KEY, b"sk-good"), (AUTH, b"Bearer upstream-oauth-token")], &["sk-good"], admit(Some("alice"), None)),
-        case("valid_key_and_same_bearer_forwards_nothing", ATL, &[(KEY, b"sk-good"), (AUTH, b"Bearer sk-good")], &["sk-good"], admit(Some("alice"), None)),
-        case("valid_key_and_foreign_scheme_drops_header", ATL, &[(KEY, b"sk-good"), (AUTH, b"Basic dXNlcjpwYXNz")], &["sk-good"], admit(Some("alice"), None)),
-        case("unknown_key_is_401_without_fallback", GH, &[(KEY, b"made-up-a")], &["made-up-a"], reject(401, INVALID_TOKEN, "invalid_token")),
-        case("unknown_key_with_upstream_bearer_on_passthrough_route_is_401", ATL, &[(KEY, b"made-up-a"), (AUTH, b"Bearer upstream-oauth-token")], &["made-up-a"], reject(401, Some(metadata_invalid), "invalid_token")),
-        case("denied_key_is_403", GH, &[(KEY, b"sk-blocked")], &["sk-blocked"], reject(403, None, "access_denied")),
-        case("denied_key_with_upstream_bearer_is_403", ATL, &[(KEY, b"sk-blocked"), (AUTH, b"Bearer upstream-oauth-token")], &["sk-blocked"], reject(403, None, "access_denied")),
-        case("valid_key_as_bearer_is_authenticated", GH, &[(AUTH, b"Bearer sk-good")], &["sk-good"], admit(Some("alice"), None)),
-        case("valid_key_as_bearer_on_passthrough_route_is_not_passed_through", ATL, &[(AUTH, b"Bearer sk-good")], &["sk-good"], admit(Some("alice"), None)),
-        case("unknown_bearer_on_passthrough_route_passes_through_without_identity", ATL, &[(AUTH, b"Bearer upstream-oauth-token")], &["upstream-oauth-token"], admit(None, Some("upstream-oauth-token"))),
-        case("unknown_bearer_on_closed_route_is_401", GH, &[(AUTH, b"Bearer upstream-oauth-token")], &["upstream-oauth-token"], reject(401, INVALID_TOKEN, "invalid_token")),
-        case("denied_bearer_on_passthrough_route_is_403_never_passthrough", ATL, &[(AUTH, b"Bearer sk-blocked")], &["sk-blocked"], reject(403, None, "access_denied")),
-        case("key_store_error_on_key_is_503", GH, &[(KEY, b"sk-error")], &["sk-error"], reject(503, None, "temporarily_unavailable")),
-        case("key_store_error_on_bearer_is_503_never_passthrough", ATL, &[(AUTH, b"Bearer sk-error")], &["sk-error"], reject(503, None, "temporarily_unavailable")),
-        case("key_store_timeout_on_key_is_503", GH, &[(KEY, b"sk-hang")], &["sk-hang"], reject(503, None, "temporarily_unavailable")),
-        case("key_store_timeout_on_bearer_is_503_never_passthrough", ATL, &[(AUTH, b"Bearer sk-hang")], &["sk-hang"], reject(503, None, "temporarily_unavailable")),
-        case("foreign_scheme_alone_is_401_bare_challenge", ATL, &[(AUTH, b"Basic dXNlcjpwYXNz")], &[], reject(401, BARE, "unauthorized")),
-        case("no_credentials_on_passthrough_route_names_resource_metadata", ATL, &[], &[], reject(401, Some(metadata_missing), "unauthorized")),
-        case("no_credentials_on_closed_route_is_bare_bearer_challenge", GH, &[], &[], reject(401, BARE, "unauthorized")),
+        case(
+            "valid_key_alone_is_authenticated",
+            GH,
+            &[(KEY, b"sk-good")],
+            &["sk-good"],
+            admit(Some("alice"), None),
+        ),
+        case(
+            "valid_key_with_bearer_prefix_in_key_header",
+            GH,
+            &[(KEY, b"Bearer sk-good")],
+            &["sk-good"],
+            admit(Some("alice"), None),
+        ),
+        case(
+            "valid_key_and_other_bearer_on_passthrough_route_is_dual_credential",
+            ATL,
+            &[(KEY, b"sk-good"), (AUTH, b"Bearer upstream-oauth-token")],
+            &["sk-good"],
+            admit(Some("alice"), Some("upstream-oauth-token")),
+        ),
+        case(
+            "valid_key_and_other_bearer_on_closed_route_drops_bearer",
+            GH,
+            &[(KEY, b"sk-good"), (AUTH, b"Bearer upstream-oauth-token")],
+            &["sk-good"],
+            admit(Some("alice"), None),
+        ),
+        case(
+            "valid_key_and_same_bearer_forwards_nothing",
+            ATL,
+            &[(KEY, b"sk-good"), (AUTH, b"Bearer sk-good")],
+            &["sk-good"],
+            admit(Some("alice"), None),
+        ),
+        case(
+            "valid_key_and_foreign_scheme_drops_header",
+            ATL,
+            &[(KEY, b"sk-good"), (AUTH, b"Basic dXNlcjpwYXNz")],
+            &["sk-good"],
+            admit(Some("alice"), None),
+        ),
+        case(
+            "unknown_key_is_401_without_fallback",
+            GH,
+            &[(KEY, b"made-up-a")],
+            &["made-up-a"],
+            reject(401, INVALID_TOKEN, "invalid_token"),
+        ),
+        case(
+            "unknown_key_with_upstream_bearer_on_passthrough_route_is_401",
+            ATL,
+            &[(KEY, b"made-up-a"), (AUTH, b"Bearer upstream-oauth-token")],
+            &["made-up-a"],
+            reject(401, Some(metadata_invalid), "invalid_token"),
+        ),
+        case(
+            "denied_key_is_403",
+            GH,
+            &[(KEY, b"sk-blocked")],
+            &["sk-blocked"],
+            reject(403, None, "access_denied"),
+        ),
+        case(
+            "denied_key_with_upstream_bearer_is_403",
+            ATL,
+            &[(KEY, b"sk-blocked"), (AUTH, b"Bearer upstream-oauth-token")],
+            &["sk-blocked"],
+            reject(403, None, "access_denied"),
+        ),
+        case(
+            "valid_key_as_bearer_is_authenticated",
+            GH,
+            &[(AUTH, b"Bearer sk-good")],
+            &["sk-good"],
+            admit(Some("alice"), None),
+        ),
+        case(
+            "valid_key_as_bearer_on_passthrough_route_is_not_passed_through",
+            ATL,
+            &[(AUTH, b"Bearer sk-good")],
+            &["sk-good"],
+            admit(Some("alice"), None),
+        ),
+        case(
+            "unknown_bearer_on_passthrough_route_passes_through_without_identity",
+            ATL,
+            &[(AUTH, b"Bearer upstream-oauth-token")],
+            &["upstream-oauth-token"],
+            admit(None, Some("upstream-oauth-token")),
+        ),
+        case(
+            "unknown_bearer_on_closed_route_is_401",
+            GH,
+            &[(AUTH, b"Bearer upstream-oauth-token")],
+            &["upstream-oauth-token"],
+            reject(401, INVALID_TOKEN, "invalid_token"),
+        ),
+        case(
+            "denied_bearer_on_passthrough_route_is_403_never_passthrough",
+            ATL,
+            &[(AUTH, b"Bearer sk-blocked")],
+            &["sk-blocked"],
+            reject(403, None, "access_denied"),
+        ),
+        case(
+            "key_store_error_on_key_is_503",
+            GH,
+            &[(KEY, b"sk-error")],
+            &["sk-error"],
+            reject(503, None, "temporarily_unavailable"),
+        ),
+        case(
+            "key_store_error_on_bearer_is_503_never_passthrough",
+            ATL,
+            &[(AUTH, b"Bearer sk-error")],
+            &["sk-error"],
+            reject(503, None, "temporarily_unavailable"),
+        ),
+        case(
+            "key_store_timeout_on_key_is_503",
+            GH,
+            &[(KEY, b"sk-hang")],
+            &["sk-hang"],
+            reject(503, None, "temporarily_unavailable"),
+        ),
+        case(
+            "key_store_timeout_on_bearer_is_503_never_passthrough",
+            ATL,
+            &[(AUTH, b"Bearer sk-hang")],
+            &["sk-hang"],
+            reject(503, None, "temporarily_unavailable"),
+        ),
+        case(
+            "foreign_scheme_alone_is_401_bare_challenge",
+            ATL,
+            &[(AUTH, b"Basic dXNlcjpwYXNz")],
+            &[],
+            reject(401, BARE, "unauthorized"),
+        ),
+        case(
+            "no_credentials_on_passthrough_route_names_resource_metadata",
+            ATL,
+            &[],
+            &[],
+            reject(401, Some(metadata_missing), "unauthorized"),
+        ),
+        case(
+            "no_credentials_on_closed_route_is_bare_bearer_challenge",
+            GH,
+            &[],
+            &[],
+            reject(401, BARE, "unauthorized"),
+        ),
         // --- Twins of the original change's own test scenarios ---
-        case("seed_1_upstream_bearer_not_a_key_passes_through_with_token_kept", ATL, &[(AUTH, b"Bearer upstream-oauth-token")], &["upstream-oauth-token"], admit(None, Some("upstream-oauth-token"))),
-        case("seed_2_explicit_key_and_upstream_bearer_validates_key_only", ATL, &[(KEY, b"sk-other-good"), (AUTH, b"Bearer upstream-oauth-token")], &["sk-other-good"], admit(Some("bob"), Some("upstream-oauth-token"))),
-        case("seed_3_gateway_key_in_bearer_is_backward_compatible", ATL, &[(AUTH, b"bearer sk-good")], &["sk-good"], admit(Some("alice"), None)),
-        case("seed_4_validator_error_fails_closed", ATL, &[(AUTH, b"Bearer sk-error")], &["sk-error"], reject(503, None, "temporarily_unavailable")),
-        case("seed_6_validator_hang_fails_closed", ATL, &[(KEY, b"sk-hang"), (AUTH, b"Bearer upstream-oauth-token")], &["sk-hang"], reject(503, None, "temporarily_unavailable")),
+        case(
+            "seed_1_upstream_bearer_not_a_key_passes_through_with_token_kept",
+            ATL,
+            &[(AUTH, b"Bearer upstream-oauth-token")],
+            &["upstream-oauth-token"],
+            admit(None, Some("upstream-oauth-token")),
+        ),
+        case(
+            "seed_2_explicit_key_and_upstream_bearer_validates_key_only",
+            ATL,
+            &[
+                (KEY, b"sk-other-good"),
+                (AUTH, b"Bearer upstream-oauth-token"),
+            ],
+            &["sk-other-good"],
+            admit(Some("bob"), Some("upstream-oauth-token")),
+        ),
+        case(
+            "seed_3_gateway_key_in_bearer_is_backward_compatible",
+            ATL,
+            &[(AUTH, b"bearer sk-good")],
+            &["sk-good"],
+            admit(Some("alice"), None),
+        ),
+        case(
+            "seed_4_validator_error_fails_closed",
+            ATL,
+            &[(AUTH, b"Bearer sk-error")],
+            &["sk-error"],
+            reject(503, None, "temporarily_unavailable"),
+        ),
+        case(
+            "seed_6_validator_hang_fails_closed",
+            ATL,
+            &[(KEY, b"sk-hang"), (AUTH, b"Bearer upstream-oauth-token")],
+            &["sk-hang"],
+            reject(503, None, "temporarily_unavailable"),
+        ),
         // --- Lessons learned after it ---
-        case("lesson_made_up_bearer_on_route_not_opted_in_is_401", GH, &[(AUTH, b"Bearer a")], &["a"], reject(401, INVALID_TOKEN, "invalid_token")),
-        case("lesson_made_up_bearer_near_opted_in_route_is_401", "/mcp/atlassian-evil", &[(AUTH, b"Bearer a")], &["a"], reject(401, INVALID_TOKEN, "invalid_token")),
-        case("lesson_denied_key_as_bearer_never_passes_through", ATL, &[(AUTH, b"Bearer sk-blocked")], &["sk-blocked"], reject(403, None, "access_denied")),
-        case("lesson_header_naming_a_server_cannot_opt_in", GH, &[(AUTH, b"Bearer a"), ("x-mcp-servers", b"atlassian")], &["a"], reject(401, INVALID_TOKEN, "invalid_token")),
-        case("lesson_dot_segments_cannot_reach_opted_in_route", "/mcp/atlassian/../github", &[(AUTH, b"Bearer a")], &["a"], reject(401, INVALID_TOKEN, "invalid_token")),
-        case("lesson_percent_encoding_cannot_reach_opted_in_route", "/mcp/atlassian/%2e%2e/github", &[(AUTH, b"Bearer a")], &["a"], reject(401, INVALID_TOKEN, "invalid_token")),
-        case("lesson_empty_segment_cannot_reach_opted_in_route", "/mcp/atlassian//x", &[(AUTH, b"Bearer a")], &["a"], reject(401, INVALID_TOKEN, "invalid_token")),
-        case("lesson_opted_in_route_in_query_is_not_a_path", "/mcp/github?next=/mcp/atlassian", &[(AUTH, b"Bearer a")], &["a"], reject(401, INVALID_TOKEN, "invalid_token")),
-        case("lesson_no_substring_public_path_bypass", "/mcp/github/.well-known/oauth-protected-resource", &[], &[], reject(401, BARE, "unauthorized")),
-        case("lesson_opted_in_route_with_trailing_slash_and_subpath", "/mcp/atlassian/sse", &[(AUTH, b"Bearer made-up-a")], &["made-up-a"], admit(None, Some("made-up-a"))),
+        case(
+            "lesson_made_up_bearer_on_route_not_opted_in_is_401",
+            GH,
+            &[(AUTH, b"Bearer a")],
+            &["a"],
+            reject(401, INVALID_TOKEN, "invalid_token"),
+        ),
+        case(
+            "lesson_made_up_bearer_near_opted_in_route_is_401",
+            "/mcp/atlassian-evil",
+            &[(AUTH, b"Bearer a")],
+            &["a"],
+            reject(401, INVALID_TOKEN, "invalid_token"),
+        ),
+        case(
+            "lesson_denied_key_as_bearer_never_passes_through",
+            ATL,
+            &[(AUTH, b"Bearer sk-blocked")],
+            &["sk-blocked"],
+            reject(403, None, "access_denied"),
+        ),
+        case(
+            "lesson_header_naming_a_server_cannot_opt_in",
+            GH,
+            &[(AUTH, b"Bearer a"), ("x-mcp-servers", b"atlassian")],
+            &["a"],
+            reject(401, INVALID_TOKEN, "invalid_token"),
+        ),
+        case(
+            "lesson_dot_segments_cannot_reach_opted_in_route",
+            "/mcp/atlassian/../github",
+            &[(AUTH, b"Bearer a")],
+            &["a"],
+            reject(401, INVALID_TOKEN, "invalid_token"),
+        ),
+        case(
+            "lesson_percent_encoding_cannot_reach_opted_in_route",
+            "/mcp/atlassian/%2e%2e/github",
+            &[(AUTH, b"Bearer a")],
+            &["a"],
+            reject(401, INVALID_TOKEN, "invalid_token"),
+        ),
+        case(
+            "lesson_empty_segment_cannot_reach_opted_in_route",
+            "/mcp/atlassian//x",
+            &[(AUTH, b"Bearer a")],
+            &["a"],
+            reject(401, INVALID_TOKEN, "invalid_token"),
+        ),
+        case(
+            "lesson_opted_in_route_in_query_is_not_a_path",
+            "/mcp/github?next=/mcp/atlassian",
+            &[(AUTH, b"Bearer a")],
+            &["a"],
+            reject(401, INVALID_TOKEN, "invalid_token"),
+        ),
+        case(
+            "lesson_no_substring_public_path_bypass",
+            "/mcp/github/.well-known/oauth-protected-resource",
+            &[],
+            &[],
+            reject(401, BARE, "unauthorized"),
+        ),
+        case(
+            "lesson_opted_in_route_with_trailing_slash_and_subpath",
+            "/mcp/atlassian/sse",
+            &[(AUTH, b"Bearer made-up-a")],
+            &["made-up-a"],
+            admit(None, Some("made-up-a")),
+        ),
     ]
+}
+
+/// Runs one case and lists what went wrong.
+async fn run(case: &Case) -> Vec<String> {
+    let calls = Calls::default();
+    let inner = Inner::default();
+    let layer = layer(scripted_store(calls.clone()));
+    let headers: Vec<(&str, &[u8])> = case
+        .headers
+        .iter()
+        .map(|(n, v)| (*n, v.as_slice()))
+        .collect();
+    let answer = send(&layer, &inner, request(case.path, &headers)).await;
+    let seen = inner.take();
+    let mut problems = Vec::new();
+
+    let asked = calls.take();
+    if asked != case.calls {
+        problems.push(format!(
+            "validator asked {asked:?}, expected {:?}",
+            case.calls
+        ));
+    }
+    match case.expect {
+        Expect::Admit {
+            identity,
+            passthrough,
+        } => {
+            if answer.status != 200 || seen.len() != 1 {
+                problems.push(format!(
+                    "expected the inner service once, got {} with {} calls: {}",
+                    answer.status,
+                    seen.len(),
+                    answer.body
+                ));
+            } else {
+                let seen = &seen[0];
+                if seen.identity.as_deref() != identity {
+                    problems.push(format!(
+                        "identity {:?}, expected {identity:?}",
+                        seen.identity
+                    ));
+                }
+                if seen.passthrough.as_deref() != passthrough {
+                    problems.push(format!(
+                        "passthrough {:?}, expected {passthrough:?}",
+                        seen.passthrough
+                    ));
+                }
+                for name in [KEY, AUTH] {
+                    if seen.headers.contains_key(name) {
+                        problems.push(format!("{name} reached the inner service"));
+                    }
+                }
+            }
+        }
+        Expect::Reject {
+            status,
+            challenge,
+            error,
+        } => {
+            if !seen.is_empty() {
+                problems.push("the inner service was called".to_owned());
+            }
+            if answer.status != status {
+                problems.push(format!("status {}, expected {status}", answer.status));
+            }
+            let got = answer
+                .headers
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap());
+            if got != challenge {
+                problems.push(format!("challenge {got:?}, expected {challenge:?}"));
+            }
+            if answer.headers.get("content-type").map(|v| v.as_bytes()) != Some(b"application/json")
+            {
+                problems.push("content-type is not application/json".to_owned());
+            }
+            match serde_json::from_str::<serde_json::Value>(&answer.body) {
+                Ok(body) if body["error"] == error && body["error_description"].is_string() => {}
+                _ => problems.push(format!("body {:?}, expected error {error:?}", answer.body)),
+            }
+        }
+    }
+    for secret in SECRETS {
+        let echoed = answer.body.contains(secret)
+            || answer
+                .headers
+                .values()
+                .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(secret));
+        if echoed {
+            problems.push(format!("response echoes {secret:?}"));
+        }
+    }
+    if answer.status == 401 && !answer.headers.contains_key("www-authenticate") {
+        problems.push("401 without WWW-Authenticate".to_owned());
+    }
+    problems
 }
 
 #[tokio::test(start_paused = true)]
 async fn decision_table() {
     let mut failures = Vec::new();
     for case in cases() {
-        let calls = Calls::default();
-        let inner = Inner::default();
-        let layer = layer(scripted_store(calls.clone()));
-        let headers: Vec<(&str, &[u8])> = case.headers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-        let answer = send(&layer, &inner, request(case.path, &headers)).await;
-        let seen = inner.take();
-        let mut problems = Vec::new();
-
-        let asked = calls.take();
-        if asked != case.calls {
-            problems.push(format!("validator asked {asked:?}, expected {:?}", case.calls));
-        }
-        match case.expect {
-            Expect::Admit { identity, passthrough } => {
-                if answer.status != 200 || seen.len() != 1 {
-                    problems.push(format!("expected the inner service once, got {} with {} calls: {}", answer.status, seen.len(), answer.body));
-                } else {
-                    let seen = &seen[0];
-                    if seen.identity.as_deref() != identity {
-                        problems.push(format!("identity {:?}, expected {identity:?}", seen.identity));
-                    }
-                    if seen.passthrough.as_deref() != passthrough {
-                        problems.push(format!("passthrough {:?}, expected {passthrough:?}", seen.passthrough));
-                    }
-                    for name in [KEY, AUTH] {
-                        if seen.headers.contains_key(name) {
-                            problems.push(format!("{name} reached the inner service"));
-                        }
-                    }
-                }
-            }
-            Expect::Reject { status, challenge, error } => {
-                if !seen.is_empty() {
-                    problems.push("the inner service was called".to_owned());
-                }
-                if answer.status != status {
-                    problems.push(format!("status {}, expected {status}", answer.status));
-                }
-                let got = answer.headers.get("www-authenticate").map(|v| v.to_str().unwrap());
-                if got != challenge {
-                    problems.push(format!("challenge {got:?}, expected {challenge:?}"));
-                }
-                if answer.headers.get("content-type").map(|v| v.as_bytes()) != Some(b"application/json") {
-                    problems.push("content-type is not application/json".to_owned());
-                }
-                match serde_json::from_str::<serde_json::Value>(&answer.body) {
-                    Ok(body) if body["error"] == error && body["error_description"].is_string() => {}
-                    _ => problems.push(format!("body {:?}, expected error {error:?}", answer.body)),
-                }
-            }
-        }
-        for secret in SECRETS {
-            let echoed = answer.body.contains(secret)
-                || answer.headers.values().any(|v| String::from_utf8_lossy(v.as_bytes()).contains(secret));
-            if echoed {
-                problems.push(format!("response echoes {secret:?}"));
-            }
-        }
-        if answer.status == 401 && !answer.headers.contains_key("www-authenticate") {
-            problems.push("401 without WWW-Authenticate".to_owned());
-        }
+        let problems = run(&case).await;
         if !problems.is_empty() {
             failures.push(format!("{}: {}", case.name, problems.join("; ")));
         }
     }
-    assert!(failures.is_empty(), "failing cases:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "failing cases:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Every case again under a TRACE subscriber: exactly one decision event per request, and no credential,
+/// whole or in part, in anything printed.
+#[tokio::test(start_paused = true)]
+async fn no_credential_in_trace_output() {
+    let captured = support::Captured::default();
+    let _guard = tracing::subscriber::set_default(captured.subscriber());
+    let cases = cases();
+    for case in &cases {
+        run(case).await;
+    }
+    let output = captured.text();
+    assert_eq!(
+        output.matches("mcp auth decision").count(),
+        cases.len(),
+        "{output}"
+    );
+    assert!(output.contains("fingerprint="), "{output}");
+    // Every credential the cases send, plus fragments long enough to identify them.
+    let mut needles: Vec<&str> = SECRETS.to_vec();
+    needles.extend([
+        "dXNlcjpwYXNz",
+        "upstream-oauth",
+        "oauth-token",
+        "good",
+        "blocked",
+        "made-up",
+    ]);
+    for needle in needles {
+        assert!(!output.contains(needle), "{needle:?} printed:\n{output}");
+    }
 }
 
 /// Seed scenario 5: the same passthrough through a validator written as a type rather than a closure, with
 /// its own "not a key" answer.
 #[tokio::test]
 async fn seed_5_passthrough_with_a_validator_type() {
-    use std::{convert::Infallible, future::{ready, Ready}};
+    use std::{
+        convert::Infallible,
+        future::{ready, Ready},
+    };
     use tower_mcp_auth::{Validator, Verdict};
 
     struct KeyTable;
@@ -220,12 +604,21 @@ async fn seed_5_passthrough_with_a_validator_type() {
         type Error = Infallible;
         type Future = Ready<Result<Verdict<String>, Infallible>>;
         fn validate(&self, credential: &str) -> Self::Future {
-            ready(Ok(if credential.starts_with("sk-") { Verdict::Valid("k".into()) } else { Verdict::Unknown }))
+            ready(Ok(if credential.starts_with("sk-") {
+                Verdict::Valid("k".into())
+            } else {
+                Verdict::Unknown
+            }))
         }
     }
 
     let inner = Inner::default();
-    let answer = send(&layer(KeyTable), &inner, request(ATL, &[(AUTH, b"Bearer upstream-oauth-token")])).await;
+    let answer = send(
+        &layer(KeyTable),
+        &inner,
+        request(ATL, &[(AUTH, b"Bearer upstream-oauth-token")]),
+    )
+    .await;
     assert_eq!(answer.status, 200);
     let seen = inner.take();
     assert_eq!(seen[0].identity, None);
@@ -235,7 +628,9 @@ async fn seed_5_passthrough_with_a_validator_type() {
 /// The fixed public API of the crate, compiled and exercised exactly as documented.
 #[tokio::test]
 async fn fixed_public_api_compiles_as_written() {
-    use tower_mcp_auth::{validate_fn, Authenticated, McpAuthLayer, OAuthPassthrough, PassthroughPolicy, Verdict};
+    use tower_mcp_auth::{
+        validate_fn, Authenticated, McpAuthLayer, OAuthPassthrough, PassthroughPolicy, Verdict,
+    };
 
     let layer = McpAuthLayer::new(validate_fn(|key: String| async move {
         Ok::<_, std::convert::Infallible>(match key.as_str() {
@@ -246,15 +641,33 @@ async fn fixed_public_api_compiles_as_written() {
     }))
     .passthrough(PassthroughPolicy::path_prefixes(["/mcp/atlassian"]));
     let inner = Inner::default();
-    let answer = send(&layer, &inner, request(ATL, &[(KEY, b"sk-good"), (AUTH, b"Bearer t0k")])).await;
+    let answer = send(
+        &layer,
+        &inner,
+        request(ATL, &[(KEY, b"sk-good"), (AUTH, b"Bearer t0k")]),
+    )
+    .await;
     assert_eq!(answer.status, 200);
     let seen = inner.take();
     assert_eq!(seen[0].identity.as_deref(), Some("alice"));
     assert_eq!(seen[0].passthrough.as_deref(), Some("t0k"));
     // The accessors named in the API, on a request as the layer hands it over.
     let mut req = http::Request::new(());
-    req.extensions_mut().insert(Authenticated::new("alice".to_owned(), tower_mcp_auth::CredentialSource::KeyHeader));
+    req.extensions_mut().insert(Authenticated::new(
+        "alice".to_owned(),
+        tower_mcp_auth::CredentialSource::KeyHeader,
+    ));
     req.extensions_mut().insert(OAuthPassthrough::new("t0k"));
-    assert_eq!(req.extensions().get::<Authenticated<String>>().map(|a| a.identity().as_str()), Some("alice"));
-    assert_eq!(req.extensions().get::<OAuthPassthrough>().map(|p| p.expose_token()), Some("t0k"));
+    assert_eq!(
+        req.extensions()
+            .get::<Authenticated<String>>()
+            .map(|a| a.identity().as_str()),
+        Some("alice")
+    );
+    assert_eq!(
+        req.extensions()
+            .get::<OAuthPassthrough>()
+            .map(|p| p.expose_token()),
+        Some("t0k")
+    );
 }

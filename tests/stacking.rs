@@ -3,12 +3,7 @@
 
 mod support;
 
-use std::{
-    io::Write,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use axum::{routing::any, Router};
 use bytes::Bytes;
@@ -219,20 +214,6 @@ async fn tonic_health_server_with_key_in_metadata() {
     );
 }
 
-/// A `MakeWriter` that keeps everything a subscriber prints.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn composes_with_tower_http_trace_sensitive_headers_and_timeout() {
     use tower_http::{
@@ -241,14 +222,8 @@ async fn composes_with_tower_http_trace_sensitive_headers_and_timeout() {
         trace::{DefaultMakeSpan, DefaultOnRequest, TraceLayer},
     };
 
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = support::Captured::default();
+    let _guard = tracing::subscriber::set_default(captured.subscriber());
 
     let router = Router::new().route("/mcp/{server}", any(whoami)).layer(
         ServiceBuilder::new()
@@ -305,7 +280,7 @@ async fn composes_with_tower_http_trace_sensitive_headers_and_timeout() {
         .unwrap();
     assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
 
-    let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let output = captured.text();
     assert!(
         output.contains("\"x-litellm-api-key\": Sensitive"),
         "headers were traced: {output}"

@@ -21,7 +21,8 @@ use tower_mcp_auth::{
 };
 
 pub const PASSTHROUGH_ROUTE: &str = "/mcp/atlassian";
-pub const METADATA_URL: &str = "https://gw.example/.well-known/oauth-protected-resource/mcp/atlassian";
+pub const METADATA_URL: &str =
+    "https://gw.example/.well-known/oauth-protected-resource/mcp/atlassian";
 pub const TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Every credential the scripted store knows, for "never printed / never echoed" checks.
@@ -51,7 +52,11 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// `sk-error` → an error, `sk-hang` → never answers, anything else → unknown.
 pub fn scripted_store(
     calls: Calls,
-) -> impl Validator<Identity = String, Error = io::Error, Future = BoxFuture<Result<Verdict<String>, io::Error>>> {
+) -> impl Validator<
+    Identity = String,
+    Error = io::Error,
+    Future = BoxFuture<Result<Verdict<String>, io::Error>>,
+> {
     validate_fn(move |key: String| {
         calls.0.lock().unwrap().push(key.clone());
         Box::pin(async move {
@@ -155,4 +160,33 @@ pub fn request(path: &str, headers: &[(&str, &[u8])]) -> Request<()> {
         builder = builder.header(*name, http::HeaderValue::from_bytes(value).unwrap());
     }
     builder.body(()).unwrap()
+}
+
+/// A TRACE-level subscriber whose output is kept for inspection.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
 }
