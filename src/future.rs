@@ -34,12 +34,17 @@ pub(crate) struct Pending<S, ReqBody> {
     pub(crate) plan: Plan,
 }
 
+/// What follows the validator's answer.
+enum Next<S, ReqBody> {
+    /// Call the inner service with the request.
+    Call(S, Request<ReqBody>),
+    /// Answer with the layer's own response.
+    Answer(Response<Bytes>),
+}
+
 impl<S, ReqBody> Pending<S, ReqBody> {
     /// Turns the validator's answer into the inner request, or the response that refuses it.
-    fn finish<I, E>(
-        self,
-        answer: Result<Result<Verdict<I>, E>, Elapsed>,
-    ) -> Result<(S, Request<ReqBody>), Response<Bytes>>
+    fn finish<I, E>(self, answer: Result<Result<Verdict<I>, E>, Elapsed>) -> Next<S, ReqBody>
     where
         I: Clone + Send + Sync + 'static,
         E: Into<BoxError>,
@@ -52,10 +57,12 @@ impl<S, ReqBody> Pending<S, ReqBody> {
             plan,
         } = self;
         let source = plan.source().as_str();
+        let answer = answer
+            .map_err(BoxError::from)
+            .and_then(|verdict| verdict.map_err(Into::into));
         let verdict = match answer {
-            Ok(Ok(verdict)) => verdict,
-            Ok(Err(error)) => {
-                let error = error.into();
+            Ok(verdict) => verdict,
+            Err(error) => {
                 trace::record(
                     Outcome::Error,
                     source,
@@ -63,18 +70,8 @@ impl<S, ReqBody> Pending<S, ReqBody> {
                     Some(&credential),
                     Some(&error),
                 );
-                return Err(Rejection::Unavailable.into_response(is_grpc(request.headers())));
-            }
-            Err(elapsed) => {
-                let error = BoxError::from(elapsed);
-                trace::record(
-                    Outcome::Error,
-                    source,
-                    Some(503),
-                    Some(&credential),
-                    Some(&error),
-                );
-                return Err(Rejection::Unavailable.into_response(is_grpc(request.headers())));
+                let grpc = is_grpc(request.headers());
+                return Next::Answer(Rejection::Unavailable.into_response(grpc));
             }
         };
         let decision = plan.decide(&credential, verdict, || {
@@ -109,7 +106,7 @@ impl<S, ReqBody> Pending<S, ReqBody> {
                 if let Some(passthrough) = passthrough {
                     extensions.insert(passthrough);
                 }
-                Ok((inner, request))
+                Next::Call(inner, request)
             }
             Decision::Reject(rejection) => {
                 let outcome = match rejection {
@@ -124,7 +121,7 @@ impl<S, ReqBody> Pending<S, ReqBody> {
                     Some(&credential),
                     None,
                 );
-                Err(response)
+                Next::Answer(response)
             }
         }
     }
@@ -217,10 +214,12 @@ where
                     let answer = ready!(validation.poll(cx));
                     let pending = pending.take().expect("future polled after completion");
                     match pending.finish(answer) {
-                        Ok((mut inner, request)) => state.set(State::Inner {
+                        Next::Call(mut inner, request) => state.set(State::Inner {
                             future: inner.call(request),
                         }),
-                        Err(response) => return Poll::Ready(Ok(response.map(ResponseBody::full))),
+                        Next::Answer(response) => {
+                            return Poll::Ready(Ok(response.map(ResponseBody::full)))
+                        }
                     }
                 }
                 StateProj::Inner { future } => {
