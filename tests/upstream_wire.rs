@@ -492,9 +492,11 @@ impl Case {
         request(NAMES[self.target], &pairs)
     }
 
-    /// Whether the request was admitted with `KEY`, or with `TOKEN` as a gateway key.
+    /// Whether `KEY` was presented and the key store called it a gateway key. (When the store calls it
+    /// unknown, it is not a gateway key: alone in `Authorization` on the opted-in route it is a client token.)
     fn admitted_with_key(&self) -> bool {
-        self.key.is_some() || self.bearer == Some(Bearer::Key)
+        matches!(self.key_outcome, Outcome::Valid)
+            && (self.key.is_some() || self.bearer == Some(Bearer::Key))
     }
 
     fn admitted_with_token_as_key(&self) -> bool {
