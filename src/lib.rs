@@ -103,6 +103,7 @@ mod service;
 mod trace;
 pub mod upstream;
 mod validate;
+pub mod validators;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;

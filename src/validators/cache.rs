@@ -1,0 +1,620 @@
+//! `Cache`: answers repeated credentials from memory and coalesces concurrent lookups (moka).
+
+use std::{
+    error::Error,
+    fmt,
+    future::{ready, Future, Ready},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant, SystemTime},
+};
+
+use futures_util::{
+    future::{BoxFuture, Either},
+    FutureExt,
+};
+use moka::Expiry;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{
+    secret::sha256,
+    validate::{BoxError, Validator, Verdict},
+};
+
+/// The default time a `Valid` answer is kept: 60 s.
+const DEFAULT_VALID_TTL: Duration = Duration::from_secs(60);
+/// The default time an `Unknown` answer is kept: 10 s.
+const DEFAULT_UNKNOWN_TTL: Duration = Duration::from_secs(10);
+/// The default time a `Denied` answer is kept: 10 s.
+const DEFAULT_DENIED_TTL: Duration = Duration::from_secs(10);
+/// The default bound on the number of cached answers.
+const DEFAULT_MAX_ENTRIES: u64 = 100_000;
+/// What one cached answer costs besides its identity's heap data: the 32-byte key, the entry, and moka's
+/// bookkeeping for it (an estimate).
+const ENTRY_OVERHEAD: usize = 160;
+
+type ExpiryFn<I> = dyn Fn(&I) -> Option<SystemTime> + Send + Sync;
+type WeigherFn<I> = dyn Fn(&I) -> usize + Send + Sync;
+type Outcome<I> = Result<Verdict<I>, CacheError>;
+
+/// A [`Validator`] that caches another validator's answers, keyed by the credential's SHA-256 digest.
+///
+/// - **Per-verdict TTLs.** `Valid` answers are kept for [`valid_ttl`](CacheBuilder::valid_ttl) (60 s),
+///   `Unknown` for [`unknown_ttl`](CacheBuilder::unknown_ttl) (10 s) and `Denied` for
+///   [`denied_ttl`](CacheBuilder::denied_ttl) (10 s). The negative cache of `Unknown` answers is what makes
+///   OAuth passthrough cheap: a client's upstream token is looked up once per `unknown_ttl`, not per request.
+///   A TTL of zero disables caching of that verdict (concurrent lookups are still coalesced).
+/// - **Errors are never cached**, and neither is a validation that was cancelled (by the layer's timeout):
+///   the next request asks the store again.
+/// - **Single flight.** Concurrent validations of the same credential share one call to the inner validator;
+///   the others wait for its answer (or its error).
+/// - **Bounded.** At most [`max_entries`](CacheBuilder::max_entries) answers (100 000), and optionally at most
+///   [`max_bytes`](CacheBuilder::max_bytes), with identities weighed by a [`weigher`](CacheBuilder::weigher);
+///   the least useful entries are evicted first (moka's TinyLFU).
+/// - **Digests, not credentials.** The cache holds SHA-256 digests of credentials; a credential is copied
+///   only into an in-flight lookup, in a buffer that is zeroed when dropped.
+/// - **Expiry caps the TTL.** With [`expiry`](CacheBuilder::expiry), a `Valid` answer for a key that expires
+///   in 5 s is kept for 5 s, not 60.
+///
+/// A cache hit answers with a ready future and no allocation beyond cloning the identity (wrap large
+/// identities in an `Arc`); a miss boxes the lookup.
+///
+/// # Revocation delay
+///
+/// A key revoked in the store is still admitted from the cache for up to `valid_ttl` (or until it expires, if
+/// sooner), and a newly issued key that was tried before it existed is refused for up to `unknown_ttl`. Call
+/// [`invalidate`](Cache::invalidate) (or [`invalidate_digest`](Cache::invalidate_digest), for stores that
+/// only know digests) after the store change is committed to end that delay at once; a lookup that was
+/// already in flight when you invalidated may still store the answer it read before the change.
+///
+/// ```
+/// use std::{convert::Infallible, time::Duration};
+/// use tower_mcp_auth::{validate_fn, validators::Cache, Validator, Verdict};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = validate_fn(|key: String| async move {
+///     Ok::<_, Infallible>(if key == "sk-good" { Verdict::Valid("alice".to_owned()) } else { Verdict::Unknown })
+/// });
+/// let cache = Cache::builder(store).unknown_ttl(Duration::from_secs(5)).build();
+/// assert_eq!(cache.validate("sk-good").await.unwrap(), Verdict::Valid("alice".to_owned()));
+/// assert_eq!(cache.validate("oauth-token").await.unwrap(), Verdict::Unknown); // asks the store
+/// assert_eq!(cache.validate("oauth-token").await.unwrap(), Verdict::Unknown); // from memory
+/// cache.invalidate("sk-good").await; // revoked: the next request asks the store again
+/// # }
+/// ```
+pub struct Cache<V: Validator> {
+    inner: Arc<V>,
+    answers: moka::future::Cache<[u8; 32], Answer<V::Identity>>,
+    policy: Arc<Policy<V::Identity>>,
+}
+
+/// A cached answer and how long it may be kept, decided when it was stored.
+#[derive(Clone)]
+struct Answer<I> {
+    verdict: Verdict<I>,
+    ttl: Duration,
+}
+
+/// Tells moka to keep each answer for its own TTL.
+struct PerAnswer;
+
+impl<I> Expiry<[u8; 32], Answer<I>> for PerAnswer {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        answer: &Answer<I>,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(answer.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &[u8; 32],
+        answer: &Answer<I>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(answer.ttl)
+    }
+}
+
+/// The TTL settings, shared with in-flight lookups.
+struct Policy<I> {
+    valid_ttl: Duration,
+    unknown_ttl: Duration,
+    denied_ttl: Duration,
+    expiry: Option<Box<ExpiryFn<I>>>,
+}
+
+impl<I> Policy<I> {
+    fn answer(&self, verdict: Verdict<I>) -> Answer<I> {
+        let ttl = match &verdict {
+            Verdict::Valid(identity) => {
+                let until_expiry = self.expiry.as_ref().and_then(|f| f(identity)).map(|at| {
+                    at.duration_since(SystemTime::now())
+                        .unwrap_or(Duration::ZERO)
+                });
+                until_expiry.map_or(self.valid_ttl, |left| left.min(self.valid_ttl))
+            }
+            Verdict::Unknown => self.unknown_ttl,
+            Verdict::Denied => self.denied_ttl,
+        };
+        Answer { verdict, ttl }
+    }
+}
+
+impl<V: Validator> Cache<V> {
+    /// Caches `inner`'s answers with the defaults: `Valid` for 60 s, `Unknown` and `Denied` for 10 s, at most
+    /// 100 000 answers, no expiry.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use tower_mcp_auth::{validate_fn, validators::Cache, Verdict};
+    ///
+    /// let cache = Cache::new(validate_fn(|_key: String| async { Ok::<Verdict<()>, Infallible>(Verdict::Unknown) }));
+    /// # let _ = cache;
+    /// ```
+    pub fn new(inner: V) -> Self {
+        Self::builder(inner).build()
+    }
+
+    /// Starts configuring a cache in front of `inner`.
+    ///
+    /// ```
+    /// use std::{convert::Infallible, time::Duration};
+    /// use tower_mcp_auth::{validate_fn, validators::Cache, Verdict};
+    ///
+    /// let store = validate_fn(|_key: String| async { Ok::<Verdict<String>, Infallible>(Verdict::Unknown) });
+    /// let cache = Cache::builder(store)
+    ///     .valid_ttl(Duration::from_secs(30))
+    ///     .unknown_ttl(Duration::from_secs(5))
+    ///     .denied_ttl(Duration::from_secs(5))
+    ///     .max_entries(50_000)
+    ///     .max_bytes(32 * 1024 * 1024)
+    ///     .weigher(|identity: &String| identity.len())
+    ///     .build();
+    /// # let _ = cache;
+    /// ```
+    pub fn builder(inner: V) -> CacheBuilder<V> {
+        CacheBuilder {
+            inner,
+            valid_ttl: DEFAULT_VALID_TTL,
+            unknown_ttl: DEFAULT_UNKNOWN_TTL,
+            denied_ttl: DEFAULT_DENIED_TTL,
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_bytes: None,
+            weigher: None,
+            expiry: None,
+        }
+    }
+
+    /// Forgets the answer for `credential`, so that the next validation asks the inner validator. Use it when
+    /// a key is revoked; see the [revocation delay](Cache#revocation-delay).
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # use tower_mcp_auth::{validate_fn, validators::Cache, Verdict};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let cache = Cache::new(validate_fn(|_k: String| async { Ok::<Verdict<()>, Infallible>(Verdict::Unknown) }));
+    /// cache.invalidate("sk-revoked").await;
+    /// # }
+    /// ```
+    pub async fn invalidate(&self, credential: &str) {
+        self.answers.invalidate(&sha256(credential)).await;
+    }
+
+    /// Forgets the answer for the credential whose SHA-256 digest is `digest`: for revocation events from a
+    /// store that only knows digests (LiteLLM's `token` column is this digest, hex-encoded).
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # use tower_mcp_auth::{validate_fn, validators::Cache, Verdict};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let cache = Cache::new(validate_fn(|_k: String| async { Ok::<Verdict<()>, Infallible>(Verdict::Unknown) }));
+    /// let digest: [u8; 32] = [0xab; 32]; // e.g. decoded from a revocation event
+    /// cache.invalidate_digest(&digest).await;
+    /// # }
+    /// ```
+    pub async fn invalidate_digest(&self, digest: &[u8; 32]) {
+        self.answers.invalidate(digest).await;
+    }
+
+    /// Forgets every answer.
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # use tower_mcp_auth::{validate_fn, validators::Cache, Verdict};
+    /// # let cache = Cache::new(validate_fn(|_k: String| async { Ok::<Verdict<()>, Infallible>(Verdict::Unknown) }));
+    /// cache.invalidate_all();
+    /// ```
+    pub fn invalidate_all(&self) {
+        self.answers.invalidate_all();
+    }
+
+    /// How many answers the cache holds (approximate: moka applies some writes lazily).
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # use tower_mcp_auth::{validate_fn, validators::Cache, Verdict};
+    /// # let cache = Cache::new(validate_fn(|_k: String| async { Ok::<Verdict<()>, Infallible>(Verdict::Unknown) }));
+    /// assert_eq!(cache.entry_count(), 0);
+    /// ```
+    pub fn entry_count(&self) -> u64 {
+        self.answers.entry_count()
+    }
+
+    /// The cache's current weight (approximate): the number of answers, or, when
+    /// [`max_bytes`](CacheBuilder::max_bytes) is set, their estimated size in bytes (each answer weighing at
+    /// least `max_bytes / max_entries`).
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # use tower_mcp_auth::{validate_fn, validators::Cache, Verdict};
+    /// # let cache = Cache::new(validate_fn(|_k: String| async { Ok::<Verdict<()>, Infallible>(Verdict::Unknown) }));
+    /// assert_eq!(cache.weighted_size(), 0);
+    /// ```
+    pub fn weighted_size(&self) -> u64 {
+        self.answers.weighted_size()
+    }
+
+    /// The inner validator.
+    ///
+    /// ```
+    /// use tower_mcp_auth::validators::{Cache, StaticKeys};
+    ///
+    /// let cache = Cache::new(StaticKeys::new().with_key("sk-a", ()));
+    /// assert_eq!(cache.get_ref().len(), 1);
+    /// ```
+    pub fn get_ref(&self) -> &V {
+        &self.inner
+    }
+}
+
+impl<V: Validator> Clone for Cache<V> {
+    /// Another handle on the same cache.
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            answers: self.answers.clone(),
+            policy: Arc::clone(&self.policy),
+        }
+    }
+}
+
+impl<V: Validator> fmt::Debug for Cache<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("inner", &std::any::type_name::<V>())
+            .field("valid_ttl", &self.policy.valid_ttl)
+            .field("unknown_ttl", &self.policy.unknown_ttl)
+            .field("denied_ttl", &self.policy.denied_ttl)
+            .field("entry_count", &self.answers.entry_count())
+            .finish()
+    }
+}
+
+impl<V> Validator for Cache<V>
+where
+    V: Validator,
+    V::Future: Send + 'static,
+{
+    type Identity = V::Identity;
+    type Error = CacheError;
+    type Future = CacheFuture<V::Identity>;
+
+    fn validate(&self, credential: &str) -> Self::Future {
+        let key = sha256(credential);
+        // moka's `get` is async only because it may do some housekeeping; it almost always completes on the
+        // first poll, which lets a hit answer with a ready future. When it does not, the lookup below (which
+        // checks the cache again) takes over.
+        if let Some(Some(answer)) = self.answers.get(&key).now_or_never() {
+            return CacheFuture(Either::Left(ready(Ok(answer.verdict))));
+        }
+        let answers = self.answers.clone();
+        let inner = Arc::clone(&self.inner);
+        let policy = Arc::clone(&self.policy);
+        let credential = SecretString::from(credential);
+        CacheFuture(Either::Right(Box::pin(async move {
+            let lookup = async move {
+                let verdict = inner
+                    .validate(credential.expose_secret())
+                    .await
+                    .map_err(Into::into)?;
+                Ok::<_, BoxError>(policy.answer(verdict))
+            };
+            answers
+                .try_get_with(key, lookup)
+                .await
+                .map(|answer| answer.verdict)
+                .map_err(CacheError)
+        })))
+    }
+}
+
+/// Configures a [`Cache`]; made by [`Cache::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_mcp_auth::validators::{Cache, StaticKeys};
+///
+/// let cache = Cache::builder(StaticKeys::new().with_key("sk-a", "ops"))
+///     .valid_ttl(Duration::from_secs(120))
+///     .build();
+/// # let _ = cache;
+/// ```
+pub struct CacheBuilder<V: Validator> {
+    inner: V,
+    valid_ttl: Duration,
+    unknown_ttl: Duration,
+    denied_ttl: Duration,
+    max_entries: u64,
+    max_bytes: Option<u64>,
+    weigher: Option<Box<WeigherFn<V::Identity>>>,
+    expiry: Option<Box<ExpiryFn<V::Identity>>>,
+}
+
+impl<V: Validator> CacheBuilder<V> {
+    /// How long a `Valid` answer is kept (default 60 s): the longest a revoked key may still be admitted.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_mcp_auth::validators::{Cache, StaticKeys};
+    /// let cache = Cache::builder(StaticKeys::<()>::new()).valid_ttl(Duration::from_secs(30)).build();
+    /// # let _ = cache;
+    /// ```
+    pub fn valid_ttl(mut self, ttl: Duration) -> Self {
+        self.valid_ttl = ttl;
+        self
+    }
+
+    /// How long an `Unknown` answer is kept (default 10 s): the negative cache that spares the store one
+    /// lookup per passthrough request, and the longest a newly issued key may be refused after a failed try.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_mcp_auth::validators::{Cache, StaticKeys};
+    /// let cache = Cache::builder(StaticKeys::<()>::new()).unknown_ttl(Duration::from_secs(2)).build();
+    /// # let _ = cache;
+    /// ```
+    pub fn unknown_ttl(mut self, ttl: Duration) -> Self {
+        self.unknown_ttl = ttl;
+        self
+    }
+
+    /// How long a `Denied` answer is kept (default 10 s): the longest an unblocked key may still be refused.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_mcp_auth::validators::{Cache, StaticKeys};
+    /// let cache = Cache::builder(StaticKeys::<()>::new()).denied_ttl(Duration::from_secs(60)).build();
+    /// # let _ = cache;
+    /// ```
+    pub fn denied_ttl(mut self, ttl: Duration) -> Self {
+        self.denied_ttl = ttl;
+        self
+    }
+
+    /// The most answers kept (default 100 000).
+    ///
+    /// ```
+    /// # use tower_mcp_auth::validators::{Cache, StaticKeys};
+    /// let cache = Cache::builder(StaticKeys::<()>::new()).max_entries(10_000).build();
+    /// # let _ = cache;
+    /// ```
+    pub fn max_entries(mut self, max: u64) -> Self {
+        self.max_entries = max;
+        self
+    }
+
+    /// Also bounds the cache's estimated size in bytes (default: no byte bound). Each answer is estimated at
+    /// a fixed overhead plus what the [`weigher`](CacheBuilder::weigher) says its identity holds; the entry
+    /// bound still applies.
+    ///
+    /// ```
+    /// # use tower_mcp_auth::validators::{Cache, StaticKeys};
+    /// let cache = Cache::builder(StaticKeys::<String>::new())
+    ///     .max_bytes(64 * 1024 * 1024)
+    ///     .weigher(|identity: &String| identity.capacity())
+    ///     .build();
+    /// # let _ = cache;
+    /// ```
+    pub fn max_bytes(mut self, max: u64) -> Self {
+        self.max_bytes = Some(max);
+        self
+    }
+
+    /// Estimates the heap bytes an identity holds, for [`max_bytes`](CacheBuilder::max_bytes) (default: 0).
+    ///
+    /// ```
+    /// # use tower_mcp_auth::validators::{Cache, StaticKeys};
+    /// let cache = Cache::builder(StaticKeys::<String>::new())
+    ///     .max_bytes(1 << 20)
+    ///     .weigher(|identity: &String| identity.len())
+    ///     .build();
+    /// # let _ = cache;
+    /// ```
+    pub fn weigher(
+        mut self,
+        weigher: impl Fn(&V::Identity) -> usize + Send + Sync + 'static,
+    ) -> Self {
+        self.weigher = Some(Box::new(weigher));
+        self
+    }
+
+    /// Tells the cache when a `Valid` answer stops being true: the answer is kept until then if that is
+    /// sooner than [`valid_ttl`](CacheBuilder::valid_ttl), and not at all if it has passed.
+    ///
+    /// The expiry comes from the identity, because [`Verdict`] carries nothing else: the identities of the
+    /// ready-made store validators have an `expires_at` method for this (`IntrospectionClaims::expires_at`,
+    /// `KeyInfo::expires_at`).
+    ///
+    /// ```
+    /// use std::{convert::Infallible, time::{Duration, SystemTime}};
+    /// use tower_mcp_auth::{validate_fn, validators::Cache, Verdict};
+    ///
+    /// #[derive(Clone)]
+    /// struct Key { owner: String, expires: Option<SystemTime> }
+    ///
+    /// let store = validate_fn(|_key: String| async {
+    ///     let expires = Some(SystemTime::now() + Duration::from_secs(5));
+    ///     Ok::<_, Infallible>(Verdict::Valid(Key { owner: "alice".into(), expires }))
+    /// });
+    /// // Kept for 5 s, not 60.
+    /// let cache = Cache::builder(store).expiry(|key: &Key| key.expires).build();
+    /// # let _ = cache;
+    /// ```
+    pub fn expiry(
+        mut self,
+        expiry: impl Fn(&V::Identity) -> Option<SystemTime> + Send + Sync + 'static,
+    ) -> Self {
+        self.expiry = Some(Box::new(expiry));
+        self
+    }
+
+    /// Builds the cache.
+    ///
+    /// ```
+    /// # use tower_mcp_auth::validators::{Cache, StaticKeys};
+    /// let cache = Cache::builder(StaticKeys::<()>::new()).build();
+    /// # let _ = cache;
+    /// ```
+    pub fn build(self) -> Cache<V> {
+        let Self {
+            inner,
+            valid_ttl,
+            unknown_ttl,
+            denied_ttl,
+            max_entries,
+            max_bytes,
+            weigher,
+            expiry,
+        } = self;
+        let builder = moka::future::Cache::builder().expire_after(PerAnswer);
+        let answers = match max_bytes {
+            None => builder.max_capacity(max_entries).build(),
+            Some(max_bytes) => {
+                // Every answer weighs at least max_bytes / max_entries, so no more than max_entries fit in
+                // max_bytes; and at least its estimated size, so their sizes add up to no more than max_bytes.
+                let floor = max_bytes.div_ceil(max_entries.max(1));
+                builder
+                    .max_capacity(max_bytes)
+                    .weigher(move |_, answer: &Answer<V::Identity>| {
+                        let identity = match (&answer.verdict, &weigher) {
+                            (Verdict::Valid(identity), Some(weigh)) => weigh(identity),
+                            _ => 0,
+                        };
+                        let estimate = (ENTRY_OVERHEAD + identity) as u64;
+                        u32::try_from(estimate.max(floor)).unwrap_or(u32::MAX)
+                    })
+                    .build()
+            }
+        };
+        Cache {
+            inner: Arc::new(inner),
+            answers,
+            policy: Arc::new(Policy {
+                valid_ttl,
+                unknown_ttl,
+                denied_ttl,
+                expiry,
+            }),
+        }
+    }
+}
+
+impl<V: Validator> fmt::Debug for CacheBuilder<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("inner", &std::any::type_name::<V>())
+            .field("valid_ttl", &self.valid_ttl)
+            .field("unknown_ttl", &self.unknown_ttl)
+            .field("denied_ttl", &self.denied_ttl)
+            .field("max_entries", &self.max_entries)
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The validation in progress for a [`Cache`]: ready at once on a hit, the (shared) store lookup on a miss.
+///
+/// ```
+/// use tower_mcp_auth::{validators::{Cache, CacheFuture, StaticKeys}, Validator};
+///
+/// let cache = Cache::new(StaticKeys::new().with_key("sk-a", "ops"));
+/// let future: CacheFuture<&str> = cache.validate("sk-a");
+/// # drop(future);
+/// ```
+pub struct CacheFuture<I>(Either<Ready<Outcome<I>>, BoxFuture<'static, Outcome<I>>>);
+
+impl<I> Future for CacheFuture<I> {
+    type Output = Outcome<I>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<I> fmt::Debug for CacheFuture<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.0 {
+            Either::Left(_) => "Hit",
+            Either::Right(_) => "Lookup",
+        };
+        f.debug_tuple("CacheFuture").field(&state).finish()
+    }
+}
+
+/// The inner validator's error, shared by every validation that waited for the same lookup. `Display` and
+/// `source` are the inner error's.
+///
+/// ```
+/// use std::{fmt, error::Error};
+/// use tower_mcp_auth::{validate_fn, validators::Cache, Validator, Verdict};
+///
+/// #[derive(Debug)]
+/// struct StoreDown;
+/// impl fmt::Display for StoreDown {
+///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str("store down") }
+/// }
+/// impl Error for StoreDown {}
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::new(validate_fn(|_key: String| async { Err::<Verdict<()>, _>(StoreDown) }));
+/// let err = cache.validate("sk-a").await.unwrap_err();
+/// assert_eq!(err.to_string(), "store down");
+/// assert!(err.get_ref().is::<StoreDown>());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CacheError(Arc<BoxError>);
+
+impl CacheError {
+    /// The inner validator's error, for downcasting.
+    pub fn get_ref(&self) -> &(dyn Error + Send + Sync + 'static) {
+        &**self.0
+    }
+}
+
+impl fmt::Display for CacheError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self.0, f)
+    }
+}
+
+impl fmt::Debug for CacheError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CacheError").field(&self.0).finish()
+    }
+}
+
+impl Error for CacheError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.0.source()
+    }
+}

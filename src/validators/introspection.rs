@@ -1,0 +1,596 @@
+//! `Introspection`: asks an OAuth 2.0 token introspection endpoint (RFC 7662) about each credential.
+
+use std::{
+    error::Error,
+    fmt,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_util::{
+    client::legacy::{
+        connect::{Connect, HttpConnector},
+        Client,
+    },
+    rt::TokioExecutor,
+};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+use crate::validate::{BoxError, Validator, Verdict};
+
+/// The default time an introspection may take, below the layer's own validation timeout so that a slow
+/// endpoint is reported as such.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The default cap on an introspection response body.
+const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// A [`Validator`] that asks an RFC 7662 token introspection endpoint about each credential.
+///
+/// Each validation POSTs `token=<credential>` (form-encoded) with the gateway's client authentication, and maps
+/// the answer:
+///
+/// | endpoint answers | verdict |
+/// |---|---|
+/// | `200`, `"active": true`, no `exp` or `exp` in the future | [`Valid`](Verdict::Valid)`(claims)` |
+/// | `200`, `"active": true`, `exp` in the past | [`Denied`](Verdict::Denied) |
+/// | `200`, `"active": false` | [`Unknown`](Verdict::Unknown) |
+/// | any other status, a transport failure, a timeout, a body that is not the JSON of RFC 7662 §2.2 | error (the layer answers 503) |
+///
+/// An `active` token whose `exp` has passed is `Denied`, not `Unknown`: the endpoint has just shown that it
+/// issued the token, so it is one of the gateway's own credentials, expired; `Unknown` would let it travel
+/// upstream as an OAuth passthrough token on routes that allow passthrough.
+///
+/// The client reuses connections (hyper-util's pooled client). [`new`](Introspection::new) speaks plain
+/// HTTP, for an endpoint on the same host or network; for HTTPS, build a client with a TLS connector (for
+/// example hyper-rustls) and pass it to [`with_client`](Introspection::with_client). Errors never contain the
+/// credential: they name the status, the failure or the position of a JSON error, not the body.
+///
+/// Put a [`Cache`](super::Cache) in front so that each token is introspected once per TTL, with `exp`
+/// capping the TTL:
+///
+/// ```
+/// use tower_mcp_auth::{
+///     validators::{Cache, ClientAuth, Introspection, IntrospectionClaims},
+///     McpAuthLayer,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let introspection = Introspection::new(
+///     "http://127.0.0.1:8080/oauth2/introspect".parse().unwrap(),
+///     ClientAuth::basic("gateway", "client-secret"),
+/// );
+/// let validator = Cache::builder(introspection).expiry(IntrospectionClaims::expires_at).build();
+/// let layer = McpAuthLayer::new(validator);
+/// # let _ = layer;
+/// # }
+/// ```
+pub struct Introspection<C = HttpConnector> {
+    client: Client<C, Full<Bytes>>,
+    endpoint: Uri,
+    auth: ClientAuth,
+    timeout: Duration,
+    max_response_bytes: usize,
+}
+
+impl Introspection {
+    /// Introspects at `endpoint` (plain HTTP) with a pooled client, authenticating as `auth`.
+    ///
+    /// Must be called within a tokio runtime's context only when validating, not here.
+    ///
+    /// ```
+    /// use tower_mcp_auth::validators::{ClientAuth, Introspection};
+    ///
+    /// let introspection = Introspection::new(
+    ///     "http://127.0.0.1:8080/introspect".parse().unwrap(),
+    ///     ClientAuth::bearer("registration-token"),
+    /// );
+    /// # let _ = introspection;
+    /// ```
+    pub fn new(endpoint: Uri, auth: ClientAuth) -> Self {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Self::with_client(client, endpoint, auth)
+    }
+}
+
+impl<C> Introspection<C> {
+    /// Introspects at `endpoint` through `client` (bring your own connector, e.g. for TLS).
+    ///
+    /// ```
+    /// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    /// use tower_mcp_auth::validators::{ClientAuth, Introspection};
+    ///
+    /// let client = Client::builder(TokioExecutor::new())
+    ///     .pool_max_idle_per_host(8)
+    ///     .build_http();
+    /// let introspection = Introspection::with_client(
+    ///     client,
+    ///     "http://127.0.0.1:8080/introspect".parse().unwrap(),
+    ///     ClientAuth::basic("gateway", "client-secret"),
+    /// );
+    /// # let _ = introspection;
+    /// ```
+    pub fn with_client(client: Client<C, Full<Bytes>>, endpoint: Uri, auth: ClientAuth) -> Self {
+        Self {
+            client,
+            endpoint,
+            auth,
+            timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
+    }
+
+    /// Sets how long one introspection (connecting, sending, reading the answer) may take (default 3 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_mcp_auth::validators::{ClientAuth, Introspection};
+    /// let introspection = Introspection::new(
+    ///     "http://127.0.0.1:8080/introspect".parse().unwrap(),
+    ///     ClientAuth::bearer("t"),
+    /// )
+    /// .timeout(Duration::from_secs(1));
+    /// # let _ = introspection;
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the largest response body accepted (default 64 KiB); a larger one is an error.
+    ///
+    /// ```
+    /// # use tower_mcp_auth::validators::{ClientAuth, Introspection};
+    /// let introspection = Introspection::new(
+    ///     "http://127.0.0.1:8080/introspect".parse().unwrap(),
+    ///     ClientAuth::bearer("t"),
+    /// )
+    /// .max_response_bytes(16 * 1024);
+    /// # let _ = introspection;
+    /// ```
+    pub fn max_response_bytes(mut self, max: usize) -> Self {
+        self.max_response_bytes = max;
+        self
+    }
+
+    fn request(&self, credential: &str) -> Request<Full<Bytes>> {
+        let body = format!("token={}", form_encode(credential));
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.endpoint.clone();
+        let headers = request.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(header::AUTHORIZATION, self.auth.header.clone());
+        request
+    }
+}
+
+impl<C> fmt::Debug for Introspection<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Introspection")
+            .field("endpoint", &self.endpoint)
+            .field("auth", &self.auth)
+            .field("timeout", &self.timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> Validator for Introspection<C>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    type Identity = IntrospectionClaims;
+    type Error = IntrospectionError;
+    type Future = BoxFuture<'static, Result<Verdict<IntrospectionClaims>, IntrospectionError>>;
+
+    fn validate(&self, credential: &str) -> Self::Future {
+        let request = self.request(credential);
+        let client = self.client.clone();
+        let (timeout, limit) = (self.timeout, self.max_response_bytes);
+        Box::pin(async move {
+            let exchange = async {
+                let response = client
+                    .request(request)
+                    .await
+                    .map_err(|e| IntrospectionError::new(Kind::Transport, Some(e.into())))?;
+                let status = response.status();
+                if status != StatusCode::OK {
+                    return Err(IntrospectionError::new(Kind::Status(status), None));
+                }
+                let body = Limited::new(response.into_body(), limit)
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        if e.is::<LengthLimitError>() {
+                            IntrospectionError::new(Kind::TooLarge(limit), None)
+                        } else {
+                            IntrospectionError::new(Kind::Transport, Some(e))
+                        }
+                    })?;
+                Ok(body.to_bytes())
+            };
+            let body = tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| IntrospectionError::new(Kind::Timeout(timeout), None))??;
+            let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
+                IntrospectionError::new(
+                    Kind::Json {
+                        line: e.line(),
+                        column: e.column(),
+                    },
+                    None,
+                )
+            })?;
+            Ok(answer.verdict(SystemTime::now()))
+        })
+    }
+}
+
+/// How the gateway authenticates itself to the introspection endpoint (RFC 7662 §2.1).
+///
+/// The secret is kept only inside a header value marked sensitive; `Debug` shows the scheme alone.
+///
+/// ```
+/// use tower_mcp_auth::validators::ClientAuth;
+///
+/// let auth = ClientAuth::basic("gateway", "s3cret");
+/// assert_eq!(format!("{auth:?}"), "ClientAuth { scheme: \"Basic\", .. }");
+/// let auth = ClientAuth::bearer("initial-access-token");
+/// assert!(!format!("{auth:?}").contains("initial-access-token"));
+/// ```
+#[derive(Clone)]
+pub struct ClientAuth {
+    scheme: &'static str,
+    header: HeaderValue,
+}
+
+impl ClientAuth {
+    /// HTTP Basic with a client id and secret, each form-encoded first as RFC 6749 §2.3.1 requires.
+    ///
+    /// ```
+    /// use tower_mcp_auth::validators::ClientAuth;
+    /// let auth = ClientAuth::basic("gateway", "s3cret");
+    /// # let _ = auth;
+    /// ```
+    pub fn basic(client_id: &str, client_secret: &str) -> Self {
+        let credentials = format!("{}:{}", form_encode(client_id), form_encode(client_secret));
+        let value = format!("Basic {}", STANDARD.encode(credentials));
+        Self::new("Basic", &value)
+    }
+
+    /// A bearer token that the endpoint accepts from the gateway.
+    ///
+    /// ```
+    /// use tower_mcp_auth::validators::ClientAuth;
+    /// let auth = ClientAuth::bearer("gateway-introspection-token");
+    /// # let _ = auth;
+    /// ```
+    ///
+    /// # Panics
+    /// When `token` holds characters a header value cannot (control characters, non-ASCII).
+    pub fn bearer(token: &str) -> Self {
+        Self::new("Bearer", &format!("Bearer {token}"))
+    }
+
+    fn new(scheme: &'static str, value: &str) -> Self {
+        let Ok(mut header) = HeaderValue::from_str(value) else {
+            panic!("the introspection client's {scheme} credential is not a valid header value");
+        };
+        header.set_sensitive(true);
+        Self { scheme, header }
+    }
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientAuth")
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an introspection endpoint says about an active token (RFC 7662 §2.2): the identity of a credential
+/// that [`Introspection`] found valid.
+///
+/// Fields the RFC names are typed; any others (`tenant`, `groups`, …) are in [`extra`](Self::extra).
+///
+/// ```
+/// use http::Request;
+/// use tower_mcp_auth::{validators::IntrospectionClaims, Authenticated};
+///
+/// fn subject(req: &Request<()>) -> Option<&str> {
+///     let claims = req.extensions().get::<Authenticated<IntrospectionClaims>>()?.identity();
+///     claims.sub.as_deref()
+/// }
+/// # assert_eq!(subject(&Request::new(())), None);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
+pub struct IntrospectionClaims {
+    /// Space-separated scopes.
+    pub scope: Option<String>,
+    /// The client the token was issued to.
+    pub client_id: Option<String>,
+    /// A human-readable identifier of the resource owner.
+    pub username: Option<String>,
+    /// The token's type, e.g. `Bearer`.
+    pub token_type: Option<String>,
+    /// When the token expires, in seconds since the Unix epoch.
+    #[serde(default, deserialize_with = "numeric_date")]
+    pub exp: Option<u64>,
+    /// When the token was issued, in seconds since the Unix epoch.
+    #[serde(default, deserialize_with = "numeric_date")]
+    pub iat: Option<u64>,
+    /// When the token becomes usable, in seconds since the Unix epoch.
+    #[serde(default, deserialize_with = "numeric_date")]
+    pub nbf: Option<u64>,
+    /// The subject: usually a machine-readable identifier of the resource owner.
+    pub sub: Option<String>,
+    /// The intended audiences (`aud` may be one string or an array).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub aud: Vec<String>,
+    /// The issuer.
+    pub iss: Option<String>,
+    /// The token's identifier.
+    pub jti: Option<String>,
+    /// Every other member of the response.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl IntrospectionClaims {
+    /// When the token expires (`exp`), for [`CacheBuilder::expiry`](super::CacheBuilder::expiry).
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use tower_mcp_auth::validators::IntrospectionClaims;
+    ///
+    /// let mut claims = IntrospectionClaims::default();
+    /// assert_eq!(claims.expires_at(), None);
+    /// claims.exp = Some(1_700_000_000);
+    /// assert_eq!(claims.expires_at(), Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+    /// ```
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.exp.map(|exp| UNIX_EPOCH + Duration::from_secs(exp))
+    }
+
+    /// The scopes, split on spaces.
+    ///
+    /// ```
+    /// use tower_mcp_auth::validators::IntrospectionClaims;
+    ///
+    /// let mut claims = IntrospectionClaims::default();
+    /// claims.scope = Some("mcp:read mcp:write".to_owned());
+    /// assert_eq!(claims.scopes().collect::<Vec<_>>(), ["mcp:read", "mcp:write"]);
+    /// ```
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope
+            .as_deref()
+            .unwrap_or_default()
+            .split_ascii_whitespace()
+    }
+}
+
+/// The response body: `active`, and the claims beside it.
+#[derive(Deserialize)]
+struct Answer {
+    active: bool,
+    #[serde(flatten)]
+    claims: IntrospectionClaims,
+}
+
+impl Answer {
+    fn verdict(self, now: SystemTime) -> Verdict<IntrospectionClaims> {
+        if !self.active {
+            return Verdict::Unknown;
+        }
+        match self.claims.expires_at() {
+            Some(expires) if expires <= now => Verdict::Denied,
+            _ => Verdict::Valid(self.claims),
+        }
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): seconds since the epoch, possibly with a fraction (dropped).
+fn numeric_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    match (number.as_u64(), number.as_f64()) {
+        (Some(seconds), _) => Ok(Some(seconds)),
+        (None, Some(seconds)) if seconds >= 0.0 && seconds < u64::MAX as f64 => {
+            Ok(Some(seconds as u64))
+        }
+        _ => Err(serde::de::Error::custom(
+            "a NumericDate is a non-negative number",
+        )),
+    }
+}
+
+/// `aud` is a string or an array of strings.
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(one)) => vec![one],
+        Some(OneOrMany::Many(many)) => many,
+    })
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value (WHATWG URL §5.2).
+fn form_encode(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len() * 3);
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                encoded.push(char::from(byte));
+            }
+            b' ' => encoded.push('+'),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                encoded.push('%');
+                encoded.push(char::from(HEX[usize::from(byte >> 4)]));
+                encoded.push(char::from(HEX[usize::from(byte & 0xf)]));
+            }
+        }
+    }
+    encoded
+}
+
+/// Why an introspection reached no verdict. Its `Display` names the failure, never the credential or the
+/// response body.
+///
+/// ```
+/// use tower_mcp_auth::validators::IntrospectionError;
+///
+/// fn describe(err: &IntrospectionError) -> String {
+///     match (err.is_timeout(), err.status()) {
+///         (true, _) => "slow".to_owned(),
+///         (_, Some(status)) => format!("answered {status}"),
+///         _ => err.to_string(),
+///     }
+/// }
+/// # let _ = describe;
+/// ```
+pub struct IntrospectionError {
+    kind: Kind,
+    source: Option<BoxError>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Transport,
+    Timeout(Duration),
+    Status(StatusCode),
+    TooLarge(usize),
+    Json { line: usize, column: usize },
+}
+
+impl IntrospectionError {
+    fn new(kind: Kind, source: Option<BoxError>) -> Self {
+        Self { kind, source }
+    }
+
+    /// Whether the endpoint did not answer within the [timeout](Introspection::timeout).
+    ///
+    /// ```
+    /// # fn check(err: &tower_mcp_auth::validators::IntrospectionError) -> bool {
+    /// err.is_timeout()
+    /// # }
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::Timeout(_))
+    }
+
+    /// The status the endpoint answered with, when it was not `200 OK`.
+    ///
+    /// ```
+    /// # fn check(err: &tower_mcp_auth::validators::IntrospectionError) -> bool {
+    /// err.status() == Some(http::StatusCode::UNAUTHORIZED) // the gateway's client credentials were refused
+    /// # }
+    /// ```
+    pub fn status(&self) -> Option<StatusCode> {
+        match self.kind {
+            Kind::Status(status) => Some(status),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for IntrospectionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Transport => {
+                f.write_str("introspection request failed")?;
+                // The root cause ("connection refused") is what an operator needs; the layer logs Display.
+                let mut cause = self.source.as_deref().map(|e| e as &(dyn Error + 'static));
+                while let Some(next) = cause.and_then(Error::source) {
+                    cause = Some(next);
+                }
+                match cause {
+                    Some(cause) => write!(f, ": {cause}"),
+                    None => Ok(()),
+                }
+            }
+            Kind::Timeout(timeout) => write!(f, "introspection timed out after {timeout:?}"),
+            Kind::Status(status) => write!(f, "introspection endpoint answered {status}"),
+            Kind::TooLarge(limit) => {
+                write!(f, "introspection response larger than {limit} bytes")
+            }
+            Kind::Json { line, column } => write!(
+                f,
+                "introspection response is not an RFC 7662 answer (JSON error at line {line}, column {column})"
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for IntrospectionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntrospectionError")
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl Error for IntrospectionError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_encoding() {
+        assert_eq!(form_encode("abc-._*XYZ09"), "abc-._*XYZ09");
+        assert_eq!(form_encode("a b+c/d=e&f%"), "a+b%2Bc%2Fd%3De%26f%25");
+        assert_eq!(form_encode("~"), "%7E");
+    }
+
+    #[test]
+    fn verdicts() {
+        let answer = |json: &str| serde_json::from_str::<Answer>(json).unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(answer(r#"{"active":false}"#).verdict(now), Verdict::Unknown);
+        assert_eq!(
+            answer(r#"{"active":true,"exp":999}"#).verdict(now),
+            Verdict::Denied
+        );
+        assert_eq!(
+            answer(r#"{"active":true,"exp":1000}"#).verdict(now),
+            Verdict::Denied
+        );
+        let Verdict::Valid(claims) =
+            answer(r#"{"active":true,"exp":1001.5,"aud":"gw","sub":"alice","tenant":"acme"}"#)
+                .verdict(now)
+        else {
+            panic!("not valid");
+        };
+        assert_eq!(claims.exp, Some(1001));
+        assert_eq!(claims.aud, ["gw"]);
+        assert_eq!(claims.sub.as_deref(), Some("alice"));
+        assert_eq!(claims.extra["tenant"], "acme");
+        assert!(!claims.extra.contains_key("active"));
+        assert!(serde_json::from_str::<Answer>(r#"{"exp":1}"#).is_err());
+        assert!(serde_json::from_str::<Answer>(r#"{"active":true,"exp":-1}"#).is_err());
+    }
+}

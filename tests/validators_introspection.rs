@@ -1,0 +1,408 @@
+//! `Introspection` against a real RFC 7662 endpoint: an axum app on 127.0.0.1.
+#![cfg(feature = "introspection")]
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::post,
+    Form, Json, Router,
+};
+use http::Request;
+use serde_json::json;
+use tower::{service_fn, ServiceBuilder, ServiceExt};
+use tower_mcp_auth::{
+    validators::{Cache, ClientAuth, Introspection, IntrospectionClaims, IntrospectionError},
+    Authenticated, McpAuthLayer, OAuthPassthrough, PassthroughPolicy, Validator, Verdict,
+};
+
+const CLIENT_ID: &str = "gateway";
+const CLIENT_SECRET: &str = "s3cret:with/odd chars";
+
+#[derive(Clone, Default)]
+struct Endpoint {
+    calls: Arc<AtomicUsize>,
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The authorization server: answers by token, after checking the gateway's client authentication.
+async fn introspect(
+    State(endpoint): State<Endpoint>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    endpoint.calls.fetch_add(1, Ordering::SeqCst);
+    endpoint.peers.lock().unwrap().push(peer);
+    // RFC 6749 §2.3.1: id and secret are form-encoded, then joined and base64-encoded.
+    let expected_basic = "Basic Z2F0ZXdheTpzM2NyZXQlM0F3aXRoJTJGb2RkK2NoYXJz";
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if authorization != Some(expected_basic) && authorization != Some("Bearer gateway-token") {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let token = form.get("token").cloned().unwrap_or_default();
+    match token.as_str() {
+        "tok-active" => Json(json!({
+            "active": true, "sub": "alice", "scope": "mcp:read mcp:write", "client_id": "ide",
+            "exp": now() + 3600, "aud": ["gateway", "mcp"], "tenant": "acme",
+        }))
+        .into_response(),
+        "tok-short" => {
+            Json(json!({ "active": true, "sub": "bob", "exp": now() + 1 })).into_response()
+        }
+        "tok-inactive" => Json(json!({ "active": false })).into_response(),
+        "tok-expired" => {
+            Json(json!({ "active": true, "sub": "carol", "exp": now() - 60 })).into_response()
+        }
+        "tok-500" => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        "tok-slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Json(json!({ "active": true })).into_response()
+        }
+        "tok-bad-json" => (StatusCode::OK, "{\"active\": tru").into_response(),
+        // A body that echoes the token where a boolean belongs must not leak it through the error.
+        "tok-wrong-type-secret" => {
+            Json(json!({ "active": "tok-wrong-type-secret" })).into_response()
+        }
+        "tok-huge" => {
+            Json(json!({ "active": true, "padding": "x".repeat(100_000) })).into_response()
+        }
+        // Echo the token as `sub`, to check the form encoding of the request.
+        other if other.starts_with("echo") => {
+            Json(json!({ "active": true, "sub": other })).into_response()
+        }
+        _ => Json(json!({ "active": false })).into_response(),
+    }
+}
+
+async fn start() -> (Endpoint, String) {
+    let endpoint = Endpoint::default();
+    let app = Router::new()
+        .route("/introspect", post(introspect))
+        .with_state(endpoint.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    (endpoint, format!("http://{addr}/introspect"))
+}
+
+fn validator(url: &str) -> Introspection {
+    Introspection::new(
+        url.parse().unwrap(),
+        ClientAuth::basic(CLIENT_ID, CLIENT_SECRET),
+    )
+}
+
+#[tokio::test]
+async fn active_token_is_valid_with_its_claims() {
+    let (_, url) = start().await;
+    let Verdict::Valid(claims) = validator(&url).validate("tok-active").await.unwrap() else {
+        panic!("not valid");
+    };
+    assert_eq!(claims.sub.as_deref(), Some("alice"));
+    assert_eq!(claims.client_id.as_deref(), Some("ide"));
+    assert_eq!(
+        claims.scopes().collect::<Vec<_>>(),
+        ["mcp:read", "mcp:write"]
+    );
+    assert_eq!(claims.aud, ["gateway", "mcp"]);
+    assert_eq!(claims.extra["tenant"], "acme");
+    let expires = claims.expires_at().unwrap();
+    assert!(expires > SystemTime::now() + Duration::from_secs(3500));
+}
+
+#[tokio::test]
+async fn inactive_token_is_unknown() {
+    let (_, url) = start().await;
+    assert_eq!(
+        validator(&url).validate("tok-inactive").await.unwrap(),
+        Verdict::Unknown
+    );
+    assert_eq!(
+        validator(&url).validate("never-issued").await.unwrap(),
+        Verdict::Unknown
+    );
+}
+
+#[tokio::test]
+async fn active_but_expired_token_is_denied() {
+    let (_, url) = start().await;
+    assert_eq!(
+        validator(&url).validate("tok-expired").await.unwrap(),
+        Verdict::Denied
+    );
+}
+
+#[tokio::test]
+async fn bearer_client_authentication() {
+    let (_, url) = start().await;
+    let introspection =
+        Introspection::new(url.parse().unwrap(), ClientAuth::bearer("gateway-token"));
+    assert!(matches!(
+        introspection.validate("tok-active").await.unwrap(),
+        Verdict::Valid(_)
+    ));
+}
+
+#[tokio::test]
+async fn refused_client_authentication_is_an_error() {
+    let (_, url) = start().await;
+    let introspection =
+        Introspection::new(url.parse().unwrap(), ClientAuth::basic(CLIENT_ID, "wrong"));
+    let err = introspection.validate("tok-active").await.unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
+}
+
+#[tokio::test]
+async fn server_error_is_an_error() {
+    let (_, url) = start().await;
+    let err = validator(&url).validate("tok-500").await.unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+    assert_eq!(
+        err.to_string(),
+        "introspection endpoint answered 500 Internal Server Error"
+    );
+}
+
+#[tokio::test]
+async fn slow_endpoint_times_out() {
+    let (_, url) = start().await;
+    let started = Instant::now();
+    let err = validator(&url)
+        .timeout(Duration::from_millis(200))
+        .validate("tok-slow")
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn bad_json_is_an_error() {
+    let (_, url) = start().await;
+    let err = validator(&url).validate("tok-bad-json").await.unwrap_err();
+    assert!(err.to_string().contains("not an RFC 7662 answer"), "{err}");
+    assert!(err.status().is_none() && !err.is_timeout());
+}
+
+#[tokio::test]
+async fn oversized_answer_is_an_error() {
+    let (_, url) = start().await;
+    let err = validator(&url).validate("tok-huge").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "introspection response larger than 65536 bytes"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_is_an_error_naming_the_cause() {
+    // Bind and drop a listener, so that nothing listens on the port.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = validator(&format!("http://{addr}/introspect"))
+        .validate("tok-active")
+        .await
+        .unwrap_err();
+    println!("unreachable endpoint: {err}");
+    assert!(
+        err.to_string()
+            .starts_with("introspection request failed: "),
+        "{err}"
+    );
+    assert!(std::error::Error::source(&err).is_some());
+}
+
+#[tokio::test]
+async fn errors_never_contain_the_credential() {
+    let (_, url) = start().await;
+    let introspection = validator(&url).timeout(Duration::from_millis(200));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let unreachable = validator(&format!("http://{dead}/introspect"));
+    let errors: Vec<IntrospectionError> = vec![
+        introspection.validate("tok-500").await.unwrap_err(),
+        introspection.validate("tok-slow").await.unwrap_err(),
+        introspection.validate("tok-bad-json").await.unwrap_err(),
+        introspection
+            .validate("tok-wrong-type-secret")
+            .await
+            .unwrap_err(),
+        introspection.validate("tok-huge").await.unwrap_err(),
+        unreachable
+            .validate("tok-unreachable-secret")
+            .await
+            .unwrap_err(),
+    ];
+    for err in errors {
+        let mut shown = format!("{err} {err:?}");
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            shown.push_str(&format!(" {cause} {cause:?}"));
+            source = cause.source();
+        }
+        assert!(!shown.contains("tok-"), "{shown}");
+    }
+    let shown = format!("{introspection:?}");
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("Z2F0ZXdhe"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn credential_is_form_encoded() {
+    let (_, url) = start().await;
+    let token = "echo-a+b/c=d&e%f~";
+    let Verdict::Valid(claims) = validator(&url).validate(token).await.unwrap() else {
+        panic!("not valid");
+    };
+    assert_eq!(claims.sub.as_deref(), Some(token));
+}
+
+#[tokio::test]
+async fn connections_are_reused() {
+    let (endpoint, url) = start().await;
+    let introspection = validator(&url);
+    for _ in 0..5 {
+        introspection.validate("tok-active").await.unwrap();
+    }
+    let peers = endpoint.peers.lock().unwrap().clone();
+    assert_eq!(peers.len(), 5);
+    assert!(peers.iter().all(|peer| *peer == peers[0]), "{peers:?}");
+}
+
+#[tokio::test]
+async fn cached_introspection_with_exp_capping_the_ttl() {
+    let (endpoint, url) = start().await;
+    let cache = Cache::builder(validator(&url))
+        .valid_ttl(Duration::from_secs(60))
+        .expiry(IntrospectionClaims::expires_at)
+        .build();
+    for _ in 0..3 {
+        assert!(matches!(
+            cache.validate("tok-active").await.unwrap(),
+            Verdict::Valid(_)
+        ));
+        assert!(matches!(
+            cache.validate("tok-short").await.unwrap(),
+            Verdict::Valid(_)
+        ));
+        assert_eq!(
+            cache.validate("tok-inactive").await.unwrap(),
+            Verdict::Unknown
+        );
+    }
+    assert_eq!(endpoint.calls.load(Ordering::SeqCst), 3);
+    // `tok-short` expires within a second (exp has one-second resolution), so its answer is gone after 2.5 s.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    cache.validate("tok-active").await.unwrap();
+    assert_eq!(
+        endpoint.calls.load(Ordering::SeqCst),
+        3,
+        "tok-active is kept for valid_ttl"
+    );
+    cache.validate("tok-short").await.unwrap();
+    assert_eq!(
+        endpoint.calls.load(Ordering::SeqCst),
+        4,
+        "tok-short was kept no longer than its exp"
+    );
+    // Errors are not cached.
+    assert!(cache.validate("tok-500").await.is_err());
+    assert!(cache.validate("tok-500").await.is_err());
+    assert_eq!(endpoint.calls.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test]
+async fn behind_the_layer() {
+    let (_, url) = start().await;
+    let layer = McpAuthLayer::new(Cache::new(validator(&url)))
+        .passthrough(PassthroughPolicy::path_prefixes(["/mcp/atlassian"]));
+    let gateway =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|req: Request<()>| async move {
+                let sub = req
+                    .extensions()
+                    .get::<Authenticated<IntrospectionClaims>>()
+                    .and_then(|a| a.identity().sub.clone());
+                let passthrough = req.extensions().get::<OAuthPassthrough>().is_some();
+                Ok::<_, Infallible>(http::Response::new(format!("{sub:?} {passthrough}")))
+            }));
+    let call = |path: &str, token: &str| {
+        let req = Request::post(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap();
+        gateway.clone().oneshot(req)
+    };
+    let ok = call("/mcp/github", "tok-active").await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(
+        call("/mcp/github", "tok-expired").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call("/mcp/atlassian", "tok-expired")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call("/mcp/github", "tok-inactive").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call("/mcp/atlassian", "tok-inactive")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        call("/mcp/atlassian", "tok-500").await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        call("/mcp/atlassian", "tok-bad-json")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}

@@ -1,0 +1,203 @@
+//! `StaticKeys`: hashed storage, lookups, and the key-file and environment formats.
+
+use std::io::Write;
+
+use http::{Request, StatusCode};
+use tower::{service_fn, ServiceBuilder, ServiceExt};
+use tower_mcp_auth::{
+    validators::{StaticKeys, StaticKeysError},
+    Authenticated, Fingerprint, McpAuthLayer, Validator, Verdict,
+};
+
+async fn verdict<I: Clone + Send + Sync + 'static>(
+    keys: &StaticKeys<I>,
+    credential: &str,
+) -> Verdict<I> {
+    let Ok(verdict) = keys.validate(credential).await;
+    verdict
+}
+
+#[tokio::test]
+async fn listed_keys_are_valid_and_everything_else_unknown() {
+    let keys = StaticKeys::new()
+        .with_key("sk-ops-1", "ops")
+        .with_key("sk-ci-1", "ci");
+    assert_eq!(verdict(&keys, "sk-ops-1").await, Verdict::Valid("ops"));
+    assert_eq!(verdict(&keys, "sk-ci-1").await, Verdict::Valid("ci"));
+    assert_eq!(verdict(&keys, "sk-ops-2").await, Verdict::Unknown);
+    assert_eq!(verdict(&keys, "sk-ops-1 ").await, Verdict::Unknown);
+    assert_eq!(verdict(&keys, "SK-OPS-1").await, Verdict::Unknown);
+    assert_eq!(verdict(&keys, "").await, Verdict::Unknown);
+}
+
+#[test]
+fn debug_shows_no_key_and_no_digest() {
+    let keys = StaticKeys::new().with_key("sk-very-secret-key", "ops");
+    let debug = format!("{keys:?} {keys:#?}");
+    assert!(!debug.contains("sk-very-secret-key"), "{debug}");
+    assert!(!debug.contains("secret"), "{debug}");
+    // Not even the fingerprint: the struct's dump says how many keys there are and nothing else.
+    assert!(!debug.contains(&Fingerprint::of("sk-very-secret-key").to_string()));
+    assert_eq!(format!("{keys:?}"), "StaticKeys { len: 1, .. }");
+}
+
+#[test]
+fn inserting_a_key_again_replaces_its_identity() {
+    let mut keys = StaticKeys::new();
+    assert_eq!(keys.insert("sk-a", 1), None);
+    assert_eq!(keys.insert("sk-a", 2), Some(1));
+    assert_eq!(keys.len(), 1);
+    let collected: StaticKeys<u8> = [("sk-a", 1), ("sk-b", 2), ("sk-a", 3)]
+        .into_iter()
+        .collect();
+    assert_eq!(collected.len(), 2);
+}
+
+#[test]
+#[should_panic(expected = "non-empty visible ASCII")]
+fn a_key_the_layer_could_never_present_is_refused() {
+    let _ = StaticKeys::new().with_key("sk a", ());
+}
+
+#[tokio::test]
+async fn key_file_format() {
+    let keys = StaticKeys::parse(
+        "# gateway keys\n\
+         \n\
+         sk-ops-1   ops team  \n\
+         \tsk-ci-1\tci\n\
+         sk-anon\n",
+    )
+    .unwrap();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(
+        verdict(&keys, "sk-ops-1").await,
+        Verdict::Valid("ops team".to_owned())
+    );
+    assert_eq!(
+        verdict(&keys, "sk-ci-1").await,
+        Verdict::Valid("ci".to_owned())
+    );
+    // No identity given: the key's fingerprint stands in, never the key.
+    assert_eq!(
+        verdict(&keys, "sk-anon").await,
+        Verdict::Valid(Fingerprint::of("sk-anon").to_string())
+    );
+    assert_eq!(verdict(&keys, "# gateway").await, Verdict::Unknown);
+}
+
+#[test]
+fn key_file_errors_name_lines_never_keys() {
+    let err = StaticKeys::parse("sk-first a\nsk-dup-secret b\nsk-dup-secret c\n").unwrap_err();
+    assert!(
+        matches!(err, StaticKeysError::DuplicateKey { line: 3, first: 2 }),
+        "{err:?}"
+    );
+    let err = StaticKeys::parse("sk-fine\nsk-bad\u{00e9}secret\n").unwrap_err();
+    assert!(
+        matches!(err, StaticKeysError::InvalidKey { line: 2 }),
+        "{err:?}"
+    );
+    for err in [
+        StaticKeys::parse("sk-dup-secret\nsk-dup-secret\n").unwrap_err(),
+        StaticKeys::parse("sk-bad\u{00e9}secret\n").unwrap_err(),
+    ] {
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn from_file() {
+    let path = std::env::temp_dir().join(format!("tower-mcp-auth-keys-{}", std::process::id()));
+    let mut file = std::fs::File::create(&path).unwrap();
+    writeln!(file, "sk-file-1 alice\nsk-file-2 bob").unwrap();
+    drop(file);
+    let keys = StaticKeys::from_file(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        verdict(&keys, "sk-file-2").await,
+        Verdict::Valid("bob".to_owned())
+    );
+
+    let err = StaticKeys::from_file(&path).unwrap_err();
+    assert!(matches!(err, StaticKeysError::Io { .. }), "{err:?}");
+    assert!(std::error::Error::source(&err).is_some());
+}
+
+#[tokio::test]
+async fn from_env_accepts_commas_and_newlines() {
+    std::env::set_var(
+        "TOWER_MCP_AUTH_TEST_KEYS",
+        "sk-env-1 alice, sk-env-2 bob\nsk-env-3 carol",
+    );
+    let keys = StaticKeys::from_env("TOWER_MCP_AUTH_TEST_KEYS").unwrap();
+    assert_eq!(keys.len(), 3);
+    assert_eq!(
+        verdict(&keys, "sk-env-1").await,
+        Verdict::Valid("alice".to_owned())
+    );
+    assert_eq!(
+        verdict(&keys, "sk-env-3").await,
+        Verdict::Valid("carol".to_owned())
+    );
+
+    let err = StaticKeys::from_env("TOWER_MCP_AUTH_TEST_KEYS_UNSET").unwrap_err();
+    assert!(
+        matches!(err, StaticKeysError::EnvNotPresent { .. }),
+        "{err:?}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_non_unicode_variable_is_not_echoed() {
+    use std::{ffi::OsStr, os::unix::ffi::OsStrExt};
+    std::env::set_var(
+        "TOWER_MCP_AUTH_TEST_KEYS_BINARY",
+        OsStr::from_bytes(b"sk-secret-\xff"),
+    );
+    let err = StaticKeys::from_env("TOWER_MCP_AUTH_TEST_KEYS_BINARY").unwrap_err();
+    assert!(
+        matches!(err, StaticKeysError::EnvNotUnicode { .. }),
+        "{err:?}"
+    );
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("secret"), "{shown}");
+}
+
+#[tokio::test]
+async fn answers_without_allocating_a_future_box() {
+    // `Ready` is the whole future: nothing to poll twice, nothing boxed.
+    let keys = StaticKeys::new().with_key("sk-a", ());
+    let future: std::future::Ready<_> = keys.validate("sk-a");
+    assert_eq!(future.into_inner(), Ok(Verdict::Valid(())));
+}
+
+#[tokio::test]
+async fn behind_the_layer() {
+    let layer = McpAuthLayer::new(StaticKeys::new().with_key("sk-ops-1", "ops".to_owned()));
+    let service =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|req: Request<()>| async move {
+                let who = req
+                    .extensions()
+                    .get::<Authenticated<String>>()
+                    .map(|a| a.identity().clone());
+                Ok::<_, std::convert::Infallible>(http::Response::new(who.unwrap_or_default()))
+            }));
+    let call = |key: &'static str| {
+        let req = Request::get("/mcp")
+            .header("x-litellm-api-key", key)
+            .body(())
+            .unwrap();
+        service.clone().oneshot(req)
+    };
+    let ok = call("sk-ops-1").await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(
+        call("sk-nope").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
