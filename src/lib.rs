@@ -89,9 +89,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod body;
 mod credentials;
 mod decision;
+#[cfg(feature = "axum")]
+mod extract;
 mod future;
 mod identity;
 mod layer;
@@ -106,6 +113,8 @@ mod validate;
 pub mod validators;
 
 pub use body::ResponseBody;
+#[cfg(feature = "axum")]
+pub use extract::MissingCredential;
 pub use future::ResponseFuture;
 pub use identity::{Authenticated, CredentialSource};
 pub use layer::{

@@ -24,10 +24,27 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }
 
-/// Removes every header a `Connection` header lists, then the fixed hop-by-hop headers.
+/// Removes every header a `Connection` header lists, then the fixed hop-by-hop headers (`Connection`,
+/// `Keep-Alive`, `Proxy-Authorization`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`).
 ///
-/// Callers set their own headers only afterwards, so a `Connection` header cannot name one of them away.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
+/// [`ForwardCredentialsLayer`](super::ForwardCredentialsLayer) does this to every upstream request before it
+/// sets its own headers, so a `Connection` header cannot name one of them away; a proxy calls it on the
+/// upstream's response headers before relaying them.
+///
+/// ```
+/// use http::HeaderMap;
+/// use tower_mcp_auth::upstream::remove_hop_by_hop;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("connection", "keep-alive, x-internal".parse().unwrap());
+/// headers.insert("x-internal", "1".parse().unwrap());
+/// headers.insert("transfer-encoding", "chunked".parse().unwrap());
+/// headers.insert("mcp-session-id", "abc".parse().unwrap());
+/// remove_hop_by_hop(&mut headers);
+/// assert_eq!(headers.len(), 1);
+/// assert!(headers.contains_key("mcp-session-id"));
+/// ```
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()

@@ -92,6 +92,7 @@
 //! ```
 
 mod auth;
+mod challenge;
 mod client_headers;
 mod config;
 mod error;
@@ -99,6 +100,7 @@ mod forward;
 mod hop_by_hop;
 
 pub use auth::{AuthKind, UpstreamAuth};
+pub use challenge::with_resource_metadata;
 pub use client_headers::{
     ClientCredentials, TakeClientCredentials, TakeClientCredentialsLayer,
     DEFAULT_CLIENT_AUTH_HEADER,
@@ -106,3 +108,4 @@ pub use client_headers::{
 pub use config::UpstreamConfig;
 pub use error::ConfigError;
 pub use forward::{ForwardCredentials, ForwardCredentialsLayer};
+pub use hop_by_hop::remove_hop_by_hop;

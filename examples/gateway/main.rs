@@ -1,0 +1,99 @@
+//! An MCP Streamable HTTP gateway on axum and tower-mcp-auth: gateway keys, per-upstream OAuth passthrough,
+//! each upstream's own credential, and RFC 9728 discovery.
+//!
+//! ```text
+//! cargo run --example gateway -- [--listen ADDR] [--public-url URL] [--key KEY]... [--upstream NAME=URL]...
+//!                                [--passthrough NAME]... [--upstream-auth NAME=KIND:VALUE]...
+//! ```
+//!
+//! Without `--upstream` it starts a demo upstream MCP server in the same process (`demo`, passthrough, accepting
+//! `Authorization: Bearer demo-oauth-token`), with the gateway key `sk-demo` unless keys are given.
+
+mod app;
+
+use std::io::Write;
+
+use tokio::net::TcpListener;
+
+fn demo_help(base: &str) -> String {
+    let init = r#"'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"0"}}}'"#;
+    let curl = format!(
+        "curl -si {base}/mcp/demo -H 'content-type: application/json' -H 'accept: application/json, text/event-stream'"
+    );
+    format!(
+        "demo upstream 'demo' behind {base}/mcp/demo; try:\n\
+         # 1. the client's own OAuth token passes through to the upstream: initialize succeeds\n\
+         {curl} -H 'authorization: Bearer {token}' -d {init}\n\
+         # 2. gateway key plus the OAuth token: authenticated, and the token is forwarded\n\
+         {curl} -H 'x-litellm-api-key: {key}' -H 'authorization: Bearer {token}' -d {init}\n\
+         # 3. a made-up token: the upstream refuses it (401), and the challenge points at the gateway's metadata\n\
+         {curl} -H 'authorization: Bearer made-up' -d {init}\n\
+         # discovery: no credentials -> 401 naming {base}/.well-known/oauth-protected-resource/mcp/demo\n\
+         curl -si {base}/.well-known/oauth-protected-resource/mcp/demo",
+        token = app::DEMO_TOKEN,
+        key = app::DEMO_KEY,
+    )
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let options = match app::Options::parse(
+        std::env::args().skip(1),
+        std::env::var("MCP_GATEWAY_KEYS").ok(),
+    ) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    let listener = match TcpListener::bind(options.listen()).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("cannot listen on {}: {error}", options.listen());
+            std::process::exit(1);
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    let prepared = match app::prepare(options, addr).await {
+        Ok(prepared) => prepared,
+        Err(message) => {
+            eprintln!("{message}\n{}", app::USAGE);
+            std::process::exit(2);
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "listening on http://{addr}");
+    if prepared.demo.is_some() {
+        let _ = writeln!(stdout, "{}", demo_help(&prepared.public_url));
+    }
+    let _ = stdout.flush();
+    drop(stdout);
+    if let Err(error) = app::serve(listener, prepared.app, shutdown_signal()).await {
+        eprintln!("server error: {error}");
+        std::process::exit(1);
+    }
+}
