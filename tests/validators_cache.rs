@@ -355,12 +355,12 @@ async fn expiry_caps_the_ttl() {
         .valid_ttl(Duration::from_secs(60))
         .expiry(|key: &Key| key.expires)
         .build();
-    // Expires in 300 ms: kept until then, not for 60 s.
-    cache.validate("sk-expiring-300").await.unwrap();
-    cache.validate("sk-expiring-300").await.unwrap();
+    // Expires in 1 s: kept until then, not for 60 s.
+    cache.validate("sk-expiring-1000").await.unwrap();
+    cache.validate("sk-expiring-1000").await.unwrap();
     assert_eq!(store.calls(), 1);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    cache.validate("sk-expiring-300").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    cache.validate("sk-expiring-1000").await.unwrap();
     assert_eq!(store.calls(), 2, "kept no longer than the key's expiry");
 
     // Expires in an hour: valid_ttl still applies (and is not exceeded).

@@ -66,7 +66,7 @@ async fn introspect(
         }))
         .into_response(),
         "tok-short" => {
-            Json(json!({ "active": true, "sub": "bob", "exp": now() + 1 })).into_response()
+            Json(json!({ "active": true, "sub": "bob", "exp": now() + 2 })).into_response()
         }
         "tok-inactive" => Json(json!({ "active": false })).into_response(),
         "tok-expired" => {
@@ -327,8 +327,8 @@ async fn cached_introspection_with_exp_capping_the_ttl() {
         );
     }
     assert_eq!(endpoint.calls.load(Ordering::SeqCst), 3);
-    // `tok-short` expires within a second (exp has one-second resolution), so its answer is gone after 2.5 s.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // `tok-short` expires 1 to 2 s after it was issued (exp has one-second resolution): gone after 3 s.
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
     cache.validate("tok-active").await.unwrap();
     assert_eq!(
         endpoint.calls.load(Ordering::SeqCst),

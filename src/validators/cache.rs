@@ -428,7 +428,8 @@ impl<V: Validator> CacheBuilder<V> {
         self
     }
 
-    /// Estimates the heap bytes an identity holds, for [`max_bytes`](CacheBuilder::max_bytes) (default: 0).
+    /// Estimates the heap bytes an identity holds, for [`max_bytes`](CacheBuilder::max_bytes) (default: 0);
+    /// without `max_bytes` it is not used.
     ///
     /// ```
     /// # use tower_mcp_auth::validators::{Cache, StaticKeys};

@@ -81,7 +81,7 @@ pub struct Introspection<C = HttpConnector> {
 impl Introspection {
     /// Introspects at `endpoint` (plain HTTP) with a pooled client, authenticating as `auth`.
     ///
-    /// Must be called within a tokio runtime's context only when validating, not here.
+    /// Building needs no runtime; validating runs on tokio.
     ///
     /// ```
     /// use tower_mcp_auth::validators::{ClientAuth, Introspection};
