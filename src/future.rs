@@ -11,7 +11,6 @@ use std::{
 use bytes::Bytes;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
-use tokio::time::{error::Elapsed, Timeout};
 use tower_service::Service;
 
 use crate::{
@@ -21,6 +20,7 @@ use crate::{
     layer::Config,
     passthrough::PassthroughRequest,
     response::{is_grpc, Challenges, Rejection},
+    timeout::{LazyTimeout, TimedOut},
     trace::{self, Outcome},
     validate::{BoxError, Validator, Verdict},
 };
@@ -44,7 +44,7 @@ enum Next<S, ReqBody> {
 
 impl<S, ReqBody> Pending<S, ReqBody> {
     /// Turns the validator's answer into the inner request, or the response that refuses it.
-    fn finish<I, E>(self, answer: Result<Result<Verdict<I>, E>, Elapsed>) -> Next<S, ReqBody>
+    fn finish<I, E>(self, answer: Result<Result<Verdict<I>, E>, TimedOut>) -> Next<S, ReqBody>
     where
         I: Clone + Send + Sync + 'static,
         E: Into<BoxError>,
@@ -151,7 +151,7 @@ pin_project! {
         },
         Validating {
             #[pin]
-            validation: Timeout<V::Future>,
+            validation: LazyTimeout<V::Future>,
             pending: Option<Pending<S, ReqBody>>,
         },
         Inner {
@@ -182,7 +182,10 @@ where
         }
     }
 
-    pub(crate) fn validating(validation: Timeout<V::Future>, pending: Pending<S, ReqBody>) -> Self {
+    pub(crate) fn validating(
+        validation: LazyTimeout<V::Future>,
+        pending: Pending<S, ReqBody>,
+    ) -> Self {
         Self {
             state: State::Validating {
                 validation,

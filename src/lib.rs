@@ -107,6 +107,7 @@ mod path;
 mod response;
 mod secret;
 mod service;
+mod timeout;
 mod trace;
 pub mod upstream;
 mod validate;

@@ -18,6 +18,7 @@ use crate::{
     passthrough::PassthroughRequest,
     response::{is_grpc, Challenges, Rejection},
     secret::credentials_equal,
+    timeout::LazyTimeout,
     validate::Validator,
 };
 
@@ -160,7 +161,7 @@ where
         };
 
         let validation =
-            tokio::time::timeout(config.timeout, self.validator.validate(credential.as_str()));
+            LazyTimeout::new(self.validator.validate(credential.as_str()), config.timeout);
         // The service that was polled ready is the one that must be called; leave a clone in its place.
         let clone = self.inner.clone();
         let inner = mem::replace(&mut self.inner, clone);

@@ -70,6 +70,9 @@ impl<I> Verdict<I> {
 /// ```
 pub trait Validator: Send + Sync + 'static {
     /// What a valid credential identifies; stored in [`Authenticated`](crate::Authenticated).
+    ///
+    /// It is cloned into every admitted request, so prefer a type that clones without allocating
+    /// (`Arc<str>`, an `Arc` of a struct, a small `Copy` id).
     type Identity: Clone + Send + Sync + 'static;
     /// Why a validation could not reach a verdict.
     type Error: Into<BoxError>;
