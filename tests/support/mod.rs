@@ -2,6 +2,8 @@
 //! the way the decision-table tests expect.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod contract;
+
 use std::{
     convert::Infallible,
     future::Future,
