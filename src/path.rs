@@ -60,10 +60,11 @@ pub(crate) fn is_canonical(path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return false;
     };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    // The root, checked before the trailing slash goes: otherwise `//` would pass for it.
     if rest.is_empty() {
         return true;
     }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
     rest.split('/')
         .all(|segment| !matches!(segment, "" | "." | ".."))
 }
@@ -106,6 +107,7 @@ mod tests {
         ] {
             assert!(!p.matches(path), "{path} must not match");
         }
+        assert!(!PathPrefix::new("/").matches("//"));
     }
 
     #[test]
@@ -120,6 +122,12 @@ mod tests {
     #[should_panic(expected = "must start with '/'")]
     fn relative_prefix_is_refused() {
         let _ = PathPrefix::new("mcp/atlassian");
+    }
+
+    #[test]
+    #[should_panic(expected = "must not contain")]
+    fn double_slash_prefix_is_refused() {
+        let _ = PathPrefix::new("//");
     }
 
     #[test]

@@ -22,7 +22,10 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 use tower::{Layer, ServiceExt};
-use tower_mcp_auth::upstream::{ForwardCredentialsLayer, UpstreamConfig};
+use tower_mcp_auth::{
+    upstream::{ForwardCredentialsLayer, UpstreamConfig},
+    McpAuthLayer, PassthroughPolicy,
+};
 
 const KEY: &str = "x-litellm-api-key";
 const AUTH: &str = "authorization";
@@ -488,6 +491,35 @@ async fn empty_segment_paths_never_opt_in() {
         "/mcp/atlassian//",
     ] {
         never_opts_in(path).await;
+    }
+}
+
+/// Regression: `//` alone once passed for canonical (the trailing-slash rule ate its second slash), so it
+/// opted in under a root prefix, and a configured `//` prefix was taken for the root instead of refused.
+#[tokio::test]
+async fn a_lone_double_slash_never_opts_in_even_under_the_root_prefix() {
+    let calls = Calls::default();
+    let root = McpAuthLayer::new(scripted_store(calls.clone()))
+        .passthrough(PassthroughPolicy::path_prefixes(["/"]));
+    let inner = Inner::default();
+    let bearer = || request("//", &[(AUTH, b"Bearer upstream-oauth-token")]);
+    let answer = send(&root, &inner, bearer()).await;
+    assert_eq!(answer.status, 401);
+    assert!(inner.take().is_empty());
+    // The control: a canonical path under the same prefix does opt in.
+    let canonical = request("/", &[(AUTH, b"Bearer upstream-oauth-token")]);
+    assert_eq!(send(&root, &inner, canonical).await.status, 200);
+}
+
+#[test]
+fn a_double_slash_prefix_is_refused_at_configuration() {
+    for prefix in ["//", "//mcp", "/mcp//atlassian", "/mcp/atlassian//"] {
+        let refused = std::panic::catch_unwind(|| PassthroughPolicy::path_prefixes([prefix]));
+        assert!(refused.is_err(), "{prefix:?} was accepted");
+        let refused = std::panic::catch_unwind(|| {
+            McpAuthLayer::new(()).resource_metadata(prefix, METADATA_URL)
+        });
+        assert!(refused.is_err(), "{prefix:?} was accepted for metadata");
     }
 }
 
