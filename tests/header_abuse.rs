@@ -23,7 +23,7 @@ use tokio::{
 };
 use tower::{Layer, ServiceExt};
 use tower_mcp_auth::{
-    upstream::{ForwardCredentialsLayer, UpstreamConfig},
+    upstream::{with_resource_metadata, ForwardCredentialsLayer, UpstreamConfig},
     McpAuthLayer, PassthroughPolicy,
 };
 
@@ -884,4 +884,29 @@ async fn wire_connection_header_can_neither_strip_nor_smuggle_credentials_end_to
         assert!(!line.starts_with("connection:"), "{line}");
     }
     assert_eq!(calls.take(), ["sk-good", "sk-good"]);
+}
+
+// ---- A hostile upstream's challenge ----
+
+/// Regression: only the first `resource_metadata` was replaced, so an upstream that sent it twice kept its
+/// own metadata in the relayed challenge for clients that read the last one.
+#[test]
+fn a_hostile_upstream_challenge_keeps_none_of_its_metadata() {
+    let gateway = "https://gw.example/.well-known/oauth-protected-resource/mcp/atlassian";
+    for challenge in [
+        r#"Bearer resource_metadata="https://up.example/m", resource_metadata="https://evil.example/m""#,
+        r#"Bearer resource_metadata=https://up.example/m,resource_metadata=https://evil.example/m"#,
+        r#"Bearer error="invalid_token", Bearer resource_metadata="https://evil.example/m""#,
+        r#"Bearer resource_metadata="https://a.example", Bearer RESOURCE_METADATA = "https://evil.example/m""#,
+    ] {
+        let relayed =
+            with_resource_metadata(&HeaderValue::from_static(challenge), gateway).unwrap();
+        let relayed = relayed.to_str().unwrap();
+        assert!(
+            !relayed.contains("evil.example"),
+            "{challenge} -> {relayed}"
+        );
+        assert!(!relayed.contains("up.example"), "{challenge} -> {relayed}");
+        assert!(relayed.contains(gateway));
+    }
 }

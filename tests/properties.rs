@@ -11,6 +11,9 @@
 //! - every 401 carries a `Bearer` challenge; no answer echoes a credential; the validator is asked at most once.
 //!
 //! Time is paused, so latencies and hangs past the 200 ms timeout cost nothing.
+//!
+//! A third property covers the outgoing side: a hostile upstream's `WWW-Authenticate` challenge, relayed with
+//! `upstream::with_resource_metadata`, keeps none of the upstream's `resource_metadata` values.
 
 mod model;
 mod support;
@@ -26,7 +29,10 @@ use http::{header::WWW_AUTHENTICATE, HeaderName, HeaderValue, Method, Request};
 use model::{Challenge, Expected};
 use proptest::{collection::vec, prelude::*};
 use support::{send, Answer, Inner, Seen};
-use tower_mcp_auth::{validate_fn, McpAuthLayer, PassthroughPolicy, Validator, Verdict};
+use tower_mcp_auth::{
+    upstream::with_resource_metadata, validate_fn, McpAuthLayer, PassthroughPolicy, Validator,
+    Verdict,
+};
 
 const PREFIX: &str = "/mcp/atlassian";
 const METADATA: &str = "https://gw.example/.well-known/oauth-protected-resource/mcp/atlassian";
@@ -587,5 +593,63 @@ proptest! {
                 allows
             ),
         }
+    }
+}
+
+// ---- A hostile upstream's challenge ----
+
+const GATEWAY_METADATA: &str = "https://gw.example/.well-known/oauth-protected-resource/mcp/x";
+
+/// One auth-param of an upstream's challenge: its own metadata (named in any case, quoted or not, with or
+/// without spaces around `=`), or an ordinary parameter.
+fn challenge_param() -> impl Strategy<Value = String> {
+    let metadata = (
+        any::<u64>(),
+        prop_oneof![Just(""), Just(" ")],
+        any::<bool>(),
+        "[a-z]{1,6}",
+    )
+        .prop_map(|(mask, space, quoted, path)| {
+            let name = recase("resource_metadata", mask);
+            let url = format!("https://evil.example/{path}");
+            let value = if quoted { format!("\"{url}\"") } else { url };
+            format!("{name}{space}={space}{value}")
+        });
+    let other = prop_oneof![
+        Just(r#"error="invalid_token""#.to_owned()),
+        Just(r#"scope="read write""#.to_owned()),
+        Just(r#"realm="up""#.to_owned()),
+        Just("error=insufficient_scope".to_owned()),
+    ];
+    prop_oneof![2 => metadata, 1 => other]
+}
+
+/// Challenges: one to three, `Bearer` in any case, each with a few parameters.
+fn hostile_challenge() -> impl Strategy<Value = String> {
+    let scheme = prop_oneof![Just("Bearer"), Just("bearer"), Just("BEARER")];
+    let challenge = (scheme, vec(challenge_param(), 0..4))
+        .prop_map(|(scheme, params)| format!("{scheme} {}", params.join(", ")).trim().to_owned());
+    vec(challenge, 1..3).prop_map(|challenges| challenges.join(", "))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Relayed through the gateway, an upstream's challenge keeps none of the upstream's metadata, however
+    /// many times and however it wrote the parameter: each value becomes the gateway's.
+    #[test]
+    fn a_relayed_challenge_never_keeps_the_upstreams_metadata(challenge in hostile_challenge()) {
+        let value = HeaderValue::from_str(&challenge).unwrap();
+        let relayed = with_resource_metadata(&value, GATEWAY_METADATA).unwrap();
+        let relayed = relayed.to_str().unwrap();
+        prop_assert!(!relayed.contains("evil.example"), "{} -> {}", challenge, relayed);
+        prop_assert!(
+            relayed.matches(GATEWAY_METADATA).count() >= challenge.matches("evil.example").count(),
+            "{} -> {}", challenge, relayed
+        );
     }
 }

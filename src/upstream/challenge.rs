@@ -8,7 +8,7 @@ const PARAM: &[u8] = b"resource_metadata";
 ///
 /// An MCP client that follows RFC 9728 §3.3 refuses metadata whose `resource` is not the URL it called; when a
 /// gateway relays an upstream's 401 on a passthrough route, the challenge must therefore name the gateway's
-/// metadata document for that route, not the upstream's. The `resource_metadata` parameter's value is
+/// metadata document for that route, not the upstream's. Every `resource_metadata` parameter's value is
 /// replaced (every other parameter, such as `error` or `scope`, is kept); a `Bearer` challenge without one gets
 /// it added. Challenges of other schemes are returned unchanged.
 ///
@@ -36,7 +36,7 @@ pub fn with_resource_metadata(challenge: &HeaderValue, url: &str) -> Option<Head
     let value = challenge.to_str().ok().filter(|_| quotable)?;
     let quoted = format!("\"{url}\"");
     let rewritten = match find_param_value(value.as_bytes()) {
-        Some((start, end)) => format!("{}{quoted}{}", &value[..start], &value[end..]),
+        Some(_) => replace_param_values(value, &quoted),
         None => {
             let trimmed = value.trim_start();
             let scheme_len = trimmed.find(' ').unwrap_or(trimmed.len());
@@ -57,7 +57,22 @@ pub fn with_resource_metadata(challenge: &HeaderValue, url: &str) -> Option<Head
     HeaderValue::try_from(rewritten).ok()
 }
 
-/// The byte span of the `resource_metadata` parameter's value (quoted string or token), outside quoted strings.
+/// `value` with every `resource_metadata` value replaced by `quoted`: an upstream that sends the parameter twice
+/// must not keep its own value for clients that read the last one.
+fn replace_param_values(value: &str, quoted: &str) -> String {
+    let mut rewritten = String::with_capacity(value.len() + quoted.len());
+    let mut rest = value;
+    while let Some((start, end)) = find_param_value(rest.as_bytes()) {
+        rewritten.push_str(&rest[..start]);
+        rewritten.push_str(quoted);
+        rest = &rest[end..];
+    }
+    rewritten.push_str(rest);
+    rewritten
+}
+
+/// The byte span of the first `resource_metadata` parameter's value (quoted string or token), outside quoted
+/// strings.
 fn find_param_value(bytes: &[u8]) -> Option<(usize, usize)> {
     let mut i = 0;
     while i < bytes.len() {
@@ -161,6 +176,14 @@ mod tests {
         assert_eq!(
             rewrite(r#"bearer error="invalid_token""#),
             format!(r#"bearer resource_metadata="{GW}", error="invalid_token""#)
+        );
+    }
+
+    #[test]
+    fn replaces_every_occurrence() {
+        assert_eq!(
+            rewrite(r#"Bearer resource_metadata="https://up/x", Resource_Metadata=https://evil/y"#),
+            format!(r#"Bearer resource_metadata="{GW}", Resource_Metadata="{GW}""#)
         );
     }
 
