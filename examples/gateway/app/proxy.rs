@@ -94,16 +94,16 @@ pub async fn handle(
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     if parts.status == StatusCode::UNAUTHORIZED && upstream.config.accepts_passthrough() {
-        let rewritten = parts
+        // Every challenge the upstream sent is replaced by one that points at the gateway's metadata; one that
+        // cannot be rewritten gives way to a plain challenge, so none of the upstream's parameters survive it.
+        let bare = HeaderValue::from_static("Bearer");
+        let challenge = parts
             .headers
             .get(header::WWW_AUTHENTICATE)
-            .map_or(Some(HeaderValue::from_static("Bearer")), |v| {
-                Some(v.clone())
-            })
-            .and_then(|v| with_resource_metadata(&v, &upstream.metadata_url));
-        if let Some(value) = rewritten {
-            parts.headers.insert(header::WWW_AUTHENTICATE, value);
-        }
+            .and_then(|v| with_resource_metadata(v, &upstream.metadata_url))
+            .or_else(|| with_resource_metadata(&bare, &upstream.metadata_url))
+            .unwrap_or(bare);
+        parts.headers.insert(header::WWW_AUTHENTICATE, challenge);
     }
     tracing::info!(
         upstream = %name,
