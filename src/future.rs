@@ -43,7 +43,7 @@ enum Next<S, ReqBody> {
 }
 
 impl<S, ReqBody> Pending<S, ReqBody> {
-    /// Turns the validator's answer into the inner request, or the response that refuses it.
+    /// Turns the validator's answer into the inner call, or the response that refuses it.
     fn finish<I, E>(self, answer: Result<Result<Verdict<I>, E>, TimedOut>) -> Next<S, ReqBody>
     where
         I: Clone + Send + Sync + 'static,
@@ -56,73 +56,91 @@ impl<S, ReqBody> Pending<S, ReqBody> {
             credential,
             plan,
         } = self;
-        let source = plan.source().as_str();
-        let answer = answer
-            .map_err(BoxError::from)
-            .and_then(|verdict| verdict.map_err(Into::into));
-        let verdict = match answer {
-            Ok(verdict) => verdict,
-            Err(error) => {
-                trace::record(
-                    Outcome::Error,
-                    source,
-                    Some(503),
-                    Some(&credential),
-                    Some(&error),
-                );
-                let grpc = is_grpc(request.headers());
-                return Next::Answer(Rejection::Unavailable.into_response(grpc));
-            }
-        };
-        let decision = plan.decide(&credential, verdict, || {
-            let allowed = config.policy.allows(&PassthroughRequest::new(
-                request.method(),
-                request.uri(),
-                request.headers(),
-            ));
-            if allowed {
-                config.challenges(request.uri().path())
+        match settle(&config, &mut request, &credential, plan, answer) {
+            None => Next::Call(inner, request),
+            Some(response) => Next::Answer(response),
+        }
+    }
+}
+
+/// Applies the validator's answer on `credential` to `request`: inserts the extensions and returns `None` when
+/// the request is admitted, or returns the response that refuses it. Records the request's tracing event.
+pub(crate) fn settle<ReqBody, I, E>(
+    config: &Config,
+    request: &mut Request<ReqBody>,
+    credential: &Credential,
+    plan: Plan,
+    answer: Result<Result<Verdict<I>, E>, TimedOut>,
+) -> Option<Response<Bytes>>
+where
+    I: Clone + Send + Sync + 'static,
+    E: Into<BoxError>,
+{
+    let source = plan.source().as_str();
+    let answer = answer
+        .map_err(BoxError::from)
+        .and_then(|verdict| verdict.map_err(Into::into));
+    let verdict = match answer {
+        Ok(verdict) => verdict,
+        Err(error) => {
+            trace::record(
+                Outcome::Error,
+                source,
+                Some(503),
+                Some(credential),
+                Some(&error),
+            );
+            return Some(Rejection::Unavailable.into_response(is_grpc(request.headers())));
+        }
+    };
+    let decision = plan.decide(credential, verdict, || {
+        let allowed = config.policy.allows(&PassthroughRequest::new(
+            request.method(),
+            request.uri(),
+            request.headers(),
+        ));
+        if allowed {
+            config.challenges(request.uri().path())
+        } else {
+            Challenges::bare()
+        }
+    });
+    match decision {
+        Decision::Admit {
+            identity,
+            passthrough,
+        } => {
+            let outcome = if identity.is_some() {
+                Outcome::Authenticated {
+                    forwards_token: passthrough.is_some(),
+                }
             } else {
-                Challenges::bare()
+                Outcome::Passthrough
+            };
+            trace::record(outcome, source, None, Some(credential), None);
+            let extensions = request.extensions_mut();
+            if let Some(identity) = identity {
+                extensions.insert(identity);
             }
-        });
-        match decision {
-            Decision::Admit {
-                identity,
-                passthrough,
-            } => {
-                let outcome = if identity.is_some() {
-                    Outcome::Authenticated {
-                        forwards_token: passthrough.is_some(),
-                    }
-                } else {
-                    Outcome::Passthrough
-                };
-                trace::record(outcome, source, None, Some(&credential), None);
-                let extensions = request.extensions_mut();
-                if let Some(identity) = identity {
-                    extensions.insert(identity);
-                }
-                if let Some(passthrough) = passthrough {
-                    extensions.insert(passthrough);
-                }
-                Next::Call(inner, request)
+            if let Some(passthrough) = passthrough {
+                extensions.insert(passthrough);
             }
-            Decision::Reject(rejection) => {
-                let outcome = match rejection {
-                    Rejection::Denied => Outcome::Denied,
-                    _ => Outcome::Rejected,
-                };
-                let response = rejection.into_response(is_grpc(request.headers()));
-                trace::record(
-                    outcome,
-                    source,
-                    Some(response.status().as_u16()),
-                    Some(&credential),
-                    None,
-                );
-                Next::Answer(response)
-            }
+            None
+        }
+        Decision::Reject(rejection) => {
+            let outcome = match rejection {
+                Rejection::Denied => Outcome::Denied,
+                _ => Outcome::Rejected,
+            };
+            let response = rejection.into_response(is_grpc(request.headers()));
+            trace::record(
+                outcome,
+                source,
+                Some(response.status().as_u16()),
+                Some(credential),
+                None,
+            );
+            Some(response)
         }
     }
 }
@@ -175,10 +193,22 @@ where
             None,
             None,
         );
+        Self::answered(response)
+    }
+
+    /// The layer answered without calling the inner service (its event is already recorded).
+    pub(crate) fn answered(response: Response<Bytes>) -> Self {
         Self {
             state: State::Rejected {
                 response: Some(response),
             },
+        }
+    }
+
+    /// The validator answered at once and the inner service was called from `call`.
+    pub(crate) fn inner(future: S::Future) -> Self {
+        Self {
+            state: State::Inner { future },
         }
     }
 

@@ -13,7 +13,7 @@ use crate::{
     body::ResponseBody,
     credentials::{take_credentials, Authorization, Credentials},
     decision::Plan,
-    future::{Pending, ResponseFuture},
+    future::{settle, Pending, ResponseFuture},
     layer::Config,
     passthrough::PassthroughRequest,
     response::{is_grpc, Challenges, Rejection},
@@ -160,6 +160,14 @@ where
             }
         };
 
+        // An answer at hand (static keys, a cache hit) is applied here, and the ready inner service called
+        // directly: no clone of it, no request parked in the future.
+        if let Some(answer) = self.validator.validate_now(credential.as_str()) {
+            return match settle(config, &mut request, &credential, plan, Ok(answer)) {
+                None => ResponseFuture::inner(self.inner.call(request)),
+                Some(response) => ResponseFuture::answered(response),
+            };
+        }
         let validation =
             LazyTimeout::new(self.validator.validate(credential.as_str()), config.timeout);
         // The service that was polled ready is the one that must be called; leave a clone in its place.

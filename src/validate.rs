@@ -81,6 +81,20 @@ pub trait Validator: Send + Sync + 'static {
 
     /// Starts validating `credential`.
     fn validate(&self, credential: &str) -> Self::Future;
+
+    /// The answer for `credential` when it is at hand without waiting (a static key set, a cache hit), else
+    /// `None`, the default.
+    ///
+    /// The layer asks this first. An answer here lets it call the inner service straight from `call`, without
+    /// parking the request and a clone of the inner service in its future; `None` sends it to
+    /// [`validate`](Validator::validate). Both must give the same answer.
+    fn validate_now(
+        &self,
+        credential: &str,
+    ) -> Option<Result<Verdict<Self::Identity>, Self::Error>> {
+        let _ = credential;
+        None
+    }
 }
 
 /// Wraps an `async` closure as a [`Validator`].

@@ -71,3 +71,31 @@ async fn inner_errors_are_passed_through_unchanged() {
     let error = answered.await.unwrap().unwrap_err();
     assert_eq!(error.to_string(), "upstream gone");
 }
+
+/// A validator that answers at once (`validate_now`) lets the layer call the ready inner service straight from
+/// `call`: still the instance that was polled ready, and still never for a refused request.
+#[tokio::test]
+async fn an_answer_at_hand_calls_the_ready_service_directly() {
+    use tower_mcp_auth::{validators::StaticKeys, McpAuthLayer};
+
+    let (inner, mut handle): (Mock, _) = mock::pair();
+    let keys: StaticKeys<&'static str> = StaticKeys::new().with_key("sk-good", "alice");
+    let mut service = McpAuthLayer::new(keys).layer(inner);
+
+    handle.allow(1);
+    poll_fn(|cx| service.poll_ready(cx)).await.unwrap();
+    let refused = service.call(keyed("made-up-a")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(handle.poll_request().is_pending());
+
+    // The readiness is still there for the next request, which the inner service answers.
+    poll_fn(|cx| service.poll_ready(cx)).await.unwrap();
+    let answered = tokio::spawn(service.call(keyed("sk-good")));
+    let (request, send) = handle
+        .next_request()
+        .await
+        .expect("the inner service was called");
+    assert!(request.headers().get("x-litellm-api-key").is_none());
+    send.send_response(Response::new(Bytes::from_static(b"ok")));
+    assert_eq!(answered.await.unwrap().unwrap().status(), StatusCode::OK);
+}

@@ -147,6 +147,19 @@ impl<I> Policy<I> {
 }
 
 impl<V: Validator> Cache<V> {
+    /// The cached answer for a credential's digest, if there is one at hand.
+    ///
+    /// moka's `get` is async only because it may do some housekeeping; it almost always completes on the first
+    /// poll, which lets a hit answer without waiting. When it does not, the lookup of `validate` (which checks
+    /// the cache again) takes over.
+    fn hit(&self, key: &[u8; 32]) -> Option<Verdict<V::Identity>> {
+        self.answers
+            .get(key)
+            .now_or_never()
+            .flatten()
+            .map(|answer| answer.verdict)
+    }
+
     /// Caches `inner`'s answers with the defaults: `Valid` for 60 s, `Unknown` and `Denied` for 10 s, at most
     /// 100 000 answers, no expiry.
     ///
@@ -307,13 +320,14 @@ where
     type Error = CacheError;
     type Future = CacheFuture<V::Identity>;
 
+    fn validate_now(&self, credential: &str) -> Option<Result<Verdict<V::Identity>, CacheError>> {
+        self.hit(&sha256(credential)).map(Ok)
+    }
+
     fn validate(&self, credential: &str) -> Self::Future {
         let key = sha256(credential);
-        // moka's `get` is async only because it may do some housekeeping; it almost always completes on the
-        // first poll, which lets a hit answer with a ready future. When it does not, the lookup below (which
-        // checks the cache again) takes over.
-        if let Some(Some(answer)) = self.answers.get(&key).now_or_never() {
-            return CacheFuture(Either::Left(ready(Ok(answer.verdict))));
+        if let Some(verdict) = self.hit(&key) {
+            return CacheFuture(Either::Left(ready(Ok(verdict))));
         }
         let answers = self.answers.clone();
         let inner = Arc::clone(&self.inner);

@@ -137,6 +137,17 @@ impl<I> StaticKeys<I> {
 
     /// The index of the entry whose digest equals `digest`, found without data-dependent branches or early
     /// exit: every entry is compared, and the match is selected in constant time.
+    /// The answer for `credential`: its identity, or `Unknown`.
+    fn verdict(&self, credential: &str) -> Verdict<I>
+    where
+        I: Clone,
+    {
+        match self.position(&sha256(credential)) {
+            Some(index) => Verdict::Valid(self.entries[index].identity.clone()),
+            None => Verdict::Unknown,
+        }
+    }
+
     fn position(&self, digest: &[u8; 32]) -> Option<usize> {
         let mut found = subtle::Choice::from(0);
         let mut index = 0u64;
@@ -274,11 +285,11 @@ where
     type Future = Ready<Result<Verdict<I>, Infallible>>;
 
     fn validate(&self, credential: &str) -> Self::Future {
-        let verdict = match self.position(&sha256(credential)) {
-            Some(index) => Verdict::Valid(self.entries[index].identity.clone()),
-            None => Verdict::Unknown,
-        };
-        ready(Ok(verdict))
+        ready(Ok(self.verdict(credential)))
+    }
+
+    fn validate_now(&self, credential: &str) -> Option<Result<Verdict<I>, Infallible>> {
+        Some(Ok(self.verdict(credential)))
     }
 }
 
