@@ -168,18 +168,7 @@ fn header_name() -> impl Strategy<Value = String> {
         1 => Just("content-type".to_owned()),
         1 => "[a-z][a-z0-9_-]{0,14}",
     ];
-    (name, any::<u64>()).prop_map(|(name, mask)| {
-        name.chars()
-            .enumerate()
-            .map(|(i, c)| {
-                if mask >> (i % 64) & 1 == 1 {
-                    c.to_ascii_uppercase()
-                } else {
-                    c
-                }
-            })
-            .collect()
-    })
+    (name, any::<u64>()).prop_map(|(name, mask)| model::recase(&name, mask))
 }
 
 fn header_value() -> impl Strategy<Value = Vec<u8>> {

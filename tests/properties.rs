@@ -359,20 +359,6 @@ fn script() -> impl Strategy<Value = Script> {
         .prop_map(|(pool, other)| Script { pool, other })
 }
 
-/// `name` with each letter's case flipped where `mask` says so.
-fn recase(name: &str, mask: u64) -> String {
-    name.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if mask >> (i % 64) & 1 == 1 {
-                c.to_ascii_uppercase()
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
 /// Headers that are not credentials, some of them look-alikes of credential headers.
 fn other_header_name() -> impl Strategy<Value = String> {
     let name = prop_oneof![
@@ -383,7 +369,7 @@ fn other_header_name() -> impl Strategy<Value = String> {
         Just("connection"),
         Just("x-request-id"),
     ];
-    (name, any::<u64>()).prop_map(|(name, mask)| recase(name, mask))
+    (name, any::<u64>()).prop_map(|(name, mask)| model::recase(name, mask))
 }
 
 /// Token-ish text: pool credentials, random `b64token`s, any printable ASCII, nothing.
@@ -455,7 +441,7 @@ fn slot(
     name: impl Strategy<Value = &'static str> + 'static,
 ) -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
     let header = (name, any::<u64>(), header_value())
-        .prop_map(|(name, mask, value)| (recase(name, mask), value))
+        .prop_map(|(name, mask, value)| (model::recase(name, mask), value))
         .boxed();
     prop_oneof![
         4 => Just(Vec::new()),
@@ -610,7 +596,7 @@ fn challenge_param() -> impl Strategy<Value = String> {
         "[a-z]{1,6}",
     )
         .prop_map(|(mask, space, quoted, path)| {
-            let name = recase("resource_metadata", mask);
+            let name = model::recase("resource_metadata", mask);
             let url = format!("https://evil.example/{path}");
             let value = if quoted { format!("\"{url}\"") } else { url };
             format!("{name}{space}={space}{value}")

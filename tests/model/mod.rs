@@ -277,3 +277,17 @@ pub fn grpc_status(status: u16) -> &'static str {
         _ => "3",
     }
 }
+
+/// `name` with each letter's case flipped where `mask` says so.
+pub fn recase(name: &str, mask: u64) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if mask >> (i % 64) & 1 == 1 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
