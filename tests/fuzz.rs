@@ -27,16 +27,14 @@ use std::{
 };
 
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
-use model::Expected;
+use model::{Act, Expected};
 use proptest::{
     collection::vec,
     prelude::*,
     test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner},
 };
 use support::{send, Inner};
-use tower_mcp_auth::{
-    validate_fn, McpAuthLayer, PassthroughPolicy, PassthroughRequest, Validator, Verdict,
-};
+use tower_mcp_auth::{validate_fn, McpAuthLayer, PassthroughPolicy, PassthroughRequest, Validator};
 
 const CHUNK: u32 = 2_000;
 const PREFIX: &str = "/mcp/atlassian";
@@ -101,15 +99,6 @@ fn fuzz<S: Strategy>(
 
 // ---- Credential parsing, through the layer ----
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Act {
-    Valid,
-    Unknown,
-    Denied,
-    Error,
-    Hang,
-}
-
 /// The validator's answer, a pure function of the credential so the model can know it.
 fn act(credential: &str) -> Act {
     let hash = credential
@@ -125,12 +114,7 @@ fn act(credential: &str) -> Act {
 }
 
 fn verdict(credential: &str) -> model::Verdict {
-    match act(credential) {
-        Act::Valid => model::Verdict::Valid,
-        Act::Unknown => model::Verdict::Unknown,
-        Act::Denied => model::Verdict::Denied,
-        Act::Error | Act::Hang => model::Verdict::Fails,
-    }
+    act(credential).verdict()
 }
 
 type Asked = Arc<Mutex<Vec<String>>>;
@@ -140,15 +124,7 @@ fn validator(
 ) -> impl Validator<Identity = String, Error = std::io::Error, Future = impl Send> {
     validate_fn(move |credential: String| {
         asked.lock().unwrap().push(credential.clone());
-        async move {
-            match act(&credential) {
-                Act::Valid => Ok(Verdict::Valid(credential)),
-                Act::Unknown => Ok(Verdict::Unknown),
-                Act::Denied => Ok(Verdict::Denied),
-                Act::Error => Err(std::io::Error::other("store down")),
-                Act::Hang => std::future::pending().await,
-            }
-        }
+        act(&credential).perform(credential)
     })
 }
 

@@ -26,7 +26,7 @@ use std::{
 };
 
 use http::{header::WWW_AUTHENTICATE, HeaderName, HeaderValue, Method, Request};
-use model::{Challenge, Expected};
+use model::{Act, Challenge, Expected};
 use proptest::{collection::vec, prelude::*};
 use support::{send, Answer, Inner, Seen};
 use tower_mcp_auth::{
@@ -42,15 +42,6 @@ const CAP: usize = 64;
 /// Credentials with a verdict of their own in each script; none appears in any answer body.
 const POOL: [&str; 5] = ["sk-alpha", "sk-bravo", "sk-charlie", "up-delta", "up-echo"];
 const KEY_HEADERS: [&str; 2] = ["x-litellm-api-key", "x-gateway-key"];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Act {
-    Valid,
-    Unknown,
-    Denied,
-    Error,
-    Hang,
-}
 
 /// What the validator does with one credential: `act`, after `latency_ms`.
 #[derive(Clone, Copy, Debug)]
@@ -74,12 +65,7 @@ impl Script {
     }
 
     fn verdict(&self, credential: &str) -> model::Verdict {
-        match self.behaviour(credential).act {
-            Act::Valid => model::Verdict::Valid,
-            Act::Unknown => model::Verdict::Unknown,
-            Act::Denied => model::Verdict::Denied,
-            Act::Error | Act::Hang => model::Verdict::Fails,
-        }
+        self.behaviour(credential).act.verdict()
     }
 }
 
@@ -100,13 +86,7 @@ fn validator(
         let behaviour = script.behaviour(&credential);
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(behaviour.latency_ms)).await;
-            match behaviour.act {
-                Act::Valid => Ok(Verdict::Valid(format!("id:{credential}"))),
-                Act::Unknown => Ok(Verdict::Unknown),
-                Act::Denied => Ok(Verdict::Denied),
-                Act::Error => Err(std::io::Error::other("key store unreachable")),
-                Act::Hang => std::future::pending().await,
-            }
+            behaviour.act.perform(format!("id:{credential}")).await
         }) as BoxFuture<_>
     })
 }

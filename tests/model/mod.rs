@@ -3,6 +3,42 @@
 //! model says must happen.
 #![allow(dead_code, unreachable_pub)]
 
+/// What a scripted key store does with one credential, in the tests that drive the layer with generated input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    Valid,
+    Unknown,
+    Denied,
+    Error,
+    Hang,
+}
+
+impl Act {
+    /// What the contract sees of this act.
+    pub fn verdict(self) -> Verdict {
+        match self {
+            Act::Valid => Verdict::Valid,
+            Act::Unknown => Verdict::Unknown,
+            Act::Denied => Verdict::Denied,
+            Act::Error | Act::Hang => Verdict::Fails,
+        }
+    }
+
+    /// Performs the act as a validator would: `identity` for `Valid`, an error, or no answer at all.
+    pub async fn perform<I>(
+        self,
+        identity: I,
+    ) -> Result<tower_mcp_auth::Verdict<I>, std::io::Error> {
+        match self {
+            Act::Valid => Ok(tower_mcp_auth::Verdict::Valid(identity)),
+            Act::Unknown => Ok(tower_mcp_auth::Verdict::Unknown),
+            Act::Denied => Ok(tower_mcp_auth::Verdict::Denied),
+            Act::Error => Err(std::io::Error::other("key store unreachable")),
+            Act::Hang => std::future::pending().await,
+        }
+    }
+}
+
 /// What the validator does with one credential.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
