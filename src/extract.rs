@@ -69,6 +69,18 @@ impl IntoResponse for MissingCredential {
     }
 }
 
+/// The extension `T`, or the rejection naming `what` the handler needs.
+fn required<T: Clone + Send + Sync + 'static>(
+    parts: &Parts,
+    what: &'static str,
+) -> Result<T, MissingCredential> {
+    parts
+        .extensions
+        .get::<T>()
+        .cloned()
+        .ok_or(MissingCredential { what })
+}
+
 impl<S, I> FromRequestParts<S> for Authenticated<I>
 where
     S: Send + Sync,
@@ -77,13 +89,7 @@ where
     type Rejection = MissingCredential;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Self>()
-            .cloned()
-            .ok_or(MissingCredential {
-                what: "a gateway API key",
-            })
+        required(parts, "a gateway API key")
     }
 }
 
@@ -103,13 +109,7 @@ impl<S: Send + Sync> FromRequestParts<S> for OAuthPassthrough {
     type Rejection = MissingCredential;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Self>()
-            .cloned()
-            .ok_or(MissingCredential {
-                what: "an OAuth bearer token",
-            })
+        required(parts, "an OAuth bearer token")
     }
 }
 
