@@ -18,8 +18,7 @@ use crate::{
     credentials::Credential,
     decision::{Decision, Plan},
     layer::Config,
-    passthrough::PassthroughRequest,
-    response::{is_grpc, Challenges, Rejection},
+    response::{is_grpc, Rejection},
     timeout::{LazyTimeout, TimedOut},
     trace::{self, Outcome},
     validate::{BoxError, Validator, Verdict},
@@ -93,18 +92,7 @@ where
             return Some(Rejection::Unavailable.into_response(is_grpc(request.headers())));
         }
     };
-    let decision = plan.decide(credential, verdict, || {
-        let allowed = config.policy.allows(&PassthroughRequest::new(
-            request.method(),
-            request.uri(),
-            request.headers(),
-        ));
-        if allowed {
-            config.challenges(request.uri().path())
-        } else {
-            Challenges::bare()
-        }
-    });
+    let decision = plan.decide(credential, verdict, || config.challenges(request));
     match decision {
         Decision::Admit {
             identity,

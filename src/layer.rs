@@ -2,11 +2,14 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use http::HeaderName;
+use http::{HeaderName, Request};
 use tower_layer::Layer;
 
 use crate::{
-    passthrough::PassthroughPolicy, path::PathPrefix, response::Challenges, service::McpAuth,
+    passthrough::{PassthroughPolicy, PassthroughRequest},
+    path::PathPrefix,
+    response::Challenges,
+    service::McpAuth,
 };
 
 /// The default key header, `x-litellm-api-key`.
@@ -27,8 +30,22 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// The challenges for `path`: those of the longest configured route that matches it, else bare ones.
-    pub(crate) fn challenges(&self, path: &str) -> Challenges {
+    /// Whether the passthrough policy lets `request` carry the client's own token.
+    pub(crate) fn allows<B>(&self, request: &Request<B>) -> bool {
+        self.policy.allows(&PassthroughRequest::new(
+            request.method(),
+            request.uri(),
+            request.headers(),
+        ))
+    }
+
+    /// The 401 challenges for `request`: those of the longest configured route that matches its path when the
+    /// route allows passthrough (OAuth discovery is only useful there), else bare ones.
+    pub(crate) fn challenges<B>(&self, request: &Request<B>) -> Challenges {
+        if !self.allows(request) {
+            return Challenges::bare();
+        }
+        let path = request.uri().path();
         self.resource_metadata
             .iter()
             .filter(|(prefix, _)| prefix.matches(path))
@@ -41,7 +58,7 @@ impl Config {
 ///
 /// ```
 /// use std::{convert::Infallible, time::Duration};
-/// use http::HeaderName;
+/// use http::{HeaderName, Request};
 /// use tower_mcp_auth::{validate_fn, McpAuthLayer, PassthroughPolicy, Verdict};
 ///
 /// let layer = McpAuthLayer::new(validate_fn(|key: String| async move {

@@ -15,8 +15,7 @@ use crate::{
     decision::Plan,
     future::{settle, Pending, ResponseFuture},
     layer::Config,
-    passthrough::PassthroughRequest,
-    response::{is_grpc, Challenges, Rejection},
+    response::{is_grpc, Rejection},
     secret::credentials_equal,
     timeout::LazyTimeout,
     validate::Validator,
@@ -77,14 +76,6 @@ impl<S: fmt::Debug, V> fmt::Debug for McpAuth<S, V> {
     }
 }
 
-fn allows<B>(config: &Config, request: &Request<B>) -> bool {
-    config.policy.allows(&PassthroughRequest::new(
-        request.method(),
-        request.uri(),
-        request.headers(),
-    ))
-}
-
 impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for McpAuth<S, V>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
@@ -117,7 +108,7 @@ where
             } => {
                 let forward = match authorization {
                     Some(Authorization::Bearer(token))
-                        if allows(config, &request)
+                        if config.allows(&request)
                             && !credentials_equal(token.as_str(), key.as_str()) =>
                     {
                         Some(token)
@@ -130,7 +121,7 @@ where
                 key: None,
                 authorization: Some(Authorization::Bearer(token)),
             } => {
-                let passthrough = allows(config, &request);
+                let passthrough = config.allows(&request);
                 (token, Plan::Bearer { passthrough })
             }
             Credentials {
@@ -147,13 +138,8 @@ where
                 key: None,
                 authorization: None,
             } => {
-                let challenges = if allows(config, &request) {
-                    config.challenges(request.uri().path())
-                } else {
-                    Challenges::bare()
-                };
                 let rejection = Rejection::Unauthorized {
-                    challenges,
+                    challenges: config.challenges(&request),
                     token_sent: false,
                 };
                 return ResponseFuture::rejected(rejection, "none", is_grpc(request.headers()));
