@@ -95,6 +95,12 @@ fi
 psql=("$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir" -U postgres)
 "${psql[@]}" -d postgres -c 'CREATE DATABASE litellm_test'
 "${psql[@]}" -d litellm_test -f "$fixture"
+# Further fixtures (LiteLLM's other tables), in name order, after the key table.
+for extra in "$root"/tests/fixtures/*.sql; do
+    if [ "$extra" != "$fixture" ]; then
+        "${psql[@]}" -d litellm_test -f "$extra"
+    fi
+done
 
 export TOWER_MCP_AUTH_TEST_DATABASE_URL="postgres://postgres@localhost/litellm_test?host=$dir"
 export TOWER_MCP_AUTH_TEST_PG_CTL="$ctl"

@@ -102,6 +102,7 @@ mod extract;
 mod future;
 mod identity;
 mod layer;
+pub mod metrics;
 mod passthrough;
 mod path;
 mod response;

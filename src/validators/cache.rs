@@ -17,7 +17,9 @@ use futures_util::{
 use moka::Expiry;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::TrustGate;
 use crate::{
+    metrics::{self, CacheLookup},
     secret::sha256,
     validate::{BoxError, Validator, Verdict},
 };
@@ -127,9 +129,16 @@ struct Policy<I> {
     unknown_ttl: Duration,
     denied_ttl: Duration,
     expiry: Option<Box<ExpiryFn<I>>>,
+    gate: Option<TrustGate>,
 }
 
 impl<I> Policy<I> {
+    /// Whether a cached verdict may be served now: a `Valid` one only while the trust gate, if any, is open.
+    fn serves(&self, verdict: &Verdict<I>) -> bool {
+        !matches!(verdict, Verdict::Valid(_))
+            || self.gate.as_ref().is_none_or(TrustGate::is_trusted)
+    }
+
     fn answer(&self, verdict: Verdict<I>) -> Answer<I> {
         let ttl = match &verdict {
             Verdict::Valid(identity) => {
@@ -157,7 +166,11 @@ impl<V: Validator> Cache<V> {
             .get(key)
             .now_or_never()
             .flatten()
-            .map(|answer| answer.verdict)
+            .filter(|answer| self.policy.serves(&answer.verdict))
+            .map(|answer| {
+                metrics::cache_lookup(CacheLookup::Hit);
+                answer.verdict
+            })
     }
 
     /// Caches `inner`'s answers with the defaults: `Valid` for 60 s, `Unknown` and `Denied` for 10 s, at most
@@ -201,6 +214,7 @@ impl<V: Validator> Cache<V> {
             max_bytes: None,
             weigher: None,
             expiry: None,
+            gate: None,
         }
     }
 
@@ -333,19 +347,35 @@ where
         let inner = Arc::clone(&self.inner);
         let policy = Arc::clone(&self.policy);
         let credential = SecretString::from(credential);
+        // A `Valid` answer the trust gate no longer vouches for must not come back from `try_get_with` either.
+        let distrusted = self
+            .policy
+            .gate
+            .as_ref()
+            .is_some_and(|gate| !gate.is_trusted());
         CacheFuture(Either::Right(Box::pin(async move {
+            if distrusted {
+                answers.invalidate(&key).await;
+            }
             let lookup = async move {
-                let verdict = inner
-                    .validate(credential.expose_secret())
-                    .await
-                    .map_err(Into::into)?;
+                let verdict =
+                    metrics::validation::<V, _, _>(inner.validate(credential.expose_secret()))
+                        .await
+                        .map_err(Into::into)?;
                 Ok::<_, BoxError>(policy.answer(verdict))
             };
-            answers
-                .try_get_with(key, lookup)
+            let entry = answers
+                .entry(key)
+                .or_try_insert_with(lookup)
                 .await
-                .map(|answer| answer.verdict)
-                .map_err(CacheError)
+                .map_err(CacheError)?;
+            // A fresh entry is this validation's own lookup; any other came from a lookup it waited for.
+            metrics::cache_lookup(if entry.is_fresh() {
+                CacheLookup::Miss
+            } else {
+                CacheLookup::Coalesced
+            });
+            Ok(entry.into_value().verdict)
         })))
     }
 }
@@ -370,6 +400,7 @@ pub struct CacheBuilder<V: Validator> {
     max_bytes: Option<u64>,
     weigher: Option<Box<WeigherFn<V::Identity>>>,
     expiry: Option<Box<ExpiryFn<V::Identity>>>,
+    gate: Option<TrustGate>,
 }
 
 impl<V: Validator> CacheBuilder<V> {
@@ -491,6 +522,23 @@ impl<V: Validator> CacheBuilder<V> {
         self
     }
 
+    /// Serves cached `Valid` answers only while `gate` is open: once the revocation source that feeds the gate
+    /// has been silent for longer than its bound, every credential is validated by the store again (and an
+    /// outage of the store then fails closed instead of admitting keys that may have been revoked meanwhile).
+    /// See [`TrustGate`] and `LiteLlmRevocations` (feature `postgres`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_mcp_auth::validators::{Cache, StaticKeys, TrustGate};
+    /// let gate = TrustGate::new(Duration::from_secs(2));
+    /// let cache = Cache::builder(StaticKeys::<()>::new()).trust_gate(gate.clone()).build();
+    /// # let _ = cache;
+    /// ```
+    pub fn trust_gate(mut self, gate: TrustGate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
     /// Builds the cache.
     ///
     /// ```
@@ -508,6 +556,7 @@ impl<V: Validator> CacheBuilder<V> {
             max_bytes,
             weigher,
             expiry,
+            gate,
         } = self;
         let builder = moka::future::Cache::builder().expire_after(PerAnswer);
         let answers = match max_bytes {
@@ -537,6 +586,7 @@ impl<V: Validator> CacheBuilder<V> {
                 unknown_ttl,
                 denied_ttl,
                 expiry,
+                gate,
             }),
         }
     }

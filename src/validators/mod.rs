@@ -33,6 +33,9 @@ mod cache;
 mod introspection;
 #[cfg(feature = "postgres")]
 mod litellm;
+#[cfg(feature = "postgres")]
+mod litellm_watch;
+mod revocation;
 mod static_keys;
 
 pub use cache::{Cache, CacheBuilder, CacheError, CacheFuture};
@@ -40,4 +43,7 @@ pub use cache::{Cache, CacheBuilder, CacheError, CacheFuture};
 pub use introspection::{ClientAuth, Introspection, IntrospectionClaims, IntrospectionError};
 #[cfg(feature = "postgres")]
 pub use litellm::{KeyInfo, LiteLlmError, LiteLlmKeys};
+#[cfg(feature = "postgres")]
+pub use litellm_watch::LiteLlmRevocations;
+pub use revocation::{revocation_fn, Revocation, RevocationFn, RevocationSink, TrustGate};
 pub use static_keys::{StaticKeys, StaticKeysError};
