@@ -2,6 +2,7 @@
 
 pub mod demo;
 mod metadata;
+mod metrics;
 mod options;
 mod proxy;
 
@@ -161,7 +162,9 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
                 .layer(auth),
         )
         .with_state(gateway.clone());
+    metrics::install();
     let app = Router::new()
+        .route("/metrics", get(metrics::scrape))
         .route(
             "/.well-known/oauth-protected-resource/mcp/{name}",
             get(metadata::handle),

@@ -84,6 +84,7 @@ pub async fn handle(
         Ok(response) => response,
         Err(error) => {
             tracing::warn!(upstream = %name, %method, error = %error, "upstream unreachable");
+            super::metrics::upstream_request(&name, &method, 502, started.elapsed());
             return json_error(
                 StatusCode::BAD_GATEWAY,
                 "bad_gateway",
@@ -105,6 +106,7 @@ pub async fn handle(
             .unwrap_or(bare);
         parts.headers.insert(header::WWW_AUTHENTICATE, challenge);
     }
+    super::metrics::upstream_request(&name, &method, parts.status.as_u16(), started.elapsed());
     tracing::info!(
         upstream = %name,
         %method,
