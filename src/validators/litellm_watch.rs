@@ -231,7 +231,12 @@ impl LiteLlmRevocations {
                 metrics::revocation_error("listen");
                 tracing::warn!(target: "tower_mcp_auth", %error, "LiteLLM revocation listener disconnected");
             }
-            tokio::time::sleep(self.poll_interval.max(Duration::from_millis(100))).await;
+            // Soon, but not in a tight loop while the database is down.
+            tokio::time::sleep(
+                self.poll_interval
+                    .clamp(Duration::from_millis(100), Duration::from_secs(1)),
+            )
+            .await;
         }
     }
 
