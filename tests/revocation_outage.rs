@@ -64,6 +64,11 @@ async fn cached_keys_are_not_trusted_past_the_bound_while_the_database_is_down()
         ctl,
         stopped: false,
     };
+    // The watcher runs on its own task: the recorder must be the process's (this binary's only test).
+    #[cfg(feature = "metrics")]
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
     let pool = PgPoolOptions::new()
         .max_connections(3)
         .acquire_timeout(Duration::from_millis(500))
@@ -134,4 +139,22 @@ async fn cached_keys_are_not_trusted_past_the_bound_while_the_database_is_down()
     );
     assert!(closed_after < ALLOWED);
     watcher.abort();
+
+    // The watcher's lag and errors, as an operator sees them.
+    #[cfg(feature = "metrics")]
+    {
+        let scrape = metrics.render();
+        let value = |metric: &str| -> f64 {
+            scrape
+                .lines()
+                .find(|line| line.split(['{', ' ']).next() == Some(metric))
+                .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+                .unwrap_or_else(|| panic!("no {metric} in:\n{scrape}"))
+        };
+        assert!(value("mcp_auth_revocation_errors") >= 1.0, "{scrape}");
+        assert!(value("mcp_auth_revocation_polls") >= 2.0, "{scrape}");
+        assert!(value("mcp_auth_revocation_staleness") < ALLOWED.as_secs_f64());
+        assert!(scrape.contains(r#"stage="poll""#), "{scrape}");
+        assert!(!scrape.contains(&key), "{scrape}");
+    }
 }
