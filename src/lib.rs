@@ -101,6 +101,8 @@ mod credentials;
 mod decision;
 #[cfg(feature = "axum")]
 mod extract;
+#[cfg(feature = "token-exchange")]
+mod form;
 mod future;
 mod identity;
 mod layer;

@@ -145,6 +145,17 @@ impl Issuer {
         self.sign_as(kid, Some(kid), claims)
     }
 
+    /// The public half of key `kid`, for checks the server itself makes.
+    pub fn decoding_key(&self, kid: &str) -> jsonwebtoken::DecodingKey {
+        let keys = self.shared.keys.lock().unwrap();
+        let (_, key) = keys
+            .iter()
+            .find(|(k, _)| k == kid)
+            .expect("a generated key");
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.jwk.clone()).unwrap();
+        jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap()
+    }
+
     /// A token for `aud` valid for an hour, signed with `k1`.
     pub fn token(&self, aud: &str) -> String {
         self.sign("k1", &self.claims(aud, 3600))
