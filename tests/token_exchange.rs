@@ -218,7 +218,8 @@ async fn start_upstream(issuer: &Issuer, log: UpstreamLog) -> String {
     let audience = format!("{url}{ROUTE}");
     let jwt = Jwt::builder(issuer.url.clone(), audience)
         .jwks_uri(issuer.jwks_uri())
-        .build();
+        .build()
+        .unwrap();
     let mcp = StreamableHttpService::new(
         || Ok(Tools::new()),
         Arc::new(LocalSessionManager::default()),
@@ -298,13 +299,15 @@ async fn setup_with(client_auth: TokenClientAuth) -> Setup {
     let gateway = format!("http://{}", listener.local_addr().unwrap());
     let jwt = Jwt::builder(issuer.url.clone(), format!("{gateway}{ROUTE}"))
         .jwks_uri(issuer.jwks_uri())
-        .build();
+        .build()
+        .unwrap();
     let keys = StaticKeys::new().with_key("sk-ops", "ops".to_owned());
     let exchange = TokenExchange::builder(
         format!("{}/token", issuer.url).parse().unwrap(),
         client_auth,
     )
-    .build();
+    .build()
+    .unwrap();
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let upstream_client = ServiceBuilder::new()
         .layer(ForwardCredentialsLayer::new(
@@ -418,6 +421,7 @@ async fn a_token_for_the_route_is_exchanged_for_one_the_upstream_accepts_once_pe
         Jwt::builder(setup.issuer.url.clone(), "elsewhere")
             .jwks_uri(setup.issuer.jwks_uri())
             .build()
+            .unwrap()
             .validate(&token)
             .await
             .unwrap(),
@@ -530,7 +534,8 @@ async fn authorization_server_failures_are_503_and_refusals_401_with_the_route_c
         format!("http://127.0.0.1:{port}/token").parse().unwrap(),
         TokenClientAuth::basic(CLIENT_ID, CLIENT_SECRET),
     )
-    .build();
+    .build()
+    .unwrap();
     let subject = Subject {
         token: &token,
         expires_at: None,

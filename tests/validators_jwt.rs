@@ -24,6 +24,7 @@ fn jwt(issuer: &Issuer) -> Jwt {
     Jwt::builder(issuer.url.clone(), ROUTE_A)
         .jwks_uri(issuer.jwks_uri())
         .build()
+        .unwrap()
 }
 
 async fn verdict(jwt: &Jwt, token: &str) -> Verdict<Arc<JwtClaims>> {
@@ -55,7 +56,7 @@ async fn a_token_for_the_route_is_valid_with_its_claims_and_the_raw_token_redact
 async fn the_issuer_is_found_through_its_metadata() {
     let issuer = Issuer::start().await;
     // No RFC 8414 document on this server: discovery falls back to OpenID Connect's.
-    let jwt = Jwt::builder(issuer.url.clone(), ROUTE_A).build();
+    let jwt = Jwt::builder(issuer.url.clone(), ROUTE_A).build().unwrap();
     assert!(matches!(
         verdict(&jwt, &issuer.token(ROUTE_A)).await,
         Verdict::Valid(_)
@@ -75,7 +76,7 @@ async fn the_issuer_is_found_through_its_metadata() {
         .lock()
         .unwrap()
         .insert("issuer".into(), json!("https://evil.example"));
-    let jwt = Jwt::builder(other.url.clone(), ROUTE_A).build();
+    let jwt = Jwt::builder(other.url.clone(), ROUTE_A).build().unwrap();
     let error = jwt.validate(&other.token(ROUTE_A)).await.unwrap_err();
     assert!(error.to_string().contains("another issuer"), "{error}");
 }
@@ -153,7 +154,8 @@ async fn a_rotated_key_is_admitted_after_one_refetch_and_unknown_kids_are_rate_l
         .jwks_uri(issuer.jwks_uri())
         .min_refresh_interval(interval)
         .default_max_age(Duration::from_secs(3600))
-        .build();
+        .build()
+        .unwrap();
     assert!(matches!(
         verdict(&jwt, &issuer.token(ROUTE_A)).await,
         Verdict::Valid(_)
@@ -196,7 +198,8 @@ async fn cache_control_sets_freshness_and_a_failed_refresh_keeps_the_last_good_s
     let jwt = Jwt::builder(issuer.url.clone(), ROUTE_A)
         .jwks_uri(issuer.jwks_uri())
         .min_refresh_interval(Duration::from_secs(10))
-        .build();
+        .build()
+        .unwrap();
     let token = issuer.token(ROUTE_A);
     assert!(matches!(verdict(&jwt, &token).await, Verdict::Valid(_)));
     tokio::time::pause();

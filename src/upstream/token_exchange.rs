@@ -40,6 +40,7 @@ use crate::{
     identity::Authenticated,
     response::{is_grpc, Challenges, Rejection},
     secret::Fingerprint,
+    tls::{https_connector, TrustError},
     validators::Either,
 };
 
@@ -400,7 +401,8 @@ struct Exchanger {
 ///     "http://127.0.0.1:8080/token".parse().unwrap(),
 ///     TokenClientAuth::basic("gateway", "client-secret"),
 /// )
-/// .build();
+/// .build()
+/// .expect("usable trust roots");
 /// let github = ExchangeTokenLayer::<Arc<JwtClaims>>::new(
 ///     exchange.clone(),
 ///     ExchangeTarget::resource("https://mcp.github.example/"),
@@ -707,9 +709,14 @@ impl TokenExchangeBuilder {
         self
     }
 
-    /// Builds the client with a pooled plain-HTTP connection to the token endpoint.
-    pub fn build(self) -> TokenExchange {
-        self.build_with_client(Client::builder(TokioExecutor::new()).build_http())
+    /// Builds the client with a pooled connection to an `https://` (or `http://`) token endpoint, trusting
+    /// the platform's roots plus `SSL_CERT_FILE` ([`tls::https_connector`](crate::tls::https_connector)).
+    ///
+    /// # Errors
+    /// When `SSL_CERT_FILE` is set but unusable; see [`TrustError`].
+    pub fn build(self) -> Result<TokenExchange, TrustError> {
+        let client = Client::builder(TokioExecutor::new()).build(https_connector()?);
+        Ok(self.build_with_client(client))
     }
 
     /// Builds the client over `client` (bring your own connector, e.g. for TLS).
@@ -1012,7 +1019,7 @@ mod tests {
             TokenClientAuth::basic("id", "secret"),
         )
         .expiry_skew(Duration::from_secs(30))
-        .build();
+        .build_with_client(Client::builder(TokioExecutor::new()).build_http());
         let exchanger = &exchange.inner;
         let hour = Some(SystemTime::now() + Duration::from_secs(3600));
         assert_eq!(exchanger.ttl(Some(600), hour), Duration::from_secs(570));
@@ -1033,7 +1040,7 @@ mod tests {
             "http://127.0.0.1:9/token".parse().unwrap(),
             TokenClientAuth::post("id", "secret"),
         )
-        .build();
+        .build_with_client(Client::builder(TokioExecutor::new()).build_http());
         let e = &exchange.inner;
         let a = ExchangeTarget::resource("r");
         let keys = [
@@ -1057,7 +1064,7 @@ mod tests {
             "http://127.0.0.1:9/token".parse().unwrap(),
             TokenClientAuth::basic("gate way", "s:cret"),
         )
-        .build();
+        .build_with_client(Client::builder(TokioExecutor::new()).build_http());
         let request = exchange.inner.request(
             "subj",
             &ExchangeTarget::resource("https://u/mcp").with_scope("a b"),

@@ -24,7 +24,9 @@ use crate::validate::{BoxError, Validator, Verdict};
 /// use tower_mcp_auth::{validators::{Either, FirstOf, Jwt, StaticKeys}, McpAuthLayer};
 ///
 /// let keys = StaticKeys::new().with_key("sk-ops", "ops");
-/// let jwt = Jwt::builder("https://auth.example.com", "https://gateway.example.com/mcp/github").build();
+/// let jwt = Jwt::builder("https://auth.example.com", "https://gateway.example.com/mcp/github")
+///     .build()
+///     .expect("usable trust roots");
 /// // Gateway keys and JWT access tokens side by side.
 /// let layer = McpAuthLayer::new(FirstOf::new(keys, jwt));
 /// # let _ = layer;

@@ -13,10 +13,7 @@ use futures_util::future::BoxFuture;
 use http::Uri;
 use http_body_util::Full;
 use hyper_util::{
-    client::legacy::{
-        connect::{Connect, HttpConnector},
-        Client,
-    },
+    client::legacy::{connect::Connect, Client},
     rt::TokioExecutor,
 };
 use jsonwebtoken::{Algorithm, Validation};
@@ -26,6 +23,7 @@ use serde_json::{Map, Value};
 use super::jwks::{Jwks, KeySet, Settings, Source};
 use crate::{
     secret::Fingerprint,
+    tls::{https_connector, HttpsConnector, TrustError},
     validate::{Validator, Verdict},
 };
 
@@ -75,7 +73,9 @@ const ASYMMETRIC: [Algorithm; 9] = [
 /// ```
 /// use tower_mcp_auth::{validators::Jwt, McpAuthLayer};
 ///
-/// let jwt = Jwt::builder("https://auth.example.com", "https://gateway.example.com/mcp/github").build();
+/// let jwt = Jwt::builder("https://auth.example.com", "https://gateway.example.com/mcp/github")
+///     .build()
+///     .expect("usable trust roots");
 /// let github = McpAuthLayer::new(jwt.clone());
 /// let jira = McpAuthLayer::new(jwt.for_audience("https://gateway.example.com/mcp/jira"));
 /// # let _ = (github, jira);
@@ -84,9 +84,10 @@ const ASYMMETRIC: [Algorithm; 9] = [
 /// Combine it with gateway keys through [`FirstOf`](super::FirstOf). The identity is
 /// [`JwtClaims`], which keeps the raw token (redacted in `Debug`) for a token exchange on the upstream side.
 ///
-/// [`build`](JwtBuilder::build) speaks plain HTTP to the issuer; for HTTPS pass a client with a TLS connector
-/// to [`build_with_client`](JwtBuilder::build_with_client).
-pub struct Jwt<C = HttpConnector> {
+/// [`build`](JwtBuilder::build) reaches the issuer over HTTPS (or plain HTTP) with
+/// [`tls::https_connector`](crate::tls::https_connector): the platform's roots plus `SSL_CERT_FILE`; bring your
+/// own client with [`build_with_client`](JwtBuilder::build_with_client).
+pub struct Jwt<C = HttpsConnector> {
     keys: Arc<Jwks<C>>,
     audience: Arc<str>,
     /// One set of checks per allowed algorithm: jsonwebtoken wants every algorithm of a check to be of the
@@ -115,7 +116,8 @@ impl Jwt {
     /// let jwt = Jwt::builder("https://auth.example.com", "https://gateway.example.com/mcp/github")
     ///     .jwks_uri("https://auth.example.com/jwks".parse().unwrap())
     ///     .leeway(Duration::from_secs(10))
-    ///     .build();
+    ///     .build()
+    ///     .expect("usable trust roots");
     /// # let _ = jwt;
     /// ```
     pub fn builder(issuer: impl Into<String>, audience: impl Into<String>) -> JwtBuilder {
@@ -344,9 +346,13 @@ impl JwtBuilder {
         self
     }
 
-    /// Builds the validator with a pooled plain-HTTP client.
-    pub fn build(self) -> Jwt {
-        self.build_with_client(Client::builder(TokioExecutor::new()).build_http())
+    /// Builds the validator with a pooled client for `https://` (and `http://`) issuers.
+    ///
+    /// # Errors
+    /// When `SSL_CERT_FILE` is set but unusable; see [`TrustError`].
+    pub fn build(self) -> Result<Jwt, TrustError> {
+        let client = Client::builder(TokioExecutor::new()).build(https_connector()?);
+        Ok(self.build_with_client(client))
     }
 
     /// Builds the validator with `client` (bring your own connector, e.g. for TLS).
@@ -540,7 +546,8 @@ mod tests {
 
     #[test]
     fn for_audience_changes_only_the_audience() {
-        let a = Jwt::builder("http://127.0.0.1:1", "https://gw/mcp/a").build();
+        let a = Jwt::builder("http://127.0.0.1:1", "https://gw/mcp/a")
+            .build_with_client(Client::builder(TokioExecutor::new()).build_http());
         let b = a.for_audience("https://gw/mcp/b");
         assert_eq!(b.audience(), "https://gw/mcp/b");
         assert_eq!(b.issuer(), "http://127.0.0.1:1");
