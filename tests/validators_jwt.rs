@@ -341,3 +341,51 @@ async fn first_of_asks_in_order_and_fails_closed() {
     assert!(closed.validate("anything").await.is_err());
     assert_eq!(never.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[path = "support/tls.rs"]
+#[allow(dead_code)]
+mod tls;
+
+#[tokio::test]
+async fn keys_are_fetched_over_https_from_a_trusted_issuer_only() {
+    let issuer = Issuer::start().await;
+    // The issuer's JWKS, served again over HTTPS with a certificate of a CA made in the test.
+    let jwks = reqwest::get(issuer.jwks_uri().to_string())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let ca = tls::TestCa::new("jwks test CA");
+    let addr = tls::serve_https(
+        ca.server_config(),
+        service_fn(move |_: Request<hyper::body::Incoming>| {
+            let jwks = jwks.clone();
+            async move { Ok::<_, Infallible>(Response::new(http_body_util::Full::new(jwks))) }
+        }),
+    )
+    .await;
+    let jwks_uri: http::Uri = format!("https://127.0.0.1:{}/jwks", addr.port())
+        .parse()
+        .unwrap();
+    let token = issuer.token(ROUTE_A);
+
+    let mut roots = rustls::RootCertStore::empty();
+    tower_mcp_auth::tls::add_pem_certificates(&mut roots, ca.cert_pem().as_bytes()).unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(tower_mcp_auth::tls::https_connector_with_roots(roots));
+    let trusting = Jwt::builder(issuer.url.clone(), ROUTE_A)
+        .jwks_uri(jwks_uri.clone())
+        .build_with_client(client);
+    assert!(matches!(
+        trusting.validate(&token).await.unwrap(),
+        Verdict::Valid(_)
+    ));
+
+    // The default client does not trust the test CA: no keys, so 503, never a verdict.
+    let default = Jwt::builder(issuer.url.clone(), ROUTE_A)
+        .jwks_uri(jwks_uri)
+        .build()
+        .unwrap();
+    assert!(default.validate(&token).await.is_err());
+}
