@@ -4,6 +4,7 @@
 #![cfg(all(feature = "jwt", feature = "token-exchange"))]
 
 mod issuer;
+mod resource_server;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -14,46 +15,26 @@ use std::{
 };
 
 use axum::{
-    body::Body,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::post,
     Form, Json, Router,
 };
 use base64::{engine::general_purpose::STANDARD, Engine as _};
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use issuer::{Issuer, Shared};
-use rmcp::{
-    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
-    model::{ClientConfig, ServerCapabilities, ServerConfig},
-    schemars, tool, tool_handler, tool_router,
-    transport::{
-        streamable_http_client::StreamableHttpClientTransportConfig,
-        streamable_http_server::{
-            session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
-        },
-        StreamableHttpClientTransport,
-    },
-    ServerHandler, ServiceExt as _,
+use resource_server::{
+    initialize, mcp_client, start_gateway, start_upstream, Identity, UpstreamLog, METADATA, ROUTE,
 };
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tower::{service_fn, ServiceBuilder, ServiceExt as _};
 use tower_mcp_auth::{
-    upstream::{
-        ExchangeTarget, ExchangeTokenLayer, ForwardCredentialsLayer, Subject, TokenClientAuth,
-        TokenExchange, UpstreamConfig,
-    },
-    validators::{Either, FirstOf, Jwt, JwtClaims, StaticKeys},
-    McpAuthLayer, Validator, Verdict,
+    upstream::{ExchangeTarget, Subject, TokenClientAuth, TokenExchange},
+    validators::{Either, Jwt},
+    Validator, Verdict,
 };
 
 const CLIENT_ID: &str = "gateway";
 const CLIENT_SECRET: &str = "gateway-secret";
-const ROUTE: &str = "/mcp/a";
 
 // ---- The authorization server's token endpoint ----
 
@@ -168,110 +149,7 @@ impl Issuer {
     }
 }
 
-// ---- The upstream: rmcp behind this crate's `Jwt`, for its own audience only ----
-
-#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
-struct AddRequest {
-    a: i64,
-    b: i64,
-}
-
-#[derive(Debug, Clone)]
-struct Tools {
-    tool_router: ToolRouter<Self>,
-}
-
-#[tool_router]
-impl Tools {
-    fn new() -> Self {
-        Self {
-            tool_router: Self::tool_router(),
-        }
-    }
-
-    #[tool(description = "Add two integers")]
-    fn add(&self, Parameters(AddRequest { a, b }): Parameters<AddRequest>) -> String {
-        (a + b).to_string()
-    }
-}
-
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for Tools {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-    }
-}
-
-#[derive(Clone, Default)]
-struct UpstreamLog {
-    /// Requests that reached the upstream.
-    hits: Arc<AtomicUsize>,
-    /// How many of the next requests the upstream refuses with 401 whatever their token.
-    refuse_next: Arc<AtomicUsize>,
-    /// The subjects (`sub`) of the tokens it admitted.
-    subjects: Arc<Mutex<Vec<String>>>,
-}
-
-async fn start_upstream(issuer: &Issuer, log: UpstreamLog) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let audience = format!("{url}{ROUTE}");
-    let jwt = Jwt::builder(issuer.url.clone(), audience)
-        .jwks_uri(issuer.jwks_uri())
-        .build()
-        .unwrap();
-    let mcp = StreamableHttpService::new(
-        || Ok(Tools::new()),
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
-    );
-    let guarded = ServiceBuilder::new()
-        .map_request(move |request: Request<Body>| {
-            log.hits.fetch_add(1, Ordering::SeqCst);
-            if let Some(claims) = request
-                .extensions()
-                .get::<tower_mcp_auth::Authenticated<Arc<JwtClaims>>>()
-            {
-                let sub = claims.identity().sub.clone().unwrap_or_default();
-                log.subjects.lock().unwrap().push(sub);
-            }
-            (request, Arc::clone(&log.refuse_next))
-        })
-        .service_fn(
-            move |(request, refuse): (Request<Body>, Arc<AtomicUsize>)| {
-                let mcp = mcp.clone();
-                async move {
-                    let refused = refuse
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                        .is_ok();
-                    if refused {
-                        return Ok::<_, std::convert::Infallible>(
-                            (
-                                StatusCode::UNAUTHORIZED,
-                                [("www-authenticate", "Bearer error=\"invalid_token\"")],
-                            )
-                                .into_response(),
-                        );
-                    }
-                    let response = mcp.oneshot(request).await.unwrap();
-                    Ok(response.map(Body::new))
-                }
-            },
-        );
-    let app = Router::new().route_service(
-        ROUTE,
-        ServiceBuilder::new()
-            .layer(McpAuthLayer::new(jwt))
-            .service(guarded)
-            .map_response(|r| r.map(Body::new)),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
-}
-
-// ---- The gateway ----
-
-type Identity = Either<String, Arc<JwtClaims>>;
+// ---- The loopback set-up ----
 
 struct Setup {
     issuer: Issuer,
@@ -292,54 +170,21 @@ async fn setup_with(client_auth: TokenClientAuth) -> Setup {
     let slot = Arc::new(Mutex::new(None));
     let issuer = Issuer::start_with(token_endpoint(Arc::clone(&endpoint), Arc::clone(&slot))).await;
     *slot.lock().unwrap() = Some(issuer.clone());
+    let jwt_for = |audience: String| {
+        Jwt::builder(issuer.url.clone(), audience)
+            .jwks_uri(issuer.jwks_uri())
+            .build()
+            .unwrap()
+    };
     let upstream = UpstreamLog::default();
-    let upstream_url = start_upstream(&issuer, upstream.clone()).await;
-
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = format!("http://{}", listener.local_addr().unwrap());
-    let jwt = Jwt::builder(issuer.url.clone(), format!("{gateway}{ROUTE}"))
-        .jwks_uri(issuer.jwks_uri())
-        .build()
-        .unwrap();
-    let keys = StaticKeys::new().with_key("sk-ops", "ops".to_owned());
+    let upstream_url = start_upstream(jwt_for, upstream.clone()).await;
     let exchange = TokenExchange::builder(
         format!("{}/token", issuer.url).parse().unwrap(),
         client_auth,
     )
     .build()
     .unwrap();
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let upstream_client = ServiceBuilder::new()
-        .layer(ForwardCredentialsLayer::new(
-            UpstreamConfig::new("a", &upstream_url).unwrap(),
-        ))
-        .layer(
-            ExchangeTokenLayer::<Identity>::new(
-                exchange.clone(),
-                ExchangeTarget::resource(format!("{upstream_url}{ROUTE}")),
-            )
-            .resource_metadata("https://gw.example/.well-known/oauth-protected-resource/mcp/a"),
-        )
-        .service(client);
-    let proxy = service_fn(move |request: Request<Body>| {
-        let upstream_client = upstream_client.clone();
-        async move {
-            // MCP messages are small JSON documents: buffer the body so a retry can send it again.
-            let (parts, body) = request.into_parts();
-            let body = body.collect().await.unwrap().to_bytes();
-            let request = Request::from_parts(parts, Full::new(body));
-            let response = upstream_client.oneshot(request).await.unwrap();
-            Ok::<_, std::convert::Infallible>(response.map(Body::new))
-        }
-    });
-    let app = Router::new().route_service(
-        ROUTE,
-        ServiceBuilder::new()
-            .layer(McpAuthLayer::new(FirstOf::new(keys, jwt)))
-            .service(proxy)
-            .map_response(|r| r.map(Body::new)),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let gateway = start_gateway(jwt_for, exchange.clone(), &upstream_url).await;
     Setup {
         issuer,
         endpoint,
@@ -351,33 +196,6 @@ async fn setup_with(client_auth: TokenClientAuth) -> Setup {
 
 async fn setup() -> Setup {
     setup_with(TokenClientAuth::basic(CLIENT_ID, CLIENT_SECRET)).await
-}
-
-async fn mcp_client(
-    url: String,
-    token: &str,
-) -> Result<rmcp::service::RunningService<rmcp::RoleClient, ClientConfig>, String> {
-    let config = StreamableHttpClientTransportConfig::with_uri(url).auth_header(token);
-    ClientConfig::default()
-        .serve(StreamableHttpClientTransport::from_config(config))
-        .await
-        .map_err(|e| e.to_string())
-}
-
-const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"test","version":"0"}}}"#;
-
-/// A raw MCP `initialize` POST with `Authorization: Bearer token`.
-async fn initialize(url: String, token: &str) -> http::Response<Bytes> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let request = Request::post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::new(Bytes::from_static(INIT.as_bytes())))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
 }
 
 fn exchanges(setup: &Setup) -> usize {
@@ -396,7 +214,7 @@ async fn a_token_for_the_route_is_exchanged_for_one_the_upstream_accepts_once_pe
     }
     client.cancel().await.unwrap();
     assert_eq!(exchanges(&setup), 1, "over 100 requests, one exchange");
-    assert!(setup.upstream.hits.load(Ordering::SeqCst) >= 101);
+    assert!(setup.upstream.hits() >= 101);
     assert!(setup
         .upstream
         .subjects
@@ -416,7 +234,7 @@ async fn a_token_for_the_route_is_exchanged_for_one_the_upstream_accepts_once_pe
     );
     assert!(!form.contains_key("client_secret"), "client_secret_basic");
     // The client's token for the gateway is not what the upstream accepts.
-    let upstream_hits = setup.upstream.hits.load(Ordering::SeqCst);
+    let upstream_hits = setup.upstream.hits();
     assert!(matches!(
         Jwt::builder(setup.issuer.url.clone(), "elsewhere")
             .jwks_uri(setup.issuer.jwks_uri())
@@ -427,7 +245,7 @@ async fn a_token_for_the_route_is_exchanged_for_one_the_upstream_accepts_once_pe
             .unwrap(),
         Verdict::Invalid
     ));
-    assert_eq!(setup.upstream.hits.load(Ordering::SeqCst), upstream_hits);
+    assert_eq!(setup.upstream.hits(), upstream_hits);
 }
 
 #[tokio::test]
@@ -493,7 +311,7 @@ async fn another_routes_expired_and_tampered_tokens_are_401_and_the_upstream_is_
             "{case}: {challenge}"
         );
     }
-    assert_eq!(setup.upstream.hits.load(Ordering::SeqCst), 0);
+    assert_eq!(setup.upstream.hits(), 0);
     assert_eq!(exchanges(&setup), 0);
 }
 
@@ -516,7 +334,7 @@ async fn authorization_server_failures_are_503_and_refusals_401_with_the_route_c
     let challenge = response.headers()["www-authenticate"].to_str().unwrap();
     assert_eq!(
         challenge,
-        r#"Bearer error="invalid_token", resource_metadata="https://gw.example/.well-known/oauth-protected-resource/mcp/a""#
+        format!(r#"Bearer error="invalid_token", resource_metadata="{METADATA}""#)
     );
     let body = String::from_utf8(response.body().to_vec()).unwrap();
     assert!(!body.contains(&token));
@@ -524,7 +342,7 @@ async fn authorization_server_failures_are_503_and_refusals_401_with_the_route_c
     let response = initialize(setup.route_url(), &token).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(exchanges(&setup), 3);
-    assert_eq!(setup.upstream.hits.load(Ordering::SeqCst), 0);
+    assert_eq!(setup.upstream.hits(), 0);
 
     // A token endpoint nobody listens on: 503.
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -558,27 +376,23 @@ async fn an_upstream_401_on_a_cached_token_causes_one_re_exchange() {
     );
     assert_eq!(exchanges(&setup), 1);
 
-    setup.upstream.refuse_next.store(1, Ordering::SeqCst);
-    let hits = setup.upstream.hits.load(Ordering::SeqCst);
+    setup.upstream.refuse_next(1);
+    let hits = setup.upstream.hits();
     assert_eq!(
         initialize(setup.route_url(), &token).await.status(),
         StatusCode::OK
     );
     assert_eq!(exchanges(&setup), 2, "one re-exchange");
-    assert_eq!(
-        setup.upstream.hits.load(Ordering::SeqCst),
-        hits + 2,
-        "one retry"
-    );
+    assert_eq!(setup.upstream.hits(), hits + 2, "one retry");
 
     // Refused twice: one retry only, and the upstream's 401 reaches the client.
-    setup.upstream.refuse_next.store(2, Ordering::SeqCst);
-    let hits = setup.upstream.hits.load(Ordering::SeqCst);
+    setup.upstream.refuse_next(2);
+    let hits = setup.upstream.hits();
     assert_eq!(
         initialize(setup.route_url(), &token).await.status(),
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(setup.upstream.hits.load(Ordering::SeqCst), hits + 2);
+    assert_eq!(setup.upstream.hits(), hits + 2);
     assert_eq!(exchanges(&setup), 3);
 }
 
@@ -628,11 +442,7 @@ async fn a_gateway_key_is_forwarded_without_exchange() {
     let response = initialize(setup.route_url(), "sk-ops").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(exchanges(&setup), 0);
-    assert_eq!(
-        setup.upstream.hits.load(Ordering::SeqCst),
-        0,
-        "refused by its auth layer"
-    );
+    assert_eq!(setup.upstream.hits(), 0, "refused by its auth layer");
 }
 
 #[test]
