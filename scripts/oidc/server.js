@@ -15,7 +15,8 @@
 //   POST /admin/rotate   a new signing key first in the JWKS (new tokens carry its kid); answers {"kid": ...}
 //   POST /admin/revoke   body: a subject token; exchanging it is refused from then on (invalid_grant)
 //   POST /admin/fail     body: a status (e.g. 500); every exchange answers it until POST /admin/fail with 0
-//   GET  /admin/stats    {"exchanges": n}: how many exchange requests reached the grant
+//   GET  /admin/stats    {"exchanges": n, "jwks_fetches": m}: exchange requests that reached the grant, and
+//                        requests for the JWKS
 import { createServer } from 'node:http';
 import { renameSync, writeFileSync } from 'node:fs';
 
@@ -37,6 +38,7 @@ const exchangedFrom = new WeakMap();
 const state = {
   keys: [],
   exchanges: 0,
+  jwksFetches: 0,
   failWith: 0,
   revoked: new Set(),
 };
@@ -174,6 +176,7 @@ server.listen(0, '127.0.0.1', async () => {
   let handle = build(issuer);
   server.on('request', async (req, res) => {
     if (!req.url.startsWith('/admin/')) {
+      if (req.url === '/jwks') state.jwksFetches += 1;
       handle(req, res);
       return;
     }
@@ -189,7 +192,7 @@ server.listen(0, '127.0.0.1', async () => {
       state.failWith = Number((await body(req)).trim()) || 0;
       json(res, 200, {});
     } else if (req.method === 'GET' && req.url === '/admin/stats') {
-      json(res, 200, { exchanges: state.exchanges });
+      json(res, 200, { exchanges: state.exchanges, jwks_fetches: state.jwksFetches });
     } else {
       json(res, 404, { error: 'not_found' });
     }
