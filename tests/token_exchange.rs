@@ -451,3 +451,12 @@ fn identities_without_a_subject_token() {
     let key: Identity = Either::Left("ops".to_owned());
     assert!(key.subject_token().is_none());
 }
+
+#[tokio::test]
+async fn a_refused_gateway_client_authentication_is_503_not_the_clients_fault() {
+    let setup = setup_with(TokenClientAuth::basic(CLIENT_ID, "not-the-secret")).await;
+    let token = setup.issuer.token(&setup.route_url());
+    let response = initialize(setup.route_url(), &token).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(setup.upstream.hits(), 0);
+}

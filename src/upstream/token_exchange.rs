@@ -278,8 +278,9 @@ impl ExchangeError {
         Self { kind, source: None }
     }
 
-    /// Whether the authorization server refused the exchange (a 4xx: the subject token is expired or revoked,
-    /// or may not be exchanged for this target). The client gets 401 `invalid_token`; any other error is a 503.
+    /// Whether the authorization server refused the exchange (a 4xx other than 401: the subject token is
+    /// expired or revoked, or may not be exchanged for this target). The client gets 401 `invalid_token`; any
+    /// other error is a 503, including a 401, which refuses the gateway's own client credentials.
     pub fn is_refused(&self) -> bool {
         matches!(self.kind, ErrorKind::Refused(_))
     }
@@ -621,7 +622,10 @@ impl Exchanger {
         status: StatusCode,
         body: &[u8],
     ) -> Result<(ExchangedToken, Option<u64>), ExchangeError> {
-        if status.is_client_error() {
+        // A 401 is the authorization server refusing the gateway's own client authentication (RFC 6749 §5.2
+        // `invalid_client`): a gateway misconfiguration, not a bad subject token, so it is no refusal of the
+        // client's token (a 503, not a 401 that would send the client for a new token in vain).
+        if status.is_client_error() && status != StatusCode::UNAUTHORIZED {
             return Err(ExchangeError::new(ErrorKind::Refused(status)));
         }
         if status != StatusCode::OK {
@@ -802,7 +806,7 @@ impl TokenExchangeBuilder {
 /// | exchange succeeds | `Authorization: Bearer <exchanged>` (sensitive), inner service called |
 /// | upstream answers 401 | the cached token is dropped, exchanged again, and the request sent once more |
 /// | authorization server refuses (4xx) | 401 `invalid_token`, with the route's challenge; inner service not called |
-/// | 5xx, transport error, timeout | 503; inner service not called |
+/// | 5xx, 401 (the gateway's client authentication refused), transport error, timeout | 503; inner service not called |
 ///
 /// Retrying needs the request twice, so the request body must be `Clone` (e.g. `Full<Bytes>`: MCP messages
 /// are small JSON documents; buffer a streaming body first, with a size limit).
