@@ -7,6 +7,8 @@
 // `urn:opaque:`, introspects them (RFC 7662), and exchanges them (RFC 8693, registered through
 // `provider.registerGrantType`) for a token of another resource.
 //
+// oidc-provider 8.x is the line that supports Node.js 20 (the 9.x line asks for Node.js 22 and warns on 20).
+//
 // Clients: `mcp-client` (client_credentials; the MCP client of the tests), `gateway` (token exchange and
 // introspection, client_secret_basic) and `gateway-post` (the same, client_secret_post). Secrets are
 // `<client_id>-secret`.
