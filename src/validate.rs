@@ -74,7 +74,7 @@ impl<I> Verdict<I> {
 ///     type Future = Ready<Result<Verdict<&'static str>, Infallible>>;
 ///
 ///     fn validate(&self, credential: &str) -> Self::Future {
-///         // A real validator compares digests in constant time; see `Verdict` for the three answers.
+///         // A real validator compares digests in constant time; see `Verdict` for the answers.
 ///         ready(Ok(if credential == "sk-one" { Verdict::Valid("ops") } else { Verdict::Unknown }))
 ///     }
 /// }

@@ -194,7 +194,8 @@ where
         }) else {
             return Ok(Step::Done(Verdict::Invalid));
         };
-        let may_refresh = !refreshed && self.keys.may_refresh();
+        // Asked only on the rare paths that want fresh keys: it takes the key cache's lock.
+        let may_refresh = || !refreshed && self.keys.may_refresh();
         let Some(keys) = keys else {
             if !refreshed {
                 return Ok(Step::Refresh);
@@ -204,11 +205,11 @@ where
                 last: self.keys.last_error(),
             });
         };
-        if may_refresh && keys.fresh_until <= tokio::time::Instant::now() {
+        if keys.fresh_until <= tokio::time::Instant::now() && may_refresh() {
             return Ok(Step::Refresh);
         }
         let Some(candidates) = keys.candidates(unverified.kid.as_deref(), alg) else {
-            return Ok(if may_refresh {
+            return Ok(if may_refresh() {
                 Step::Refresh
             } else {
                 Step::Done(Verdict::Invalid)
