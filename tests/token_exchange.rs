@@ -460,3 +460,33 @@ async fn a_refused_gateway_client_authentication_is_503_not_the_clients_fault() 
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(setup.upstream.hits(), 0);
 }
+
+#[tokio::test]
+async fn an_exchanged_token_is_never_kept_past_its_subjects_expiry() {
+    let setup = setup().await;
+    // Expired five seconds ago, still inside the validators' leeway: admitted and exchanged, but the exchanged
+    // token (valid for an hour) may not outlive its subject, so it is not kept at all.
+    let expiring = setup
+        .issuer
+        .sign("k1", &setup.issuer.claims(&setup.route_url(), -5));
+    assert_eq!(
+        initialize(setup.route_url(), &expiring).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        initialize(setup.route_url(), &expiring).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(exchanges(&setup), 2);
+    // A subject with an hour to go: its exchanged token is kept.
+    let token = setup.issuer.token(&setup.route_url());
+    assert_eq!(
+        initialize(setup.route_url(), &token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        initialize(setup.route_url(), &token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(exchanges(&setup), 3);
+}
