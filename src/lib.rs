@@ -62,10 +62,12 @@
 //! | valid | other scheme | `Valid(id)` | — | `Authenticated(id)`; header dropped |
 //! | present | anything | `Unknown` | — | 401 `invalid_token`, no fallback |
 //! | present | anything | `Denied` | — | 403 |
+//! | present | anything | `Invalid` | — | 401 `invalid_token` |
 //! | absent | `Bearer T` | `Valid(id)` | — | `Authenticated(id)`, never passthrough |
 //! | absent | `Bearer T` | `Unknown` | yes | `OAuthPassthrough(T)`, no identity |
 //! | absent | `Bearer T` | `Unknown` | no | 401 `invalid_token` |
 //! | absent | `Bearer T` | `Denied` | — | 403, never passthrough |
+//! | absent | `Bearer T` | `Invalid` | — | 401 `invalid_token`, never passthrough |
 //! | either | — | error or timeout | — | 503, fail closed |
 //! | absent | other scheme | — | — | 401 `Bearer` |
 //! | absent | absent | — | yes | 401 `Bearer resource_metadata="…"` when configured |
@@ -99,6 +101,8 @@ mod credentials;
 mod decision;
 #[cfg(feature = "axum")]
 mod extract;
+#[cfg(feature = "token-exchange")]
+mod form;
 mod future;
 mod identity;
 mod layer;

@@ -328,6 +328,7 @@ fn behaviour() -> impl Strategy<Value = Behaviour> {
         3 => Just(Act::Valid),
         3 => Just(Act::Unknown),
         2 => Just(Act::Denied),
+        1 => Just(Act::Invalid),
         1 => Just(Act::Error),
         1 => Just(Act::Hang),
     ];

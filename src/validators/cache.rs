@@ -140,7 +140,7 @@ impl<I> Policy<I> {
                 until_expiry.map_or(self.valid_ttl, |left| left.min(self.valid_ttl))
             }
             Verdict::Unknown => self.unknown_ttl,
-            Verdict::Denied => self.denied_ttl,
+            Verdict::Denied | Verdict::Invalid => self.denied_ttl,
         };
         Answer { verdict, ttl }
     }

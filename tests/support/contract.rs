@@ -279,6 +279,37 @@ pub fn cases() -> Vec<Case> {
             reject(403, None, "access_denied"),
         ),
         case(
+            "invalid_key_is_401",
+            GH,
+            &[(KEY, b"invalid-jwt")],
+            &["invalid-jwt"],
+            reject(401, INVALID_TOKEN, "invalid_token"),
+        ),
+        case(
+            "invalid_key_with_upstream_bearer_on_passthrough_route_is_401",
+            ATL,
+            &[
+                (KEY, b"invalid-jwt"),
+                (AUTH, b"Bearer upstream-oauth-token"),
+            ],
+            &["invalid-jwt"],
+            reject(401, Some(metadata_invalid), "invalid_token"),
+        ),
+        case(
+            "invalid_bearer_on_passthrough_route_is_401_never_passthrough",
+            ATL,
+            &[(AUTH, b"Bearer invalid-jwt")],
+            &["invalid-jwt"],
+            reject(401, Some(metadata_invalid), "invalid_token"),
+        ),
+        case(
+            "invalid_bearer_on_closed_route_is_401",
+            GH,
+            &[(AUTH, b"Bearer invalid-jwt")],
+            &["invalid-jwt"],
+            reject(401, INVALID_TOKEN, "invalid_token"),
+        ),
+        case(
             "key_store_error_on_key_is_503",
             GH,
             &[(KEY, b"sk-error")],
