@@ -96,6 +96,7 @@
 struct ReadmeDoctests;
 
 mod body;
+mod config_error;
 mod credentials;
 mod decision;
 #[cfg(feature = "axum")]
@@ -115,6 +116,7 @@ mod validate;
 pub mod validators;
 
 pub use body::ResponseBody;
+pub use config_error::ConfigError;
 #[cfg(feature = "axum")]
 pub use extract::MissingCredential;
 pub use future::ResponseFuture;
