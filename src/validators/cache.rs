@@ -76,9 +76,9 @@ type InFlight<I> = Mutex<HashMap<[u8; 32], (u64, Lookup<I>)>>;
 /// # Time
 ///
 /// An answer's TTL is kept on Tokio's clock ([`tokio::time::Instant`]), which is the system's monotonic clock
-/// except in tests that pause time (`#[tokio::test(start_paused = true)]`, [`tokio::time::advance`]): there,
-/// expiry follows the paused clock, so TTLs can be tested without sleeping. moka also evicts each answer once
-/// its TTL has passed in real time, to free the memory.
+/// except in tests that pause time (`#[tokio::test(start_paused = true)]` and `tokio::time::advance`, with
+/// Tokio's `test-util` feature): there, expiry follows the paused clock, so TTLs can be tested without
+/// sleeping. moka also evicts each answer once its TTL has passed in real time, to free the memory.
 ///
 /// # Revocation delay
 ///
