@@ -657,3 +657,30 @@ async fn no_credential_in_debug_or_errors() {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("other-secret"), "{shown}");
 }
+
+/// Lookups are Tokio tasks: a miss polled outside a runtime panics (Tokio's message), and leaves nothing in
+/// flight behind, so the same credential is looked up normally once a runtime polls it.
+#[test]
+fn a_miss_outside_a_tokio_runtime_panics_and_leaves_nothing_behind() {
+    use std::{
+        pin::Pin,
+        task::{Context, Waker},
+    };
+    let store = Store::default();
+    let cache = store.cache().build();
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut validation = cache.validate("sk-valid");
+        let _ = Pin::new(&mut validation).poll(&mut Context::from_waker(Waker::noop()));
+    }));
+    assert!(polled.is_err(), "polled without a runtime");
+    assert_eq!(store.calls(), 0);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(
+        runtime.block_on(cache.validate("sk-valid")).unwrap(),
+        valid()
+    );
+    assert_eq!(store.calls(), 1);
+}

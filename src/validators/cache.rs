@@ -18,6 +18,7 @@ use futures_util::{
 };
 use moka::Expiry;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::oneshot;
 
 use crate::{
     secret::sha256,
@@ -400,41 +401,51 @@ where
 {
     /// The lookup in progress for `key`, or a new one started for `credential`.
     ///
-    /// Runs inside the caller's future, so that the lookup is spawned on the runtime that polls it.
+    /// Runs inside the caller's future, so that the lookup is spawned on the runtime that polls it. The entry
+    /// goes into the table before the task exists, and the task is spawned after the lock is released: a task
+    /// that ends at once (a runtime shutting down drops it on the spot) then finds its entry to remove, and never
+    /// waits for a lock its spawner holds.
     fn join_or_start(&self, key: [u8; 32], credential: SecretString) -> Lookup<V::Identity> {
-        // Held while spawning: the lookup's `Leave` takes this lock, so it cannot run before its entry is in.
-        let mut in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, lookup)) = in_flight.get(&key) {
-            return lookup.clone();
-        }
-        // A lookup may have stored its answer and left since `validate` missed.
-        if let Some(verdict) = self.hit(&key) {
-            return ready(Ok(verdict)).boxed().shared();
-        }
-        let id = NEXT_LOOKUP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (reply, answer) = oneshot::channel();
+        let (id, joined) = {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, lookup)) = in_flight.get(&key) {
+                return lookup.clone();
+            }
+            // A lookup may have stored its answer and left since `validate` missed.
+            if let Some(verdict) = self.hit(&key) {
+                return ready(Ok(verdict)).boxed().shared();
+            }
+            let id = NEXT_LOOKUP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let joined: Lookup<V::Identity> = async move {
+                // No answer means the task ended without one: it panicked or its runtime shut down.
+                answer
+                    .await
+                    .unwrap_or_else(|_| Err(CacheError(Arc::new(Box::new(LookupFailed::Aborted)))))
+            }
+            .boxed()
+            .shared();
+            in_flight.insert(key, (id, joined.clone()));
+            (id, joined)
+        };
         let leave = Leave {
             in_flight: Arc::clone(&self.in_flight),
             key,
             id,
         };
-        let task = tokio::spawn(lookup(
+        // Detached: dropping the handle does not cancel the task, and no caller ever holds it.
+        drop(tokio::spawn(lookup(
             Arc::clone(&self.inner),
             self.answers.clone(),
             Arc::clone(&self.policy),
             key,
             credential,
+            reply,
             leave,
-        ));
-        let joined: Lookup<V::Identity> = async move {
-            task.await
-                .unwrap_or_else(|_| Err(CacheError(Arc::new(Box::new(LookupFailed::Aborted)))))
-        }
-        .boxed()
-        .shared();
-        in_flight.insert(key, (id, joined.clone()));
+        )));
         joined
     }
 }
@@ -442,17 +453,18 @@ where
 /// Numbers lookups, so that one that ends removes its own entry and never a later one's.
 static NEXT_LOOKUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// One store lookup, run as its own task: asks the inner validator within the lookup deadline and stores the
-/// answer it gets (errors and timeouts are not stored) before leaving the in-flight table.
+/// One store lookup, run as its own task: asks the inner validator within the lookup deadline, stores the
+/// answer it gets (errors and timeouts are not stored), hands the outcome to every waiter, and leaves the
+/// in-flight table.
 async fn lookup<V>(
     inner: Arc<V>,
     answers: moka::future::Cache<[u8; 32], Answer<V::Identity>>,
     policy: Arc<Policy<V::Identity>>,
     key: [u8; 32],
     credential: SecretString,
+    reply: oneshot::Sender<Outcome<V::Identity>>,
     leave: Leave<V::Identity>,
-) -> Outcome<V::Identity>
-where
+) where
     V: Validator,
     V::Future: Send + 'static,
 {
@@ -476,9 +488,10 @@ where
         }
         Err(err) => Err(err),
     };
+    // Nobody waiting is fine: the answer is stored for the next request.
+    let _ = reply.send(outcome);
     // After the answer is stored: a validation that finds no lookup in flight finds the answer instead.
     drop(leave);
-    outcome
 }
 
 /// Removes a lookup from the in-flight table when it ends, however it ends (answer, error, deadline, panic,
