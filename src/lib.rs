@@ -51,7 +51,8 @@
 //!
 //! Checked before any validator call, in this order: more than one key header or `Authorization` header → 400;
 //! a credential header longer than the cap → 431; a credential that is not visible ASCII → 400; a `Bearer` with
-//! an empty token or one outside RFC 6750's `b64token` → 400; an empty key header → 401 `invalid_token`.
+//! an empty token or one outside RFC 6750's `b64token`, or an empty or blank `Authorization` value → 400; an
+//! empty key header → 401 `invalid_token`.
 //!
 //! | key header | `Authorization` | verdict | route allows passthrough | inner service sees / client gets |
 //! |---|---|---|---|---|
@@ -97,6 +98,7 @@
 struct ReadmeDoctests;
 
 mod body;
+mod config_error;
 mod credentials;
 mod decision;
 #[cfg(feature = "axum")]
@@ -120,6 +122,7 @@ mod validate;
 pub mod validators;
 
 pub use body::ResponseBody;
+pub use config_error::ConfigError;
 #[cfg(feature = "axum")]
 pub use extract::MissingCredential;
 pub use future::ResponseFuture;

@@ -177,6 +177,7 @@ pub fn preconditions(
 
     let authorization = match authorizations.first().map(|v| text(v)) {
         None => None,
+        Some(value) if trim_spaces(&value).is_empty() => return Err(bad_request()),
         Some(value) => match strip_bearer(trim_spaces(&value)) {
             None => Some(Authorization::Foreign),
             Some(rest) => {
