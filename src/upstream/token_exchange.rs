@@ -833,9 +833,16 @@ impl<I> ExchangeTokenLayer<I> {
     ///
     /// # Panics
     /// When `url` is not visible ASCII or holds `"` or `\`.
-    pub fn resource_metadata(mut self, url: &str) -> Self {
-        self.challenges = Challenges::with_resource_metadata(url);
-        self
+    pub fn resource_metadata(self, url: &str) -> Self {
+        self.try_resource_metadata(url)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// [`resource_metadata`](Self::resource_metadata) for values read from configuration: a
+    /// [`ConfigError`](crate::ConfigError) naming the URL instead of a panic.
+    pub fn try_resource_metadata(mut self, url: &str) -> Result<Self, crate::ConfigError> {
+        self.challenges = Challenges::with_resource_metadata(url)?;
+        Ok(self)
     }
 }
 
