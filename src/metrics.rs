@@ -5,7 +5,7 @@
 //! | name | kind | labels | what |
 //! |---|---|---|---|
 //! | `mcp_auth.decisions` | counter | `outcome`, `source` | one per request: `authenticated`, `passthrough`, `rejected`, `denied`, `error`; where the credential came from (`key_header`, `bearer`, `none`, …) |
-//! | `mcp_auth.validation.duration` | histogram (s) | `validator`, `result` | each store lookup behind a [`Cache`](crate::validators::Cache) (`valid`, `unknown`, `denied`, `error`) |
+//! | `mcp_auth.validation.duration` | histogram (s) | `validator`, `result` | each store lookup behind a [`Cache`](crate::validators::Cache) (`valid`, `unknown`, `denied`, `invalid`, `error`) |
 //! | `mcp_auth.cache.lookups` | counter | `result` | `hit`, `miss` (this validation asked the store), `coalesced` (it waited for another's lookup) |
 //! | `mcp_auth.token_exchanges` | counter | `upstream`, `result` | see [`token_exchange`] |
 //! | `mcp_auth.token_exchange.duration` | histogram (s) | `upstream`, `result` | see [`token_exchange`] |
@@ -166,6 +166,7 @@ pub(crate) async fn validation<V, I, E>(
             Ok(Verdict::Valid(_)) => "valid",
             Ok(Verdict::Unknown) => "unknown",
             Ok(Verdict::Denied) => "denied",
+            Ok(Verdict::Invalid) => "invalid",
             Err(_) => "error",
         };
         metrics::histogram!(
