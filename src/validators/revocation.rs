@@ -53,9 +53,9 @@ impl fmt::Debug for Revocation {
 /// credential is revoked.
 ///
 /// [`Cache`] implements it (a digest is [`Cache::invalidate_digest`], `All` is [`Cache::invalidate_all`]);
-/// [`revocation_fn`] turns a closure into one, for other caches (tokens obtained by exchanging a revoked
-/// key, sessions). Revocation sources such as `LiteLlmRevocations` (feature `postgres`) take any number of
-/// sinks.
+/// `upstream::TokenExchange` (feature `token-exchange`) implements it too, dropping the tokens exchanged for a
+/// revoked key; [`revocation_fn`] turns a closure into one, for other caches (sessions, …). Revocation
+/// sources such as `LiteLlmRevocations` (feature `postgres`) take any number of sinks.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -84,6 +84,20 @@ impl<V: Validator> RevocationSink for Cache<V> {
                 Revocation::All => self.invalidate_all(),
             }
         })
+    }
+}
+
+/// The tokens exchanged for a revoked subject token are dropped
+/// ([`invalidate_subject_digest`](crate::upstream::TokenExchange::invalidate_subject_digest)). A flush
+/// ([`Revocation::All`]) leaves them: it only says that notifications may have been lost, and the polling that
+/// goes on regardless reports each revoked key by its digest within the bound.
+#[cfg(feature = "token-exchange")]
+impl RevocationSink for crate::upstream::TokenExchange {
+    fn revoke<'a>(&'a self, revocation: &'a Revocation) -> BoxFuture<'a, ()> {
+        if let Revocation::Digest(digest) = revocation {
+            self.invalidate_subject_digest(digest);
+        }
+        Box::pin(std::future::ready(()))
     }
 }
 
