@@ -91,6 +91,11 @@ type InFlight<I> = Mutex<HashMap<[u8; 32], (u64, Lookup<I>)>>;
 /// only know digests) after the store change is committed to end that delay at once; a lookup that was
 /// already in flight when you invalidated may still store the answer it read before the change.
 ///
+/// Across several replicas, a revocation source drives [`invalidate_digest`](Cache::invalidate_digest) through
+/// [`RevocationSink`](super::RevocationSink) (for LiteLLM's tables: `LiteLlmRevocations`, feature `postgres`),
+/// and [`trust_gate`](CacheBuilder::trust_gate) bounds how long `Valid` answers are trusted when that source
+/// goes quiet.
+///
 /// ```
 /// use std::{convert::Infallible, time::Duration};
 /// use tower_mcp_auth::{validate_fn, validators::Cache, Validator, Verdict};

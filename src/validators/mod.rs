@@ -11,6 +11,9 @@
 //! - [`FirstOf`]: asks two validators in order, so a gateway can accept its keys and JWTs side by side.
 //! - `LiteLlmKeys` (feature `postgres`): reads LiteLLM's `"LiteLLM_VerificationToken"` table, so a gateway
 //!   admits exactly the keys an existing LiteLLM deployment issued.
+//! - `LiteLlmRevocations` (feature `postgres`): watches LiteLLM's key tables and sends each revoked key to
+//!   [`RevocationSink`]s (a [`Cache`], the tokens exchanged for it), so that several replicas refuse a revoked key
+//!   within a bound; with a [`TrustGate`], a cache stops trusting its `Valid` answers when the watcher is blind.
 //!
 //! Putting the cache in front of a store:
 //!
