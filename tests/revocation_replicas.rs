@@ -33,6 +33,7 @@ const ALLOWED: Duration = Duration::from_secs(10);
 /// The replica's body: a gateway whose cache would keep a `Valid` answer for 10 minutes, so only the watcher
 /// can explain a refusal within seconds.
 #[test]
+#[ignore = "the body of a replica process, run by revoked_key_is_refused_by_every_replica_within_the_bound"]
 fn replica() {
     if std::env::var_os(REPLICA_ENV).is_none() {
         return;
@@ -82,7 +83,7 @@ struct Replica {
 impl Replica {
     fn start(database: &str) -> Self {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "replica", "--nocapture", "--test-threads=1"])
+            .args(["--exact", "replica", "--ignored", "--nocapture", "--test-threads=1"])
             .env(REPLICA_ENV, "1")
             .env(URL_VAR, database)
             .stdin(Stdio::piped())
