@@ -83,7 +83,13 @@ struct Replica {
 impl Replica {
     fn start(database: &str) -> Self {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "replica", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "replica",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(REPLICA_ENV, "1")
             .env(URL_VAR, database)
             .stdin(Stdio::piped())
