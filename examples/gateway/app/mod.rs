@@ -15,10 +15,7 @@ mod proxy;
 mod route;
 mod tls;
 
-use std::{
-    collections::HashMap, future::Future, io, net::SocketAddr, path::PathBuf, sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
@@ -29,11 +26,7 @@ use axum::{
     serve::ListenerExt,
     Json, Router,
 };
-use hyper_rustls::HttpsConnector;
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
-};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceBuilder;
@@ -53,7 +46,7 @@ pub const DEMO_TOKEN: &str = "demo-oauth-token";
 /// The gateway key of demo mode.
 pub const DEMO_KEY: &str = "sk-demo";
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
+type HttpsClient = Client<tls::HttpsConnector, Body>;
 
 /// A small JSON error answer: `{"error": ..., "error_description": ...}`.
 pub fn json_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -223,13 +216,8 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         configs[at] = configs[at].clone().with_header(header, value);
     }
 
-    let extra_roots: Option<PathBuf> = options
-        .extra_roots
-        .clone()
-        .or_else(|| std::env::var_os("SSL_CERT_FILE").map(PathBuf::from));
-    let tls_client = tls::client_config(extra_roots.as_deref())?;
+    let connector = tls::https_connector(options.extra_roots.as_deref())?;
     let upstream_timeout = options.upstream_timeout();
-    let connector = tls::https_connector(tls_client, upstream_timeout);
     let client: HttpsClient = Client::builder(TokioExecutor::new()).build(connector.clone());
     let passthrough_routes: Vec<String> = configs
         .iter()

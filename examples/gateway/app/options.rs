@@ -24,7 +24,7 @@ pub struct Options {
     pub upstream_timeout: Option<Duration>,
     pub max_body: Option<usize>,
     pub drain_timeout: Option<Duration>,
-    /// A PEM bundle trusted for upstream TLS besides the platform's roots; `SSL_CERT_FILE` when unset.
+    /// A PEM bundle trusted for upstream TLS besides the platform's roots and `SSL_CERT_FILE`'s.
     pub extra_roots: Option<PathBuf>,
     /// LiteLLM's key table instead of static keys (config file `general_settings.database_url`).
     pub database_url: Option<String>,

@@ -1,19 +1,19 @@
-//! TLS both ways, with rustls and ring: the client side that reaches `https://` upstreams, and the optional
-//! server side of `--tls-cert`/`--tls-key`.
+//! TLS both ways, with rustls and ring: the client side that reaches `https://` upstreams (tower-mcp-auth's
+//! `tls` module), and the optional server side of `--tls-cert`/`--tls-key`.
 
-use std::{error::Error as StdError, io, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{io, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::{
     pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer},
-    ClientConfig, RootCertStore, ServerConfig,
+    ServerConfig,
 };
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::mpsc,
 };
 use tokio_rustls::{server::TlsStream, TlsAcceptor};
+use tower_mcp_auth::tls::{add_pem_certificates, https_connector_with_roots, trust_roots};
+pub use tower_mcp_auth::tls::{is_tls_error, HttpsConnector};
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,66 +22,15 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The roots an upstream's certificate must chain to: the platform's, plus every certificate of the PEM
-/// bundle `extra` (the gateway passes `SSL_CERT_FILE`).
-pub fn client_config(extra: Option<&Path>) -> Result<ClientConfig, String> {
-    let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
+/// A connector for `http://` and `https://` upstreams (tower-mcp-auth's `tls` module) whose certificates must
+/// chain to the platform's roots, the PEM bundle of `SSL_CERT_FILE`, or the PEM bundle `extra`.
+pub fn https_connector(extra: Option<&Path>) -> Result<HttpsConnector, String> {
+    let mut roots = trust_roots().map_err(|e| e.to_string())?;
     if let Some(path) = extra {
-        let certs =
-            CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        for cert in certs {
-            let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-        }
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        add_pem_certificates(&mut roots, &pem).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    Ok(ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
-/// A connector for `http://` and `https://` upstreams (HTTP/2 where the upstream offers it by ALPN).
-pub fn https_connector(
-    config: ClientConfig,
-    connect_timeout: Duration,
-) -> HttpsConnector<HttpConnector> {
-    let mut http = HttpConnector::new();
-    // MCP messages are small request/response pairs: never let Nagle hold them back.
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(connect_timeout));
-    HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http)
-}
-
-/// Whether a client error was caused by TLS (a certificate the roots do not vouch for, a failed handshake).
-pub fn is_tls_error(error: &(dyn StdError + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if error.is::<rustls::Error>() {
-            return true;
-        }
-        // `io::Error::source` skips the error it wraps, which is where tokio-rustls puts rustls's.
-        if let Some(inner) = error
-            .downcast_ref::<io::Error>()
-            .and_then(io::Error::get_ref)
-        {
-            if inner.is::<rustls::Error>() {
-                return true;
-            }
-        }
-        next = error.source();
-    }
-    false
+    Ok(https_connector_with_roots(roots))
 }
 
 /// The server side of `--tls-cert FILE --tls-key FILE` (PEM), offering HTTP/2 and HTTP/1.1.

@@ -108,7 +108,9 @@ pub async fn scope_hint(
     ) else {
         return response;
     };
-    if challenge.to_ascii_lowercase().contains("scope=") {
+    // Only the challenge of a request without credentials (no `error=`) is the start of discovery.
+    let lower = challenge.to_ascii_lowercase();
+    if lower.contains("scope=") || lower.contains("error=") {
         return response;
     }
     let separator = if challenge.trim().eq_ignore_ascii_case("bearer") {

@@ -14,8 +14,7 @@ use std::{sync::Arc, time::Duration};
 use axum::http::{header, Request, StatusCode, Uri};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::client::legacy::Client;
 use moka::future::Cache;
 use tower_mcp_auth::upstream::resource_metadata_of;
 
@@ -52,7 +51,7 @@ impl UpstreamMetadata {
     }
 }
 
-type MetadataClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+type MetadataClient = Client<super::super::tls::HttpsConnector, Empty<Bytes>>;
 
 /// Discovery with its caches; one per gateway.
 pub struct Discovery {
