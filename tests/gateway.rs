@@ -243,14 +243,19 @@ async fn case_4_no_credentials_get_a_challenge_naming_metadata_that_describes_th
         "http://{}/.well-known/oauth-protected-resource/mcp/atlassian",
         s.gateway
     );
+    // The upstream's `scopes_supported` travels as a hint, read by the gateway's discovery.
     assert_eq!(
         challenge,
-        format!(r#"Bearer resource_metadata="{metadata_url}""#)
+        format!(r#"Bearer resource_metadata="{metadata_url}", scope="demo""#)
     );
     assert!(
-        s.passthrough_upstream.seen().is_empty(),
-        "refused at the gateway"
+        !s.passthrough_upstream
+            .seen()
+            .iter()
+            .any(|h| h.contains_key("authorization") || h.contains_key("content-type")),
+        "refused at the gateway: only discovery, without credentials, reached the upstream"
     );
+    let discovery_requests = s.passthrough_upstream.seen().len();
 
     let (status, body) = http_get(metadata_url).await;
     assert_eq!(status, StatusCode::OK);
@@ -270,7 +275,11 @@ async fn case_4_no_credentials_get_a_challenge_naming_metadata_that_describes_th
     ))
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(s.passthrough_upstream.seen().len(), 1);
+    assert_eq!(
+        s.passthrough_upstream.seen().len(),
+        discovery_requests,
+        "cached"
+    );
     // Only passthrough routes publish metadata.
     let (status, _) = http_get(format!(
         "http://{}/.well-known/oauth-protected-resource/mcp/github",

@@ -13,7 +13,7 @@ mod options;
 mod origin;
 mod proxy;
 mod route;
-mod tls;
+pub mod tls;
 
 use std::{collections::HashMap, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 

@@ -92,27 +92,28 @@ pub async fn scope_hint(
     {
         return response;
     }
-    let Ok(metadata) = gateway
-        .discovery
-        .metadata(upstream.config.name(), upstream.config.url())
-        .await
+    let Some(challenge) = response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
     else {
         return response;
     };
-    let (Some(scope), Some(challenge)) = (
-        metadata.scope_hint(),
-        response
-            .headers()
-            .get(header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok()),
-    ) else {
-        return response;
-    };
-    // Only the challenge of a request without credentials (no `error=`) is the start of discovery.
+    // Only the challenge of a request without credentials (no `error=`) starts discovery.
     let lower = challenge.to_ascii_lowercase();
     if lower.contains("scope=") || lower.contains("error=") {
         return response;
     }
+    let Some(scope) = gateway
+        .discovery
+        .metadata(upstream.config.name(), upstream.config.url())
+        .await
+        .ok()
+        .and_then(|m| m.scope_hint())
+    else {
+        return response;
+    };
     let separator = if challenge.trim().eq_ignore_ascii_case("bearer") {
         " "
     } else {
