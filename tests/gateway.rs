@@ -459,6 +459,27 @@ async fn the_example_binary_serves_its_demo_and_stops_on_sigterm() {
     )
     .await;
     assert_eq!(made_up.status(), StatusCode::UNAUTHORIZED);
+    // Discovery and the operations endpoints work in the demo as well.
+    let (status, metadata) = http_get(format!(
+        "{base}/.well-known/oauth-protected-resource/mcp/demo"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metadata.contains(app::demo::DEMO_AUTHORIZATION_SERVER),
+        "{metadata}"
+    );
+    assert_eq!(http_get(format!("{base}/healthz")).await.0, StatusCode::OK);
+    assert_eq!(http_get(format!("{base}/readyz")).await.0, StatusCode::OK);
+    let with_key = post_initialize(
+        format!("{base}/mcp/demo"),
+        &[
+            ("x-litellm-api-key", app::DEMO_KEY),
+            ("authorization", &format!("Bearer {}", app::DEMO_TOKEN)),
+        ],
+    )
+    .await;
+    assert_eq!(with_key.status(), StatusCode::OK);
 
     let pid = child.id().unwrap() as i32;
     std::process::Command::new("kill")
