@@ -170,9 +170,22 @@ async fn start_with(token: &str, tls: Option<TlsAcceptor>) -> std::io::Result<De
         );
     match tls {
         Some(acceptor) => {
-            let listener = super::tls::TlsListener::new(listener, acceptor)?;
+            // Self-contained (the benchmark server includes this file alone): one task per connection.
             tokio::spawn(async move {
-                let _ = axum::serve(listener, app).await;
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let (acceptor, app) = (acceptor.clone(), app.clone());
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let service = hyper_util::service::TowerToHyperService::new(app);
+                        let _ = hyper_util::server::conn::auto::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                    });
+                }
             });
         }
         None => {
