@@ -193,3 +193,50 @@ pub fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
     std::fs::write(&path, content).unwrap();
     path
 }
+
+/// Everything a `tracing` subscriber writes, for checks on log lines.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The lines of the access log, waiting (boundedly) until there are at least `count`.
+    pub async fn access_lines(&self, count: usize) -> Vec<String> {
+        for _ in 0..100 {
+            let lines: Vec<String> = self
+                .text()
+                .lines()
+                .filter(|l| l.contains("gateway::access"))
+                .map(str::to_owned)
+                .collect();
+            if lines.len() >= count {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {count} access-log lines:\n{}", self.text());
+    }
+}
