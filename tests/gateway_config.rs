@@ -292,3 +292,84 @@ async fn database_url_selects_the_litellm_key_table() {
     assert_eq!(answer.status, 503);
     assert!(upstream.seen().is_empty());
 }
+
+/// `database_url` pointing at LiteLLM's key table (a real PostgreSQL under `scripts/with-postgres.sh`): LiteLLM's
+/// own keys admit callers, a blocked one is refused, and `/readyz` is 200. Skipped, saying so, without a database.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn database_url_admits_litellm_keys_from_a_live_table() {
+    use std::io::Write as _;
+    environment();
+    const URL_VAR: &str = "TOWER_MCP_AUTH_TEST_DATABASE_URL";
+    let Ok(url) = std::env::var(URL_VAR) else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped database_url_admits_litellm_keys_from_a_live_table: {URL_VAR} is not set \
+             (run under scripts/with-postgres.sh)"
+        );
+        return;
+    };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .unwrap();
+    let suffix = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let valid = format!("sk-gateway-cfg-valid-{suffix}");
+    let blocked = format!("sk-gateway-cfg-blocked-{suffix}");
+    for (key, is_blocked) in [(&valid, false), (&blocked, true)] {
+        sqlx::query(
+            r#"INSERT INTO "LiteLLM_VerificationToken" (token, key_alias, blocked)
+               VALUES (encode(sha256(convert_to($1, 'UTF8')), 'hex'), 'gateway-config-test', $2)"#,
+        )
+        .bind(key)
+        .bind(is_blocked)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let upstream = app::demo::start(TOKEN).await.unwrap();
+    let yaml = format!(
+        "mcp_servers:\n  github:\n    url: {}\n    auth_type: bearer_token\n    auth_value: os.environ/GATEWAY_CFG_TEST_GITHUB_TOKEN\n\
+         general_settings:\n  database_url: os.environ/{URL_VAR}\n",
+        upstream.url()
+    );
+    let file = temp_file("config.yaml", &yaml);
+    let gw = gateway(&["--config".to_owned(), file.display().to_string()]).await;
+    assert_eq!(
+        send(
+            axum::http::Method::GET,
+            &format!("http://{gw}/readyz"),
+            &[],
+            bytes::Bytes::new()
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        tools(format!("http://{gw}/mcp/github"), None, Some(&valid))
+            .await
+            .unwrap(),
+        ["add", "echo"]
+    );
+    let refused = post_init(
+        &format!("http://{gw}/mcp/github"),
+        &[("x-litellm-api-key", &blocked)],
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    let unknown = post_init(
+        &format!("http://{gw}/mcp/github"),
+        &[("x-litellm-api-key", "sk-not-in-the-table")],
+    )
+    .await;
+    assert_eq!(unknown.status, 401);
+}
