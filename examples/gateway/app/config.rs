@@ -60,7 +60,7 @@ struct General {
 
 /// One upstream as the config file describes it.
 #[derive(Clone)]
-pub struct ConfigServer {
+struct ConfigServer {
     name: String,
     url: String,
     passthrough: bool,
