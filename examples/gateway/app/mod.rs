@@ -225,11 +225,15 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         .map(|c| format!("/mcp/{}", c.name()))
         .collect();
 
-    let mut auth = McpAuthLayer::new(key_store.clone())
-        .passthrough(PassthroughPolicy::path_prefixes(&passthrough_routes));
+    // A configuration the layer refuses is a start-up error, never a panic.
+    let policy =
+        PassthroughPolicy::try_path_prefixes(&passthrough_routes).map_err(|e| e.to_string())?;
+    let mut auth = McpAuthLayer::new(key_store.clone()).passthrough(policy);
     for route in &passthrough_routes {
         let name = route.trim_start_matches("/mcp/");
-        auth = auth.resource_metadata(route, &metadata_url(&public, name));
+        auth = auth
+            .try_resource_metadata(route, &metadata_url(&public, name))
+            .map_err(|e| format!("--public-url: {e}"))?;
     }
 
     let names: Vec<String> = configs.iter().map(|c| c.name().to_owned()).collect();
