@@ -127,10 +127,66 @@ pub fn token_exchange(upstream: &str, result: &'static str, elapsed: Duration) {
 /// One request's decision.
 pub(crate) fn decision(outcome: &'static str, source: &'static str) {
     #[cfg(feature = "metrics")]
-    metrics::counter!(names::DECISIONS, "outcome" => outcome, "source" => source).increment(1);
+    {
+        let index = |all: &[&str], value: &str| all.iter().position(|known| *known == value);
+        match (index(&OUTCOMES, outcome), index(&SOURCES, source)) {
+            (Some(o), Some(s)) => metrics::with_recorder(|recorder| {
+                recorder
+                    .register_counter(&DECISION_KEYS[o][s], &METADATA)
+                    .increment(1);
+            }),
+            _ => metrics::counter!(names::DECISIONS, "outcome" => outcome, "source" => source)
+                .increment(1),
+        }
+    }
     #[cfg(not(feature = "metrics"))]
     let _ = (outcome, source);
 }
+
+/// The decisions' label values, known in advance so that counting a request allocates nothing: the keys of
+/// every combination are built at compile time.
+#[cfg(feature = "metrics")]
+const OUTCOMES: [&str; 5] = [
+    "authenticated",
+    "passthrough",
+    "rejected",
+    "denied",
+    "error",
+];
+#[cfg(feature = "metrics")]
+const SOURCES: [&str; 5] = ["key_header", "bearer", "none", "authorization", "request"];
+
+#[cfg(feature = "metrics")]
+macro_rules! decision_keys {
+    ([$($outcome:literal),*], $sources:tt) => {
+        [$(decision_keys!(@row $outcome, $sources)),*]
+    };
+    (@row $outcome:literal, [$($source:literal),*]) => {
+        [$({
+            static LABELS: [metrics::Label; 2] = [
+                metrics::Label::from_static_parts("outcome", $outcome),
+                metrics::Label::from_static_parts("source", $source),
+            ];
+            metrics::Key::from_static_parts(names::DECISIONS, &LABELS)
+        }),*]
+    };
+}
+
+#[cfg(feature = "metrics")]
+static DECISION_KEYS: [[metrics::Key; 5]; 5] = decision_keys!(
+    [
+        "authenticated",
+        "passthrough",
+        "rejected",
+        "denied",
+        "error"
+    ],
+    ["key_header", "bearer", "none", "authorization", "request"]
+);
+
+#[cfg(feature = "metrics")]
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 /// How a cache answered.
 #[derive(Clone, Copy)]
@@ -143,12 +199,15 @@ pub(crate) enum CacheLookup {
 pub(crate) fn cache_lookup(result: CacheLookup) {
     #[cfg(feature = "metrics")]
     {
-        let result = match result {
-            CacheLookup::Hit => "hit",
-            CacheLookup::Miss => "miss",
-            CacheLookup::Coalesced => "coalesced",
-        };
-        metrics::counter!(names::CACHE_LOOKUPS, "result" => result).increment(1);
+        // Literal labels: static keys, no allocation on a hit.
+        match result {
+            CacheLookup::Hit => metrics::counter!(names::CACHE_LOOKUPS, "result" => "hit"),
+            CacheLookup::Miss => metrics::counter!(names::CACHE_LOOKUPS, "result" => "miss"),
+            CacheLookup::Coalesced => {
+                metrics::counter!(names::CACHE_LOOKUPS, "result" => "coalesced")
+            }
+        }
+        .increment(1);
     }
     #[cfg(not(feature = "metrics"))]
     let _ = result;
@@ -225,4 +284,22 @@ pub(crate) fn revocation_staleness(since_success: Duration) {
     metrics::gauge!(names::REVOCATION_STALENESS).set(since_success.as_secs_f64());
     #[cfg(not(feature = "metrics"))]
     let _ = since_success;
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_keys_follow_the_label_lists() {
+        for (o, outcome) in OUTCOMES.iter().enumerate() {
+            for (s, source) in SOURCES.iter().enumerate() {
+                let key = &DECISION_KEYS[o][s];
+                assert_eq!(key.name(), names::DECISIONS);
+                let labels: Vec<(&str, &str)> =
+                    key.labels().map(|l| (l.key(), l.value())).collect();
+                assert_eq!(labels, [("outcome", *outcome), ("source", *source)]);
+            }
+        }
+    }
 }
