@@ -94,6 +94,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod admission;
 mod body;
 mod credentials;
 mod decision;
@@ -113,6 +114,7 @@ pub mod upstream;
 mod validate;
 pub mod validators;
 
+pub use admission::Admission;
 pub use body::ResponseBody;
 #[cfg(feature = "axum")]
 pub use extract::MissingCredential;
