@@ -105,6 +105,7 @@ mod identity;
 mod layer;
 mod passthrough;
 mod path;
+pub mod permissions;
 mod response;
 mod secret;
 mod service;

@@ -40,4 +40,4 @@ pub use cache::{Cache, CacheBuilder, CacheError, CacheFuture};
 pub use introspection::{ClientAuth, Introspection, IntrospectionClaims, IntrospectionError};
 #[cfg(feature = "postgres")]
 pub use litellm::{KeyInfo, LiteLlmError, LiteLlmKeys};
-pub use static_keys::{StaticKeys, StaticKeysError};
+pub use static_keys::{FromKeyEntry, StaticKeys, StaticKeysError};
