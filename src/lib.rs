@@ -110,6 +110,8 @@ mod response;
 mod secret;
 mod service;
 mod timeout;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod trace;
 pub mod upstream;
 mod validate;

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod contract;
+pub mod tls;
 
 use std::{
     convert::Infallible,
