@@ -3,7 +3,9 @@
 pub mod demo;
 mod metadata;
 mod options;
+mod permissions;
 mod proxy;
+mod sessions;
 
 use std::{collections::HashMap, future::Future, io, net::SocketAddr, sync::Arc};
 
@@ -21,8 +23,7 @@ use tower_mcp_auth::{
         ForwardCredentials, ForwardCredentialsLayer, TakeClientCredentialsLayer, UpstreamAuth,
         UpstreamConfig,
     },
-    validators::StaticKeys,
-    Fingerprint, McpAuthLayer, PassthroughPolicy,
+    McpAuthLayer, PassthroughPolicy,
 };
 
 pub use options::{Options, USAGE};
@@ -47,6 +48,7 @@ pub struct Gateway {
     public_url: String,
     metadata: metadata::MetadataCache,
     metadata_client: Client<HttpConnector, Empty<Bytes>>,
+    sessions: sessions::Sessions,
 }
 
 /// A gateway ready to serve: the router, plus what a caller may want to print.
@@ -76,8 +78,10 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         }
         demo = Some(upstream);
     }
-    if options.keys.is_empty() {
-        return Err("no gateway keys: pass --key KEY or set MCP_GATEWAY_KEYS".to_owned());
+    if options.keys.is_empty() && options.key_file.is_none() {
+        return Err(
+            "no gateway keys: pass --key KEY, --key-file PATH or set MCP_GATEWAY_KEYS".to_owned(),
+        );
     }
     let public_url = options
         .public_url
@@ -120,11 +124,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         .map(|c| format!("/mcp/{}", c.name()))
         .collect();
 
-    let keys: StaticKeys<String> = options
-        .keys
-        .iter()
-        .map(|key| (key.as_str(), format!("key-{}", Fingerprint::of(key))))
-        .collect();
+    let keys = permissions::gateway_keys(&options.keys, options.key_file.as_deref())?;
     let mut auth =
         McpAuthLayer::new(keys).passthrough(PassthroughPolicy::path_prefixes(&passthrough_routes));
     for route in &passthrough_routes {
@@ -151,6 +151,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         public_url: public_url.clone(),
         metadata: metadata::cache(),
         metadata_client: Client::builder(TokioExecutor::new()).build(connector()),
+        sessions: sessions::Sessions::new(),
     });
 
     let protected = Router::new()
@@ -158,7 +159,8 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         .layer(
             ServiceBuilder::new()
                 .layer(TakeClientCredentialsLayer::new().servers(&names))
-                .layer(auth),
+                .layer(auth)
+                .layer(permissions::require_upstream()),
         )
         .with_state(gateway.clone());
     let app = Router::new()

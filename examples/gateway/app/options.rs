@@ -1,5 +1,5 @@
-//! The command line: `[--listen ADDR] [--public-url URL] [--key KEY]... [--upstream NAME=URL]...
-//! [--passthrough NAME]... [--upstream-auth NAME=KIND:VALUE]...`.
+//! The command line: `[--listen ADDR] [--public-url URL] [--key KEY[=NAME,...]]... [--key-file PATH]
+//! [--upstream NAME=URL]... [--passthrough NAME]... [--upstream-auth NAME=KIND:VALUE]...`.
 
 use std::{fmt, net::SocketAddr};
 
@@ -9,6 +9,7 @@ pub struct Options {
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
     pub keys: Vec<String>,
+    pub key_file: Option<String>,
     pub upstreams: Vec<(String, String)>,
     pub passthrough: Vec<String>,
     pub upstream_auth: Vec<(String, String)>,
@@ -17,7 +18,9 @@ pub struct Options {
 /// The default listening address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
 
-pub const USAGE: &str = "usage: gateway [--listen ADDR] [--public-url URL] [--key KEY]... \
+pub const USAGE: &str =
+    "usage: gateway [--listen ADDR] [--public-url URL] [--key KEY[=NAME,...]]... \
+[--key-file PATH] \
 [--upstream NAME=URL]... [--passthrough NAME]... [--upstream-auth NAME=KIND:VALUE]...";
 
 impl Options {
@@ -51,6 +54,7 @@ impl Options {
                     options.public_url = Some(value()?.trim_end_matches('/').to_owned())
                 }
                 "--key" => options.keys.push(value()?),
+                "--key-file" => options.key_file = Some(value()?),
                 "--upstream" => options
                     .upstreams
                     .push(pair(&value()?, "--upstream", "NAME=URL")?),
@@ -97,6 +101,7 @@ impl fmt::Debug for Options {
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("keys", &format_args!("[{} redacted]", self.keys.len()))
+            .field("key_file", &self.key_file)
             .field(
                 "upstreams",
                 &self.upstreams.iter().map(|(n, _)| n).collect::<Vec<_>>(),

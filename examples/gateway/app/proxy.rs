@@ -11,11 +11,15 @@ use axum::{
 };
 use tower::ServiceExt;
 use tower_mcp_auth::{
-    upstream::{remove_hop_by_hop, with_resource_metadata},
+    permissions::KeyIdentity,
+    upstream::{remove_hop_by_hop, with_resource_metadata, Refused},
     Authenticated, OAuthPassthrough,
 };
 
-use super::Gateway;
+use super::{
+    sessions::{Owner, SESSION_HEADER},
+    Gateway,
+};
 
 fn json_error(status: StatusCode, error: &str, description: &str) -> Response {
     (
@@ -55,7 +59,7 @@ fn upstream_uri(base: &Uri, rest: &str, query: Option<&str>) -> Result<Uri, axum
 /// The handler behind the auth layers for every `/mcp/...` path.
 pub async fn handle(
     State(gateway): State<Arc<Gateway>>,
-    identity: Option<Authenticated<String>>,
+    identity: Option<Authenticated<KeyIdentity>>,
     passthrough: Option<OAuthPassthrough>,
     mut request: Request,
 ) -> Response {
@@ -74,6 +78,21 @@ pub async fn handle(
         Err(_) => return json_error(StatusCode::BAD_REQUEST, "invalid_request", "bad path"),
     };
     let method = request.method().clone();
+    let owner = Owner::of(identity.as_ref(), passthrough.as_ref());
+    let session = request
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(session) = &session {
+        if !gateway
+            .sessions
+            .owned_by(&name, session, owner.as_ref())
+            .await
+        {
+            return json_error(StatusCode::NOT_FOUND, "not_found", "no such MCP session");
+        }
+    }
     *request.uri_mut() = uri;
     // The client picks `Host` from the upstream URI; a browser's `Origin` is for the gateway, not the upstream.
     request.headers_mut().remove(header::HOST);
@@ -82,6 +101,13 @@ pub async fn handle(
     let result = upstream.client.clone().oneshot(request).await;
     let response = match result {
         Ok(response) => response,
+        Err(error) if error.is::<Refused>() => {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "this upstream does not accept the client's own token",
+            );
+        }
         Err(error) => {
             tracing::warn!(upstream = %name, %method, error = %error, "upstream unreachable");
             return json_error(
@@ -93,6 +119,23 @@ pub async fn handle(
     };
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
+    if let Some(owner) = owner {
+        let opened = parts
+            .headers
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok());
+        match (opened, &session) {
+            (_, Some(session))
+                if method == axum::http::Method::DELETE && parts.status.is_success() =>
+            {
+                gateway.sessions.end(&name, session).await;
+            }
+            (Some(opened), _) if parts.status.is_success() => {
+                gateway.sessions.bind(&name, opened, owner).await;
+            }
+            _ => {}
+        }
+    }
     if parts.status == StatusCode::UNAUTHORIZED && upstream.config.accepts_passthrough() {
         // Every challenge the upstream sent is replaced by one that points at the gateway's metadata; one that
         // cannot be rewritten gives way to a plain challenge, so none of the upstream's parameters survive it.
@@ -110,7 +153,7 @@ pub async fn handle(
         %method,
         status = parts.status.as_u16(),
         elapsed_ms = started.elapsed().as_millis() as u64,
-        identity = identity.as_ref().map(|a| a.identity().as_str()),
+        identity = identity.as_ref().map(|a| a.identity().name()),
         passthrough = passthrough.as_ref().map(|p| tracing::field::display(p.fingerprint())),
         "proxied"
     );
