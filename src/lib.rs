@@ -73,7 +73,10 @@
 //!
 //! Always: the key header and `Authorization` are removed from the request before the inner service runs, so a
 //! proxy that copies headers cannot leak a gateway key upstream; rejections are small JSON bodies that never
-//! echo a credential; `Debug` output and tracing events show at most a [`Fingerprint`].
+//! echo a credential; `Debug` output and tracing events show at most a [`Fingerprint`]. Every admitted request
+//! carries an [`Admission`] (authenticated, or passthrough only), which the outgoing side reads to send
+//! gateway-held credentials only with authenticated callers; [`permissions`] decides which upstreams an
+//! identity may use.
 //!
 //! # Response bodies
 //!

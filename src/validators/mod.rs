@@ -5,9 +5,10 @@
 //! - [`Cache`]: wraps any validator; answers repeated credentials from memory, coalesces concurrent lookups
 //!   of the same credential into one store call, and keeps `Unknown` answers for a short while so that OAuth
 //!   passthrough traffic (whose tokens are never gateway keys) stops costing a store round-trip per request.
-//! - `Introspection` (feature `introspection`): asks an RFC 7662 token introspection endpoint.
-//! - `LiteLlmKeys` (feature `postgres`): reads LiteLLM's `"LiteLLM_VerificationToken"` table, so a gateway
-//!   admits exactly the keys an existing LiteLLM deployment issued.
+//! - `Introspection` (feature `introspection`): asks an RFC 7662 token introspection endpoint, and checks whom
+//!   the token was issued for.
+//! - `LiteLlmKeys` (feature `postgres`): reads LiteLLM's key tables, so a gateway admits exactly the keys an
+//!   existing LiteLLM deployment issued, with the MCP servers LiteLLM would let each use.
 //!
 //! Putting the cache in front of a store:
 //!
