@@ -381,7 +381,7 @@ where
 /// ```
 /// use tower_mcp_auth::validators::{StaticKeys, StaticKeysError};
 ///
-/// let err = StaticKeys::parse("sk-secret\u{7f}").unwrap_err();
+/// let err = StaticKeys::<String>::parse("sk-secret\u{7f}").unwrap_err();
 /// assert!(matches!(err, StaticKeysError::InvalidKey { line: 1 }));
 /// assert!(!err.to_string().contains("sk-secret"));
 /// ```
