@@ -40,7 +40,8 @@ pub(crate) struct Credentials {
 }
 
 /// Removes the key header and `Authorization` from `headers` and parses them, in the contract's order:
-/// duplicates (400), length cap (431), visible ASCII (400), bearer syntax (400), empty key (401).
+/// duplicates (400), length cap (431), visible ASCII (400), an empty or blank `Authorization` or bearer syntax
+/// (400), empty key (401).
 pub(crate) fn take_credentials(
     headers: &mut HeaderMap,
     key_header: &HeaderName,
@@ -111,6 +112,12 @@ fn after_bearer_scheme(bytes: &[u8], start: usize, end: usize) -> Option<usize> 
 
 fn parse_authorization(value: HeaderValue) -> Result<Authorization, Rejection> {
     let (start, end) = trimmed(&value, 0);
+    // Empty or blank is no scheme at all: a malformed request, neither "absent" nor a foreign scheme.
+    if start == end {
+        return Err(Rejection::InvalidRequest(
+            "the Authorization header is empty",
+        ));
+    }
     let Some(after_scheme) = after_bearer_scheme(value.as_bytes(), start, end) else {
         return Ok(Authorization::Foreign);
     };
@@ -302,6 +309,25 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(value)
             );
+        }
+    }
+
+    #[test]
+    fn an_empty_or_blank_authorization_is_an_invalid_request() {
+        for value in [&b""[..], b" ", b"    "] {
+            assert!(matches!(
+                take(&[("authorization", value)]),
+                Err(Rejection::InvalidRequest(_))
+            ));
+            // Not dropped beside a key either, and ahead of the empty-key answer.
+            assert!(matches!(
+                take(&[("x-litellm-api-key", b"sk-1"), ("authorization", value)]),
+                Err(Rejection::InvalidRequest(_))
+            ));
+            assert!(matches!(
+                take(&[("x-litellm-api-key", b""), ("authorization", value)]),
+                Err(Rejection::InvalidRequest(_))
+            ));
         }
     }
 

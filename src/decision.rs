@@ -63,7 +63,8 @@ impl Plan {
                 identity: None,
                 passthrough: Some(OAuthPassthrough::new(credential.as_str())),
             },
-            (_, Verdict::Unknown) => Decision::Reject(Rejection::Unauthorized {
+            // A bad token of the gateway's own issuer: the client should fetch a new one, never pass it on.
+            (_, Verdict::Unknown | Verdict::Invalid) => Decision::Reject(Rejection::Unauthorized {
                 challenges: challenges(),
                 token_sent: true,
             }),

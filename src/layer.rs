@@ -2,10 +2,14 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use http::{HeaderName, Request};
+use http::{
+    header::{AUTHORIZATION, COOKIE, HOST},
+    HeaderName, Request,
+};
 use tower_layer::Layer;
 
 use crate::{
+    config_error::ConfigError,
     passthrough::{PassthroughPolicy, PassthroughRequest},
     path::PathPrefix,
     response::Challenges,
@@ -103,13 +107,44 @@ impl<V> McpAuthLayer<V> {
     /// Sets the header that carries gateway keys (default `x-litellm-api-key`).
     ///
     /// # Panics
-    /// When `name` is `authorization`: that header has its own rules.
+    /// When `name` is one the key header cannot be; see [`try_key_header`](Self::try_key_header).
     pub fn key_header(self, name: HeaderName) -> Self {
-        assert!(
-            name != http::header::AUTHORIZATION,
-            "the key header cannot be `authorization`"
-        );
-        self.configure(|c| c.key_header = name)
+        self.try_key_header(name)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// [`key_header`](Self::key_header) for a name read from configuration: a [`ConfigError`] instead of a
+    /// panic when `name` is
+    /// - `authorization`, which has its own rules;
+    /// - an `x-mcp-` name, which the gateway reads as a client's per-server credential
+    ///   ([`TakeClientCredentialsLayer`](crate::upstream::TakeClientCredentialsLayer)): a gateway key there
+    ///   would be taken for a credential to send upstream;
+    /// - `cookie` or `host`, which every browser and HTTP client sets for its own purposes: a key there would
+    ///   be a session cookie or a host name, and the header would be removed from every request.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tower_mcp_auth::{validators::StaticKeys, McpAuthLayer};
+    ///
+    /// let layer = McpAuthLayer::new(StaticKeys::new().with_key("sk-a", ()));
+    /// assert!(layer.clone().try_key_header(HeaderName::from_static("x-api-key")).is_ok());
+    /// let err = layer.try_key_header(HeaderName::from_static("x-mcp-github-key")).unwrap_err();
+    /// assert_eq!(err.setting(), "key header");
+    /// ```
+    pub fn try_key_header(self, name: HeaderName) -> Result<Self, ConfigError> {
+        let refuse = |reason| Err(ConfigError::new("key header", name.as_str(), reason));
+        if name == AUTHORIZATION {
+            return refuse("cannot be `authorization`, which has its own rules");
+        }
+        if name.as_str().starts_with("x-mcp-") {
+            return refuse(
+                "cannot be an `x-mcp-` header, which carries client credentials for upstreams",
+            );
+        }
+        if name == COOKIE || name == HOST {
+            return refuse("cannot be `cookie` or `host`, which clients set for other purposes");
+        }
+        Ok(self.configure(|c| c.key_header = name))
     }
 
     /// Sets which requests may carry an unknown bearer upstream as the client's own OAuth token
@@ -136,13 +171,31 @@ impl<V> McpAuthLayer<V> {
     /// client can discover where to get a token. The longest matching prefix wins.
     ///
     /// # Panics
-    /// When `prefix` is not an absolute canonical path, or `url` is not visible ASCII or holds `"` or `\`.
+    /// When `prefix` is not an absolute canonical path, or `url` is empty, not visible ASCII or holds `"` or
+    /// `\`. For values read from configuration, use [`try_resource_metadata`](Self::try_resource_metadata).
     pub fn resource_metadata(self, prefix: &str, url: &str) -> Self {
+        self.try_resource_metadata(prefix, url)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// [`resource_metadata`](Self::resource_metadata) for values read from configuration: a [`ConfigError`]
+    /// naming the prefix or URL instead of a panic.
+    ///
+    /// ```
+    /// use tower_mcp_auth::{validators::StaticKeys, McpAuthLayer};
+    ///
+    /// let layer = McpAuthLayer::new(StaticKeys::new().with_key("sk-a", ()));
+    /// let err = layer
+    ///     .try_resource_metadata("/mcp/atlassian", "https://gw.example/\"x")
+    ///     .unwrap_err();
+    /// assert_eq!(err.setting(), "resource metadata URL");
+    /// ```
+    pub fn try_resource_metadata(self, prefix: &str, url: &str) -> Result<Self, ConfigError> {
         let route = (
-            PathPrefix::new(prefix),
-            Challenges::with_resource_metadata(url),
+            PathPrefix::try_new(prefix)?,
+            Challenges::with_resource_metadata(url)?,
         );
-        self.configure(|c| c.resource_metadata.push(route))
+        Ok(self.configure(|c| c.resource_metadata.push(route)))
     }
 }
 

@@ -51,7 +51,8 @@
 //!
 //! Checked before any validator call, in this order: more than one key header or `Authorization` header → 400;
 //! a credential header longer than the cap → 431; a credential that is not visible ASCII → 400; a `Bearer` with
-//! an empty token or one outside RFC 6750's `b64token` → 400; an empty key header → 401 `invalid_token`.
+//! an empty token or one outside RFC 6750's `b64token`, or an empty or blank `Authorization` value → 400; an
+//! empty key header → 401 `invalid_token`.
 //!
 //! | key header | `Authorization` | verdict | route allows passthrough | inner service sees / client gets |
 //! |---|---|---|---|---|
@@ -62,10 +63,12 @@
 //! | valid | other scheme | `Valid(id)` | — | `Authenticated(id)`; header dropped |
 //! | present | anything | `Unknown` | — | 401 `invalid_token`, no fallback |
 //! | present | anything | `Denied` | — | 403 |
+//! | present | anything | `Invalid` | — | 401 `invalid_token` |
 //! | absent | `Bearer T` | `Valid(id)` | — | `Authenticated(id)`, never passthrough |
 //! | absent | `Bearer T` | `Unknown` | yes | `OAuthPassthrough(T)`, no identity |
 //! | absent | `Bearer T` | `Unknown` | no | 401 `invalid_token` |
 //! | absent | `Bearer T` | `Denied` | — | 403, never passthrough |
+//! | absent | `Bearer T` | `Invalid` | — | 401 `invalid_token`, never passthrough |
 //! | either | — | error or timeout | — | 503, fail closed |
 //! | absent | other scheme | — | — | 401 `Bearer` |
 //! | absent | absent | — | yes | 401 `Bearer resource_metadata="…"` when configured |
@@ -99,10 +102,13 @@ struct ReadmeDoctests;
 
 mod admission;
 mod body;
+mod config_error;
 mod credentials;
 mod decision;
 #[cfg(feature = "axum")]
 mod extract;
+#[cfg(feature = "token-exchange")]
+mod form;
 mod future;
 mod identity;
 mod layer;
@@ -122,6 +128,7 @@ pub mod validators;
 
 pub use admission::Admission;
 pub use body::ResponseBody;
+pub use config_error::ConfigError;
 #[cfg(feature = "axum")]
 pub use extract::MissingCredential;
 pub use future::ResponseFuture;

@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc};
 use http::{header::InvalidHeaderValue, HeaderMap, HeaderValue, Method, Uri};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{path::PathPrefix, secret::Fingerprint};
+use crate::{config_error::ConfigError, path::PathPrefix, secret::Fingerprint};
 
 /// The parts of a request a [`PassthroughPolicy`] decides on.
 ///
@@ -100,21 +100,40 @@ impl PassthroughPolicy {
     /// percent-encoded byte never opts in.
     ///
     /// # Panics
-    /// When a prefix does not start with `/` or contains `%`, `//`, `.` or `..` segments.
+    /// When a prefix does not start with `/` or contains `%`, `//`, `.` or `..` segments. For prefixes read
+    /// from configuration, use [`try_path_prefixes`](Self::try_path_prefixes).
     pub fn path_prefixes<I, P>(prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
+        Self::try_path_prefixes(prefixes).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// [`path_prefixes`](Self::path_prefixes) for prefixes read from configuration: a prefix that does not
+    /// start with `/` or contains `%`, `//`, `.` or `..` segments is a [`ConfigError`] naming it, not a panic.
+    ///
+    /// ```
+    /// use tower_mcp_auth::PassthroughPolicy;
+    ///
+    /// assert!(PassthroughPolicy::try_path_prefixes(["/mcp/atlassian", "/mcp/github/"]).is_ok());
+    /// let err = PassthroughPolicy::try_path_prefixes(["/mcp/atlassian", "mcp/jira"]).unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid route prefix \"mcp/jira\": it must start with '/'");
+    /// ```
+    pub fn try_path_prefixes<I, P>(prefixes: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = P>,
         P: AsRef<str>,
     {
         let prefixes: Arc<[PathPrefix]> = prefixes
             .into_iter()
-            .map(|p| PathPrefix::new(p.as_ref()))
-            .collect();
-        if prefixes.is_empty() {
+            .map(|p| PathPrefix::try_new(p.as_ref()))
+            .collect::<Result<_, _>>()?;
+        Ok(if prefixes.is_empty() {
             Self::none()
         } else {
             Self(Kind::Prefixes(prefixes))
-        }
+        })
     }
 
     /// Decides with a closure over the request's method, URI and headers.

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::config_error::ConfigError;
+
 /// A route prefix such as `/mcp/atlassian`, matched on whole path segments.
 ///
 /// `/mcp/atlassian` matches `/mcp/atlassian`, `/mcp/atlassian/` and `/mcp/atlassian/anything`, but not
@@ -13,22 +15,24 @@ use std::fmt;
 pub(crate) struct PathPrefix(Box<str>);
 
 impl PathPrefix {
-    /// Parses a configured prefix.
-    ///
-    /// # Panics
-    /// When the prefix does not start with `/`, or is not itself a canonical path. Prefixes come from code
-    /// or configuration at start-up, where a loud failure beats a route that silently never matches.
+    /// Parses a configured prefix: refused when it does not start with `/`, or is not itself a canonical path.
+    /// Prefixes come from code or configuration at start-up, where a loud failure beats a route that silently
+    /// never matches.
+    pub(crate) fn try_new(prefix: &str) -> Result<Self, ConfigError> {
+        let refuse = |reason| Err(ConfigError::new("route prefix", prefix, reason));
+        if !prefix.starts_with('/') {
+            return refuse("must start with '/'");
+        }
+        if !is_canonical(prefix) {
+            return refuse("must not contain '%', '//' or dot segments");
+        }
+        Ok(Self(prefix.trim_end_matches('/').into()))
+    }
+
+    /// [`try_new`](Self::try_new), panicking with its message.
+    #[cfg(test)]
     pub(crate) fn new(prefix: &str) -> Self {
-        assert!(
-            prefix.starts_with('/'),
-            "route prefix {prefix:?} must start with '/'"
-        );
-        assert!(
-            is_canonical(prefix),
-            "route prefix {prefix:?} must not contain '%', '//' or dot segments"
-        );
-        let trimmed = prefix.trim_end_matches('/');
-        Self(trimmed.into())
+        Self::try_new(prefix).unwrap_or_else(|err| panic!("{err}"))
     }
 
     /// The prefix as configured, without a trailing slash (`""` for the root).

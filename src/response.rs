@@ -6,6 +6,8 @@ use http::{
     HeaderMap, HeaderName, HeaderValue, Response, StatusCode,
 };
 
+use crate::config_error::ConfigError;
+
 const BARE: HeaderValue = HeaderValue::from_static("Bearer");
 const INVALID_TOKEN: HeaderValue = HeaderValue::from_static("Bearer error=\"invalid_token\"");
 const INVALID_REQUEST: HeaderValue = HeaderValue::from_static("Bearer error=\"invalid_request\"");
@@ -30,27 +32,29 @@ impl Challenges {
         }
     }
 
-    /// Challenges naming an RFC 9728 protected-resource metadata document.
-    ///
-    /// # Panics
-    /// When `url` is not visible ASCII or holds `"` or `\`, which cannot stand in a quoted string unescaped.
-    pub(crate) fn with_resource_metadata(url: &str) -> Self {
-        assert!(
-            !url.is_empty()
-                && url
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'),
-            "resource metadata URL {url:?} must be visible ASCII without '\"' or '\\'"
-        );
+    /// Challenges naming an RFC 9728 protected-resource metadata document; refused when `url` is empty, not
+    /// visible ASCII, or holds `"` or `\`, which cannot stand in a quoted string unescaped.
+    pub(crate) fn with_resource_metadata(url: &str) -> Result<Self, ConfigError> {
+        let quotable = !url.is_empty()
+            && url
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+        if !quotable {
+            return Err(ConfigError::new(
+                "resource metadata URL",
+                url,
+                "must be non-empty visible ASCII without '\"' or '\\'",
+            ));
+        }
         let header = |value: String| {
             HeaderValue::try_from(value).expect("checked to be visible ASCII above")
         };
-        Self {
+        Ok(Self {
             missing: header(format!("Bearer resource_metadata=\"{url}\"")),
             invalid_token: header(format!(
                 "Bearer error=\"invalid_token\", resource_metadata=\"{url}\""
             )),
-        }
+        })
     }
 }
 
@@ -185,16 +189,17 @@ mod tests {
     use super::*;
 
     #[test]
-    #[should_panic(expected = "visible ASCII")]
     fn quote_in_metadata_url_is_refused() {
-        let _ = Challenges::with_resource_metadata("https://gw/\", error=\"x");
+        let err = Challenges::with_resource_metadata("https://gw/\", error=\"x").unwrap_err();
+        assert!(err.to_string().contains("visible ASCII"), "{err}");
     }
 
     #[test]
     fn metadata_challenges() {
         let c = Challenges::with_resource_metadata(
             "https://gw/.well-known/oauth-protected-resource/mcp/a",
-        );
+        )
+        .unwrap();
         assert_eq!(
             c.missing,
             "Bearer resource_metadata=\"https://gw/.well-known/oauth-protected-resource/mcp/a\""

@@ -10,6 +10,10 @@ pub type BoxError = Box<dyn Error + Send + Sync>;
 /// The distinction between [`Unknown`](Verdict::Unknown) and [`Denied`](Verdict::Denied) is what makes OAuth
 /// passthrough safe: only a credential that is *not a gateway key at all* may travel on as an upstream token,
 /// while a gateway key that is blocked, expired or over budget is refused outright.
+///
+/// [`Invalid`](Verdict::Invalid) is for validators of tokens rather than keys (a JWT validator acting as an
+/// OAuth resource server): a token the validator recognises as issued for it, but that fails a check, is
+/// refused with `401 invalid_token` so the client knows to get a new one, and never passes through.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Verdict<I> {
@@ -19,6 +23,12 @@ pub enum Verdict<I> {
     Unknown,
     /// A gateway key that may not be used now (blocked, expired, over budget).
     Denied,
+    /// A token of this validator's own issuer that fails its checks: expired, not yet valid, badly signed,
+    /// signed with an algorithm that is not allowed, or issued for another audience (another route).
+    ///
+    /// The layer answers `401 invalid_token` with the route's challenges: never passthrough (the token is
+    /// not the client's upstream token, it is a bad gateway token) and never `403` (a fresh token may work).
+    Invalid,
 }
 
 impl<I> Verdict<I> {
@@ -34,6 +44,7 @@ impl<I> Verdict<I> {
             Self::Valid(identity) => Verdict::Valid(f(identity)),
             Self::Unknown => Verdict::Unknown,
             Self::Denied => Verdict::Denied,
+            Self::Invalid => Verdict::Invalid,
         }
     }
 }
@@ -63,7 +74,7 @@ impl<I> Verdict<I> {
 ///     type Future = Ready<Result<Verdict<&'static str>, Infallible>>;
 ///
 ///     fn validate(&self, credential: &str) -> Self::Future {
-///         // A real validator compares digests in constant time; see `Verdict` for the three answers.
+///         // A real validator compares digests in constant time; see `Verdict` for the answers.
 ///         ready(Ok(if credential == "sk-one" { Verdict::Valid("ops") } else { Verdict::Unknown }))
 ///     }
 /// }

@@ -107,3 +107,47 @@ async fn fixed_public_api_compiles_as_written() {
         Some("t0k")
     );
 }
+
+/// An empty or blank `Authorization` header, sent over the wire: hyper hands the layer an empty value (it trims
+/// the spaces around a value), and the layer answers 400 `invalid_request` without asking the validator, alone
+/// and beside a valid key, where it used to be a 401 "unsupported scheme" or silently dropped.
+#[tokio::test]
+async fn an_empty_or_blank_authorization_is_400_over_the_wire() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let calls = support::Calls::default();
+    let router = axum::Router::new()
+        .fallback(|| async { "admitted" })
+        .layer(layer(support::scripted_store(calls.clone())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    for extra in ["", "x-litellm-api-key: sk-good\r\n"] {
+        for authorization in [
+            "Authorization:\r\n",
+            "Authorization: \r\n",
+            "Authorization:    \r\n",
+        ] {
+            let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+            let raw = format!(
+                "POST /mcp/atlassian HTTP/1.1\r\nHost: gw\r\n{extra}{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(raw.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await.unwrap();
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(
+                answer.starts_with("HTTP/1.1 400 "),
+                "{extra:?} {authorization:?}: {answer}"
+            );
+            assert!(
+                answer.contains("www-authenticate: Bearer error=\"invalid_request\""),
+                "{answer}"
+            );
+            assert!(answer.contains("\"error\":\"invalid_request\""), "{answer}");
+            assert!(!answer.contains("admitted"), "{answer}");
+        }
+    }
+    assert!(calls.take().is_empty(), "the validator was asked");
+}

@@ -104,11 +104,12 @@ fn act(credential: &str) -> Act {
     let hash = credential
         .bytes()
         .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    match hash % 5 {
+    match hash % 6 {
         0 => Act::Valid,
         1 => Act::Unknown,
         2 => Act::Denied,
         3 => Act::Error,
+        4 => Act::Invalid,
         _ => Act::Hang,
     }
 }

@@ -376,7 +376,7 @@ async fn case_8_server_sent_events_arrive_before_the_upstream_finishes() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut body = response.into_body();
-    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+    let first = tokio::time::timeout(Duration::from_secs(30), body.frame())
         .await
         .expect("the first event arrived while the upstream was still open")
         .unwrap()

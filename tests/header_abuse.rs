@@ -587,13 +587,13 @@ async fn serve(router: Router) -> SocketAddr {
     address
 }
 
-/// Writes `raw` and reads until the server closes, within a few seconds.
+/// Writes `raw` and reads until the server closes (a guard against a hang, not a timing assertion).
 async fn exchange(address: SocketAddr, raw: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(address).await.unwrap();
     // The server may answer and close before reading everything (a huge header block); that is fine.
     let _ = stream.write_all(raw).await;
     let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
         .await
         .expect("the server neither answered nor closed")
         .expect("reading the answer");

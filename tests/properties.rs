@@ -14,6 +14,9 @@
 //!
 //! A third property covers the outgoing side: a hostile upstream's `WWW-Authenticate` challenge, relayed with
 //! `upstream::with_resource_metadata`, keeps none of the upstream's `resource_metadata` values.
+//!
+//! The path property here checks the layer against a model that follows the same recipe; `path_oracle.rs`
+//! checks it against components that share nothing with it (axum's router, the `url` crate's normaliser).
 
 mod model;
 mod support;
@@ -328,6 +331,7 @@ fn behaviour() -> impl Strategy<Value = Behaviour> {
         3 => Just(Act::Valid),
         3 => Just(Act::Unknown),
         2 => Just(Act::Denied),
+        1 => Just(Act::Invalid),
         1 => Just(Act::Error),
         1 => Just(Act::Hang),
     ];

@@ -78,10 +78,14 @@ fn a_target_chosen_by_the_path_wins_over_x_mcp_servers() {
 
 #[test]
 fn per_server_header_goes_to_its_server_only() {
-    let c = take(&[
-        ("x-mcp-github-authorization", "Bearer gh"),
-        ("x-mcp-zapier-x-api-key", "zp"),
-    ]);
+    let layer = TakeClientCredentialsLayer::new().servers(["github", "zapier"]);
+    let (c, _) = take_with(
+        &layer,
+        &[
+            ("x-mcp-github-authorization", "Bearer gh"),
+            ("x-mcp-zapier-x-api-key", "zp"),
+        ],
+    );
     assert_eq!(bearer(&c, "github"), ["authorization: Bearer gh"]);
     assert_eq!(bearer(&c, "GitHub"), ["authorization: Bearer gh"]);
     assert_eq!(bearer(&c, "zapier"), ["x-api-key: zp"]);
@@ -92,11 +96,11 @@ fn per_server_header_goes_to_its_server_only() {
 fn several_headers_for_one_server_travel_together() {
     let c = take(&[
         ("x-mcp-github-authorization", "Bearer gh"),
-        ("x-mcp-github-x-org", "acme"),
+        ("x-mcp-github-org", "acme"),
     ]);
     let mut sent = bearer(&c, "github");
     sent.sort();
-    assert_eq!(sent, ["authorization: Bearer gh", "x-org: acme"]);
+    assert_eq!(sent, ["authorization: Bearer gh", "org: acme"]);
 }
 
 #[test]
@@ -117,10 +121,38 @@ fn known_server_names_resolve_to_the_longest_match() {
 }
 
 #[test]
-fn without_known_names_the_server_ends_at_the_first_dash() {
-    let c = take(&[("x-mcp-my-server-authorization", "Bearer v")]);
-    assert_eq!(bearer(&c, "my"), ["server-authorization: Bearer v"]);
-    assert!(bearer(&c, "my-server").is_empty());
+fn without_known_names_a_single_dash_splits_server_from_header() {
+    let c = take(&[("x-mcp-github-authorization", "Bearer gh")]);
+    assert_eq!(bearer(&c, "github"), ["authorization: Bearer gh"]);
+}
+
+/// `x-mcp-a-b-c` is `b-c` for `a` or `c` for `a-b`: without the server names, guessing could hand `a` a
+/// credential meant for `a-b`. Such headers are dropped (and still removed from the request).
+#[test]
+fn without_known_names_an_ambiguous_header_is_dropped_not_split_at_the_first_dash() {
+    let (c, left) = take_with(
+        &TakeClientCredentialsLayer::new(),
+        &[
+            ("x-mcp-a-b-c", "Bearer meant-for-a-b"),
+            (
+                "x-mcp-my-server-authorization",
+                "Bearer meant-for-my-server",
+            ),
+            ("x-mcp-zapier-x-api-key", "zp"),
+        ],
+    );
+    for server in ["a", "a-b", "my", "my-server", "zapier"] {
+        assert!(
+            bearer(&c, server).is_empty(),
+            "{server}: {:?}",
+            bearer(&c, server)
+        );
+    }
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        format!("{c:?}"),
+        "ClientCredentials { servers: None, per_server: {}, fallback: None }"
+    );
 }
 
 #[test]
@@ -259,17 +291,22 @@ fn ambiguous_empty_or_malformed_values_are_dropped() {
 
 #[test]
 fn a_credential_never_sets_framing_routing_or_gateway_headers() {
-    let c = take(&[
-        ("x-mcp-a-host", "evil.test"),
-        ("x-mcp-a-content-length", "0"),
-        ("x-mcp-a-transfer-encoding", "chunked"),
-        ("x-mcp-a-connection", "close"),
-        ("x-mcp-a-proxy-authorization", "Basic eA=="),
-        ("x-mcp-a-x-litellm-api-key", "sk-x"),
-        ("x-mcp-a-x-mcp-b-authorization", "Bearer b"),
-        ("x-mcp-a-x-mcp-auth", "all"),
-        ("x-mcp-a-cookie", "session=1"),
-    ]);
+    // With the names known, so that multi-dash header names are split (and then refused for what they are).
+    let layer = TakeClientCredentialsLayer::new().servers(["a", "b"]);
+    let (c, _) = take_with(
+        &layer,
+        &[
+            ("x-mcp-a-host", "evil.test"),
+            ("x-mcp-a-content-length", "0"),
+            ("x-mcp-a-transfer-encoding", "chunked"),
+            ("x-mcp-a-connection", "close"),
+            ("x-mcp-a-proxy-authorization", "Basic eA=="),
+            ("x-mcp-a-x-litellm-api-key", "sk-x"),
+            ("x-mcp-a-x-mcp-b-authorization", "Bearer b"),
+            ("x-mcp-a-x-mcp-auth", "all"),
+            ("x-mcp-a-cookie", "session=1"),
+        ],
+    );
     assert_eq!(sent_to(&c, "a", AuthKind::None), ["cookie: session=1"]);
 }
 

@@ -1,10 +1,11 @@
 //! `Cache`: TTLs per verdict, negative caching, errors never cached, expiry capping the TTL, invalidation,
 //! bounded size, and single flight — each measured by counting calls to the store behind it.
 //!
-//! Time: moka keeps time with `std::time::Instant`, which tokio's paused clock does not move, so the TTL
-//! tests use short real TTLs (hundreds of milliseconds) and sleep past them. Every timing assertion is
-//! one-sided where it can be (an entry *has* expired after sleeping well past its TTL); the assertions that
-//! an entry is *still* cached leave seconds of margin.
+//! Time: the cache keeps its TTLs and lookup deadlines on Tokio's clock, so every test that depends on time
+//! runs with the clock paused and moves it by hand (`tokio::time::advance`) or lets Tokio jump it to the next
+//! timer: no test sleeps in real time or races real work against a wall clock. TTLs are long (a minute and
+//! more), so that moka's own real-time eviction, which frees memory after the same TTL, never applies
+//! within a test, however slow the machine.
 
 use std::{
     convert::Infallible,
@@ -53,6 +54,11 @@ struct Key {
 }
 
 impl Store {
+    /// A store that takes a day to answer: longer than any lookup deadline.
+    fn hung() -> Self {
+        Self::slow(Duration::from_secs(86_400))
+    }
+
     fn slow(delay: Duration) -> Self {
         Self {
             delay,
@@ -121,7 +127,7 @@ fn valid() -> Verdict<Key> {
     })
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn each_verdict_is_answered_from_memory_the_second_time() {
     let store = Store::default();
     let cache = store.cache().build();
@@ -136,7 +142,7 @@ async fn each_verdict_is_answered_from_memory_the_second_time() {
     assert_eq!(store.calls(), 3, "one store call per credential");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hit_is_a_ready_future() {
     let store = Store::default();
     let cache = store.cache().build();
@@ -150,10 +156,10 @@ async fn a_hit_is_a_ready_future() {
     assert_eq!(hit.now_or_never().unwrap().unwrap(), valid());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn negative_cache_spares_the_store_one_lookup_per_passthrough_request() {
     let store = Store::default();
-    let cache = store.cache().unknown_ttl(Duration::from_secs(30)).build();
+    let cache = store.cache().unknown_ttl(Duration::from_secs(600)).build();
     let requests = 10_000;
     for _ in 0..requests {
         assert_eq!(
@@ -169,10 +175,10 @@ async fn negative_cache_spares_the_store_one_lookup_per_passthrough_request() {
     assert_eq!(calls, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn negative_cache_behind_the_layer_with_passthrough() {
     let store = Store::default();
-    let layer = McpAuthLayer::new(store.cache().build())
+    let layer = McpAuthLayer::new(store.cache().unknown_ttl(Duration::from_secs(600)).build())
         .passthrough(PassthroughPolicy::path_prefixes(["/mcp/atlassian"]));
     let gateway =
         ServiceBuilder::new()
@@ -198,7 +204,7 @@ async fn negative_cache_behind_the_layer_with_passthrough() {
     assert_eq!(calls, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn single_flight_one_store_call_for_a_thousand_concurrent_validations() {
     let store = Store::slow(Duration::from_millis(200));
     let cache = store.cache().build();
@@ -223,7 +229,53 @@ async fn single_flight_one_store_call_for_a_thousand_concurrent_validations() {
     assert_eq!(calls, 1);
 }
 
+/// The same on a multi-threaded runtime, where the lookup task and its waiters run on different threads.
+/// Nothing here depends on time: the store answers only once every validation is waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_flight_across_threads() {
+    // A permit, not a notification: the store may start waiting after it is released.
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let cache = Cache::new(validate_fn({
+        let release = Arc::clone(&release);
+        let calls = Arc::clone(&calls);
+        move |_credential: String| {
+            let release = Arc::clone(&release);
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let _permit = release.acquire().await.unwrap();
+                Ok::<_, Infallible>(Verdict::Valid("alice"))
+            }
+        }
+    }));
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let cache = cache.clone();
+            let waiting = Arc::clone(&waiting);
+            tokio::spawn(async move {
+                let mut validation = cache.validate("sk-valid");
+                // Poll once (starting or joining the lookup), then say so and wait for the answer.
+                let first =
+                    std::future::poll_fn(|cx| std::task::Poll::Ready(validation.poll_unpin(cx)))
+                        .await;
+                assert!(first.is_pending());
+                waiting.fetch_add(1, Ordering::SeqCst);
+                validation.await
+            })
+        })
+        .collect();
+    while waiting.load(Ordering::SeqCst) < 200 {
+        tokio::task::yield_now().await;
+    }
+    release.add_permits(1);
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), Verdict::Valid("alice"));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn single_flight_shares_an_error_and_does_not_cache_it() {
     let store = Store::slow(Duration::from_millis(200));
     store.fail(true);
@@ -238,6 +290,7 @@ async fn single_flight_shares_an_error_and_does_not_cache_it() {
         let err = task.await.unwrap().unwrap_err();
         assert_eq!(err.to_string(), "key store unavailable");
         assert!(err.get_ref().is::<StoreDown>());
+        assert!(!err.is_timeout());
     }
     assert_eq!(store.calls(), 1);
 
@@ -246,7 +299,7 @@ async fn single_flight_shares_an_error_and_does_not_cache_it() {
     assert_eq!(store.calls(), 2, "the error was not cached");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn errors_are_never_cached() {
     let store = Store::default();
     let cache = store.cache().build();
@@ -261,28 +314,88 @@ async fn errors_are_never_cached() {
     assert_eq!(store.calls(), 4);
 }
 
-#[tokio::test]
-async fn a_timed_out_validation_is_not_cached() {
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_gives_up_does_not_cancel_the_lookup() {
     let store = Store::slow(Duration::from_millis(300));
     let cache = store.cache().build();
-    let timed_out =
-        tokio::time::timeout(Duration::from_millis(20), cache.validate("sk-valid")).await;
-    assert!(timed_out.is_err());
+    let gave_up = tokio::time::timeout(Duration::from_millis(20), cache.validate("sk-valid")).await;
+    assert!(gave_up.is_err());
+    // The lookup went on without it: the next validation joins it instead of asking again.
     assert_eq!(cache.validate("sk-valid").await.unwrap(), valid());
+    assert_eq!(store.calls(), 1);
+    // And its answer was cached.
+    assert_eq!(cache.validate("sk-valid").await.unwrap(), valid());
+    assert_eq!(store.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lookup_past_its_deadline_fails_every_waiter_and_is_not_cached() {
+    let store = Store::hung();
+    let cache = store.cache().lookup_timeout(Duration::from_secs(2)).build();
+    let started = tokio::time::Instant::now();
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.validate("sk-valid").await })
+        })
+        .collect();
+    for waiter in waiters {
+        let err = waiter.await.unwrap().unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        assert_eq!(err.to_string(), "key store lookup timed out after 2s");
+    }
+    assert_eq!(started.elapsed(), Duration::from_secs(2), "paused clock");
+    assert_eq!(store.calls(), 1);
+    // Not cached: the next validation asks again.
+    assert!(cache.validate("sk-valid").await.unwrap_err().is_timeout());
     assert_eq!(store.calls(), 2);
 }
 
-#[tokio::test]
-async fn a_store_timeout_behind_the_layer_is_503_and_the_next_request_asks_again() {
+#[tokio::test(start_paused = true)]
+async fn a_panicking_store_fails_the_waiters_and_the_next_validation_asks_again() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let cache = Cache::new(validate_fn({
+        let calls = Arc::clone(&calls);
+        move |_credential: String| {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if call == 0 {
+                    panic!("store driver bug");
+                }
+                Ok::<_, Infallible>(Verdict::Valid("alice"))
+            }
+        }
+    }));
+    let err = cache.validate("sk-valid").await.unwrap_err();
+    assert_eq!(err.to_string(), "key store lookup aborted");
+    assert_eq!(
+        cache.validate("sk-valid").await.unwrap(),
+        Verdict::Valid("alice")
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+fn layer_over(
+    store: &Store,
+    layer_timeout: Duration,
+) -> impl tower::Service<
+    Request<()>,
+    Response = Response<tower_mcp_auth::ResponseBody<()>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
+    let layer = McpAuthLayer::new(store.cache().build()).validation_timeout(layer_timeout);
+    ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(()))
+        }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_timeout_behind_the_layer_is_503_and_the_lookup_goes_on() {
     let store = Store::slow(Duration::from_millis(300));
-    let layer =
-        McpAuthLayer::new(store.cache().build()).validation_timeout(Duration::from_millis(50));
-    let gateway =
-        ServiceBuilder::new()
-            .layer(layer)
-            .service(service_fn(|_req: Request<()>| async {
-                Ok::<_, Infallible>(Response::new(()))
-            }));
+    let gateway = layer_over(&store, Duration::from_millis(50));
     let call = || {
         let req = Request::get("/mcp")
             .header("x-litellm-api-key", "sk-valid")
@@ -290,32 +403,88 @@ async fn a_store_timeout_behind_the_layer_is_503_and_the_next_request_asks_again
             .unwrap();
         gateway.clone().oneshot(req)
     };
+    let status = |response: Response<_>| response.status();
     assert_eq!(
-        call().await.unwrap().status(),
+        status(call().await.unwrap()),
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(
-        call().await.unwrap().status(),
+        status(call().await.unwrap()),
         StatusCode::SERVICE_UNAVAILABLE
     );
-    assert_eq!(store.calls(), 2);
+    assert_eq!(
+        store.calls(),
+        1,
+        "the second request waited on the same lookup"
+    );
+    // The lookup finished after both requests gave up; its answer admits the next one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(call().await.unwrap()), StatusCode::OK);
+    assert_eq!(store.calls(), 1);
 }
 
-#[tokio::test]
+/// The measurement that motivated the detached lookup: a store that never answers, one credential, about
+/// 320 requests a second and a 0.5 s layer timeout. Each request gives up after 0.5 s, but the store sees one
+/// call per lookup deadline (5 s), not one per timed-out request.
+#[tokio::test(start_paused = true)]
+async fn a_hung_store_gets_one_call_per_lookup_deadline_however_many_requests_time_out() {
+    let store = Store::hung();
+    let gateway = layer_over(&store, Duration::from_millis(500));
+    let started = tokio::time::Instant::now();
+    let mut requests = tokio::task::JoinSet::new();
+    // 6 s at one request every 3 ms.
+    for _ in 0..2_000 {
+        let req = Request::post("/mcp")
+            .header("x-litellm-api-key", "sk-valid-hung")
+            .body(())
+            .unwrap();
+        let gateway = gateway.clone();
+        requests.spawn(async move {
+            let asked = tokio::time::Instant::now();
+            let response = gateway.oneshot(req).await.unwrap();
+            (response.status(), asked.elapsed())
+        });
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let mut answered = 0;
+    while let Some(joined) = requests.join_next().await {
+        let (status, waited) = joined.expect("no request panics");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(waited <= Duration::from_millis(500), "{waited:?}");
+        answered += 1;
+    }
+    assert_eq!(answered, 2_000);
+    let elapsed = started.elapsed();
+    let calls = store.calls();
+    println!("hung store: 2000 requests over {elapsed:?}, layer timeout 0.5 s, lookup deadline 5 s -> {calls} store call(s)");
+    // Lookups start at 0 s and at 5 s (the first request after the first deadline): two, whatever the load.
+    assert_eq!(calls, 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn ttls_per_verdict() {
     let store = Store::default();
     let cache = store
         .cache()
-        .valid_ttl(Duration::from_secs(10))
-        .unknown_ttl(Duration::from_millis(200))
-        .denied_ttl(Duration::from_millis(200))
+        .valid_ttl(Duration::from_secs(3_600))
+        .unknown_ttl(Duration::from_secs(60))
+        .denied_ttl(Duration::from_secs(60))
         .build();
     cache.validate("sk-valid").await.unwrap();
     cache.validate("sk-denied").await.unwrap();
     cache.validate("oauth-token").await.unwrap();
     assert_eq!(store.calls(), 3);
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::advance(Duration::from_secs(59)).await;
+    cache.validate("sk-denied").await.unwrap();
+    cache.validate("oauth-token").await.unwrap();
+    assert_eq!(
+        store.calls(),
+        3,
+        "Unknown and Denied are kept for their TTL"
+    );
+
+    tokio::time::advance(Duration::from_secs(2)).await;
     cache.validate("sk-valid").await.unwrap();
     assert_eq!(store.calls(), 3, "Valid is kept for valid_ttl");
     cache.validate("sk-denied").await.unwrap();
@@ -327,17 +496,20 @@ async fn ttls_per_verdict() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn valid_ttl_expires() {
     let store = Store::default();
-    let cache = store.cache().valid_ttl(Duration::from_millis(200)).build();
+    let cache = store.cache().valid_ttl(Duration::from_secs(60)).build();
     cache.validate("sk-valid").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::advance(Duration::from_secs(59)).await;
+    cache.validate("sk-valid").await.unwrap();
+    assert_eq!(store.calls(), 1);
+    tokio::time::advance(Duration::from_secs(2)).await;
     cache.validate("sk-valid").await.unwrap();
     assert_eq!(store.calls(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn zero_ttl_disables_caching_of_that_verdict() {
     let store = Store::default();
     let cache = store.cache().unknown_ttl(Duration::ZERO).build();
@@ -347,34 +519,39 @@ async fn zero_ttl_disables_caching_of_that_verdict() {
     assert_eq!(store.calls(), 3);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn expiry_caps_the_ttl() {
     let store = Store::default();
     let cache = store
         .cache()
-        .valid_ttl(Duration::from_secs(60))
+        .valid_ttl(Duration::from_secs(600))
         .expiry(|key: &Key| key.expires)
         .build();
-    // Expires in 1 s: kept until then, not for 60 s.
-    cache.validate("sk-expiring-1000").await.unwrap();
-    cache.validate("sk-expiring-1000").await.unwrap();
+    // Expires in 60 s: kept until then, not for 600 s. (The expiry is read off the system clock when the answer
+    // is stored; the TTL it leaves is then counted on the paused clock.)
+    cache.validate("sk-expiring-60000").await.unwrap();
+    cache.validate("sk-expiring-60000").await.unwrap();
     assert_eq!(store.calls(), 1);
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    cache.validate("sk-expiring-1000").await.unwrap();
+    tokio::time::advance(Duration::from_secs(90)).await;
+    cache.validate("sk-expiring-60000").await.unwrap();
     assert_eq!(store.calls(), 2, "kept no longer than the key's expiry");
 
-    // Expires in an hour: valid_ttl still applies (and is not exceeded).
-    cache.validate("sk-expiring-3600000").await.unwrap();
-    cache.validate("sk-expiring-3600000").await.unwrap();
+    // Expires in a day: valid_ttl still applies (and is not exceeded).
+    cache.validate("sk-expiring-86400000").await.unwrap();
+    tokio::time::advance(Duration::from_secs(300)).await;
+    cache.validate("sk-expiring-86400000").await.unwrap();
     assert_eq!(store.calls(), 3);
+    tokio::time::advance(Duration::from_secs(301)).await;
+    cache.validate("sk-expiring-86400000").await.unwrap();
+    assert_eq!(store.calls(), 4, "kept no longer than valid_ttl");
 
     // Already expired: answered, but not kept at all.
     cache.validate("sk-expired").await.unwrap();
     cache.validate("sk-expired").await.unwrap();
-    assert_eq!(store.calls(), 5);
+    assert_eq!(store.calls(), 6);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn without_expiry_the_identity_does_not_shorten_the_ttl() {
     let store = Store::default();
     let cache = store.cache().build();
@@ -383,7 +560,7 @@ async fn without_expiry_the_identity_does_not_shorten_the_ttl() {
     assert_eq!(store.calls(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn invalidate_revokes_at_once() {
     let store = Store::default();
     let cache = store.cache().build();
@@ -465,20 +642,20 @@ async fn max_entries_still_applies_with_max_bytes() {
     assert!(count <= 100, "{count} entries");
 }
 
-/// moka applies evictions in batches; a few more operations after a pause let the last batch run.
+/// moka applies writes and evictions in batches; running its pending tasks applies them now (a few rounds, so
+/// that evictions queued by the first round are applied too). No waiting on a clock.
 async fn settled_entry_count<V>(cache: &Cache<V>) -> u64
 where
     V: Validator,
     V::Future: Send + 'static,
 {
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        let _ = cache.validate("settle").await;
+        cache.run_pending_tasks().await;
     }
     cache.entry_count()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn no_credential_in_debug_or_errors() {
     let store = Store::default();
     let cache = store.cache().build();
@@ -489,4 +666,31 @@ async fn no_credential_in_debug_or_errors() {
     let err = cache.validate("sk-valid-other-secret").await.unwrap_err();
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("other-secret"), "{shown}");
+}
+
+/// Lookups are Tokio tasks: a miss polled outside a runtime panics (Tokio's message), and leaves nothing in
+/// flight behind, so the same credential is looked up normally once a runtime polls it.
+#[test]
+fn a_miss_outside_a_tokio_runtime_panics_and_leaves_nothing_behind() {
+    use std::{
+        pin::Pin,
+        task::{Context, Waker},
+    };
+    let store = Store::default();
+    let cache = store.cache().build();
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut validation = cache.validate("sk-valid");
+        let _ = Pin::new(&mut validation).poll(&mut Context::from_waker(Waker::noop()));
+    }));
+    assert!(polled.is_err(), "polled without a runtime");
+    assert_eq!(store.calls(), 0);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(
+        runtime.block_on(cache.validate("sk-valid")).unwrap(),
+        valid()
+    );
+    assert_eq!(store.calls(), 1);
 }

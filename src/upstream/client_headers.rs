@@ -156,14 +156,20 @@ impl Rules {
             || (name.as_str().starts_with(PREFIX) && *name != ACCESS_GROUPS)
     }
 
-    /// Splits `{server}-{header}`: at the longest known server name, else at the first dash.
+    /// Splits `{server}-{header}`: at the longest known server name; without known names, only where there is
+    /// a single dash to split at.
     fn resolve<'a>(&self, rest: &'a str) -> Option<(&'a str, HeaderName)> {
         let (server, header) = match &self.servers {
             Some(known) => known.iter().find_map(|server| {
                 let header = rest.strip_prefix(server.as_str())?.strip_prefix('-')?;
                 Some((&rest[..server.len()], header))
             })?,
-            None => rest.split_once('-')?,
+            // `a-b-c` could be `b-c` for `a` or `c` for `a-b`: guessing could hand one server a credential
+            // meant for another, so an ambiguous name is dropped.
+            None => match rest.split_once('-')? {
+                (_, header) if header.contains('-') => return None,
+                split => split,
+            },
         };
         if server.is_empty() || header.is_empty() {
             return None;
@@ -189,7 +195,11 @@ impl Rules {
 ///   (`x-mcp-github-authorization: Bearer …`, `x-mcp-zapier-x-api-key: …`). With the gateway's server names
 ///   known ([`servers`](Self::servers)) the longest matching name wins (`x-mcp-my-server-authorization` is
 ///   `authorization` for `my-server`, not `server-authorization` for `my`) and headers for unknown servers are
-///   dropped; otherwise the name ends at the first dash;
+///   dropped. Without them, only a name with a single dash after `x-mcp-` is understood
+///   (`x-mcp-github-authorization`); one with more (`x-mcp-my-server-authorization`,
+///   `x-mcp-zapier-x-api-key`) could be split in more than one place, and is dropped rather than guessed, so
+///   that no server receives a credential meant for another. Configure the names to use servers or headers
+///   whose names hold a dash;
 /// - `x-mcp-auth: value` (deprecated; the name is [configurable](Self::client_auth_header)): one value for every
 ///   server without a per-server header.
 ///
@@ -259,7 +269,9 @@ impl TakeClientCredentialsLayer {
     }
 
     /// Sets the gateway's server names, so that `x-mcp-{server}-{header}` is split at the longest matching
-    /// name (case-insensitive) and headers for other servers are dropped.
+    /// name (case-insensitive) and headers for other servers are dropped. Without them, only
+    /// `x-mcp-{server}-{header}` names with a single dash after `x-mcp-` are understood; see the
+    /// [layer](TakeClientCredentialsLayer).
     pub fn servers<I, S>(self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,

@@ -19,6 +19,9 @@
 //! | 3 | the configured [`UpstreamAuth`] | it has a value |
 //! | 4 | nothing | |
 //!
+//! With feature `token-exchange`, [`ExchangeTokenLayer`] (inside [`ForwardCredentialsLayer`]) sends an upstream
+//! that accepts only tokens issued for itself a token exchanged (RFC 8693) from the client's JWT instead.
+//!
 //! Extra headers of the [`UpstreamConfig`] are applied last and win. Every credential value is marked
 //! sensitive; no `Debug` output shows more than a [`Fingerprint`](crate::Fingerprint).
 //!
@@ -103,6 +106,8 @@ mod error;
 mod forward;
 mod hop_by_hop;
 mod refused;
+#[cfg(feature = "token-exchange")]
+mod token_exchange;
 
 pub use auth::{AuthKind, UpstreamAuth};
 pub use challenge::with_resource_metadata;
@@ -115,3 +120,8 @@ pub use error::ConfigError;
 pub use forward::{ForwardCredentials, ForwardCredentialsLayer, ForwardFuture};
 pub use hop_by_hop::remove_hop_by_hop;
 pub use refused::Refused;
+#[cfg(feature = "token-exchange")]
+pub use token_exchange::{
+    ExchangeError, ExchangeTarget, ExchangeToken, ExchangeTokenLayer, ExchangedToken, Subject,
+    SubjectToken, TokenClientAuth, TokenExchange, TokenExchangeBuilder, ACCESS_TOKEN_TYPE,
+};

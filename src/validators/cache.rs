@@ -1,21 +1,24 @@
-//! `Cache`: answers repeated credentials from memory and coalesces concurrent lookups (moka).
+//! `Cache`: answers repeated credentials from memory (moka) and shares one detached store lookup between
+//! concurrent validations of a credential.
 
 use std::{
+    collections::HashMap,
     error::Error,
     fmt,
     future::{ready, Future, Ready},
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll},
     time::{Duration, Instant, SystemTime},
 };
 
 use futures_util::{
-    future::{BoxFuture, Either},
+    future::{BoxFuture, Either, Shared},
     FutureExt,
 };
 use moka::Expiry;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::oneshot;
 
 use crate::{
     secret::sha256,
@@ -30,6 +33,8 @@ const DEFAULT_UNKNOWN_TTL: Duration = Duration::from_secs(10);
 const DEFAULT_DENIED_TTL: Duration = Duration::from_secs(10);
 /// The default bound on the number of cached answers.
 const DEFAULT_MAX_ENTRIES: u64 = 100_000;
+/// The default deadline of one store lookup: 5 s, the layer's default validation timeout.
+const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// What one cached answer costs besides its identity's heap data: the 32-byte key, the entry, and moka's
 /// bookkeeping for it (an estimate).
 const ENTRY_OVERHEAD: usize = 160;
@@ -37,6 +42,10 @@ const ENTRY_OVERHEAD: usize = 160;
 type ExpiryFn<I> = dyn Fn(&I) -> Option<SystemTime> + Send + Sync;
 type WeigherFn<I> = dyn Fn(&I) -> usize + Send + Sync;
 type Outcome<I> = Result<Verdict<I>, CacheError>;
+/// A store lookup in progress, awaited by every validation of its credential.
+type Lookup<I> = Shared<BoxFuture<'static, Outcome<I>>>;
+/// The lookups in progress, by credential digest, each with the number that tells it apart from a later one.
+type InFlight<I> = Mutex<HashMap<[u8; 32], (u64, Lookup<I>)>>;
 
 /// A [`Validator`] that caches another validator's answers, keyed by the credential's SHA-256 digest.
 ///
@@ -45,10 +54,15 @@ type Outcome<I> = Result<Verdict<I>, CacheError>;
 ///   [`denied_ttl`](CacheBuilder::denied_ttl) (10 s). The negative cache of `Unknown` answers is what makes
 ///   OAuth passthrough cheap: a client's upstream token is looked up once per `unknown_ttl`, not per request.
 ///   A TTL of zero disables caching of that verdict (concurrent lookups are still coalesced).
-/// - **Errors are never cached**, and neither is a validation that was cancelled (by the layer's timeout):
-///   the next request asks the store again.
-/// - **Single flight.** Concurrent validations of the same credential share one call to the inner validator;
-///   the others wait for its answer (or its error).
+/// - **Errors are never cached**, and neither is a lookup that outlived its
+///   [`lookup_timeout`](CacheBuilder::lookup_timeout): the next request asks the store again.
+/// - **Detached single flight.** Concurrent validations of the same credential share one call to the inner
+///   validator, which runs as its own Tokio task (`tokio::spawn`) with its own deadline,
+///   [`lookup_timeout`](CacheBuilder::lookup_timeout) (5 s). A validation that is given up (the layer's
+///   timeout, a client that disconnects) stops waiting but never cancels the lookup for the others, so a hung
+///   store receives one call per credential per `lookup_timeout`, however many requests time out waiting for
+///   it. Lookups are keyed by the credential's digest; a miss must therefore be awaited inside a Tokio
+///   runtime.
 /// - **Bounded.** At most [`max_entries`](CacheBuilder::max_entries) answers (100 000), and optionally at most
 ///   [`max_bytes`](CacheBuilder::max_bytes), with identities weighed by a [`weigher`](CacheBuilder::weigher);
 ///   the least useful entries are evicted first (moka's TinyLFU).
@@ -59,6 +73,13 @@ type Outcome<I> = Result<Verdict<I>, CacheError>;
 ///
 /// A cache hit answers with a ready future and no allocation beyond cloning the identity (wrap large
 /// identities in an `Arc`); a miss boxes the lookup.
+///
+/// # Time
+///
+/// An answer's TTL is kept on Tokio's clock ([`tokio::time::Instant`]), which is the system's monotonic clock
+/// except in tests that pause time (`#[tokio::test(start_paused = true)]` and `tokio::time::advance`, with
+/// Tokio's `test-util` feature): there, expiry follows the paused clock, so TTLs can be tested without
+/// sleeping. moka also evicts each answer once its TTL has passed in real time, to free the memory.
 ///
 /// # Revocation delay
 ///
@@ -88,6 +109,7 @@ pub struct Cache<V: Validator> {
     inner: Arc<V>,
     answers: moka::future::Cache<[u8; 32], Answer<V::Identity>>,
     policy: Arc<Policy<V::Identity>>,
+    in_flight: Arc<InFlight<V::Identity>>,
 }
 
 /// A cached answer and how long it may be kept, decided when it was stored.
@@ -95,6 +117,14 @@ pub struct Cache<V: Validator> {
 struct Answer<I> {
     verdict: Verdict<I>,
     ttl: Duration,
+    /// When the answer stops being served, on Tokio's clock; `None` when that is beyond what it can count.
+    until: Option<tokio::time::Instant>,
+}
+
+impl<I> Answer<I> {
+    fn is_fresh(&self, now: tokio::time::Instant) -> bool {
+        self.until.is_none_or(|until| now < until)
+    }
 }
 
 /// Tells moka to keep each answer for its own TTL.
@@ -121,11 +151,12 @@ impl<I> Expiry<[u8; 32], Answer<I>> for PerAnswer {
     }
 }
 
-/// The TTL settings, shared with in-flight lookups.
+/// The TTL settings and the lookup deadline, shared with in-flight lookups.
 struct Policy<I> {
     valid_ttl: Duration,
     unknown_ttl: Duration,
     denied_ttl: Duration,
+    lookup_timeout: Duration,
     expiry: Option<Box<ExpiryFn<I>>>,
 }
 
@@ -140,9 +171,14 @@ impl<I> Policy<I> {
                 until_expiry.map_or(self.valid_ttl, |left| left.min(self.valid_ttl))
             }
             Verdict::Unknown => self.unknown_ttl,
-            Verdict::Denied => self.denied_ttl,
+            Verdict::Denied | Verdict::Invalid => self.denied_ttl,
         };
-        Answer { verdict, ttl }
+        let until = tokio::time::Instant::now().checked_add(ttl);
+        Answer {
+            verdict,
+            ttl,
+            until,
+        }
     }
 }
 
@@ -157,6 +193,7 @@ impl<V: Validator> Cache<V> {
             .get(key)
             .now_or_never()
             .flatten()
+            .filter(|answer| answer.is_fresh(tokio::time::Instant::now()))
             .map(|answer| answer.verdict)
     }
 
@@ -201,6 +238,7 @@ impl<V: Validator> Cache<V> {
             max_bytes: None,
             weigher: None,
             expiry: None,
+            lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
         }
     }
 
@@ -261,6 +299,23 @@ impl<V: Validator> Cache<V> {
         self.answers.entry_count()
     }
 
+    /// Applies the evictions and expirations moka has queued, so that [`entry_count`](Cache::entry_count) and
+    /// [`weighted_size`](Cache::weighted_size) are exact afterwards (moka otherwise applies them in batches).
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # use tower_mcp_auth::{validate_fn, validators::Cache, Verdict};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let cache = Cache::new(validate_fn(|_k: String| async { Ok::<Verdict<()>, Infallible>(Verdict::Unknown) }));
+    /// cache.run_pending_tasks().await;
+    /// assert_eq!(cache.entry_count(), 0);
+    /// # }
+    /// ```
+    pub async fn run_pending_tasks(&self) {
+        self.answers.run_pending_tasks().await;
+    }
+
     /// The cache's current weight (approximate): the number of answers, or, when
     /// [`max_bytes`](CacheBuilder::max_bytes) is set, their estimated size in bytes (each answer weighing at
     /// least `max_bytes / max_entries`).
@@ -295,6 +350,7 @@ impl<V: Validator> Clone for Cache<V> {
             inner: Arc::clone(&self.inner),
             answers: self.answers.clone(),
             policy: Arc::clone(&self.policy),
+            in_flight: Arc::clone(&self.in_flight),
         }
     }
 }
@@ -306,6 +362,7 @@ impl<V: Validator> fmt::Debug for Cache<V> {
             .field("valid_ttl", &self.policy.valid_ttl)
             .field("unknown_ttl", &self.policy.unknown_ttl)
             .field("denied_ttl", &self.policy.denied_ttl)
+            .field("lookup_timeout", &self.policy.lookup_timeout)
             .field("entry_count", &self.answers.entry_count())
             .finish()
     }
@@ -329,26 +386,156 @@ where
         if let Some(verdict) = self.hit(&key) {
             return CacheFuture(Either::Left(ready(Ok(verdict))));
         }
-        let answers = self.answers.clone();
-        let inner = Arc::clone(&self.inner);
-        let policy = Arc::clone(&self.policy);
+        let cache = self.clone();
         let credential = SecretString::from(credential);
         CacheFuture(Either::Right(Box::pin(async move {
-            let lookup = async move {
-                let verdict = inner
-                    .validate(credential.expose_secret())
-                    .await
-                    .map_err(Into::into)?;
-                Ok::<_, BoxError>(policy.answer(verdict))
-            };
-            answers
-                .try_get_with(key, lookup)
-                .await
-                .map(|answer| answer.verdict)
-                .map_err(CacheError)
+            cache.join_or_start(key, credential).await
         })))
     }
 }
+
+impl<V> Cache<V>
+where
+    V: Validator,
+    V::Future: Send + 'static,
+{
+    /// The lookup in progress for `key`, or a new one started for `credential`.
+    ///
+    /// Runs inside the caller's future, so that the lookup is spawned on the runtime that polls it. The entry
+    /// goes into the table before the task exists, and the task is spawned after the lock is released: a task
+    /// that ends at once (a runtime shutting down drops it on the spot) then finds its entry to remove, and never
+    /// waits for a lock its spawner holds.
+    fn join_or_start(&self, key: [u8; 32], credential: SecretString) -> Lookup<V::Identity> {
+        let (reply, answer) = oneshot::channel();
+        let (id, joined) = {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, lookup)) = in_flight.get(&key) {
+                return lookup.clone();
+            }
+            // A lookup may have stored its answer and left since `validate` missed.
+            if let Some(verdict) = self.hit(&key) {
+                return ready(Ok(verdict)).boxed().shared();
+            }
+            let id = NEXT_LOOKUP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let joined: Lookup<V::Identity> = async move {
+                // No answer means the task ended without one: it panicked or its runtime shut down.
+                answer
+                    .await
+                    .unwrap_or_else(|_| Err(CacheError(Arc::new(Box::new(LookupFailed::Aborted)))))
+            }
+            .boxed()
+            .shared();
+            in_flight.insert(key, (id, joined.clone()));
+            (id, joined)
+        };
+        let leave = Leave {
+            in_flight: Arc::clone(&self.in_flight),
+            key,
+            id,
+        };
+        // Detached: dropping the handle does not cancel the task, and no caller ever holds it.
+        drop(tokio::spawn(lookup(
+            Arc::clone(&self.inner),
+            self.answers.clone(),
+            Arc::clone(&self.policy),
+            key,
+            credential,
+            reply,
+            leave,
+        )));
+        joined
+    }
+}
+
+/// Numbers lookups, so that one that ends removes its own entry and never a later one's.
+static NEXT_LOOKUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// One store lookup, run as its own task: asks the inner validator within the lookup deadline, stores the
+/// answer it gets (errors and timeouts are not stored), hands the outcome to every waiter, and leaves the
+/// in-flight table.
+async fn lookup<V>(
+    inner: Arc<V>,
+    answers: moka::future::Cache<[u8; 32], Answer<V::Identity>>,
+    policy: Arc<Policy<V::Identity>>,
+    key: [u8; 32],
+    credential: SecretString,
+    reply: oneshot::Sender<Outcome<V::Identity>>,
+    leave: Leave<V::Identity>,
+) where
+    V: Validator,
+    V::Future: Send + 'static,
+{
+    let asked = inner.validate(credential.expose_secret());
+    // The future owns what it needs; the copy of the credential is zeroed now.
+    drop(credential);
+    let answered = match tokio::time::timeout(policy.lookup_timeout, asked).await {
+        Ok(Ok(verdict)) => Ok(policy.answer(verdict)),
+        Ok(Err(err)) => Err(CacheError(Arc::new(err.into()))),
+        Err(_) => Err(CacheError(Arc::new(Box::new(LookupFailed::TimedOut(
+            policy.lookup_timeout,
+        ))))),
+    };
+    let outcome = match answered {
+        Ok(answer) => {
+            let verdict = answer.verdict.clone();
+            if !answer.ttl.is_zero() {
+                answers.insert(key, answer).await;
+            }
+            Ok(verdict)
+        }
+        Err(err) => Err(err),
+    };
+    // Nobody waiting is fine: the answer is stored for the next request.
+    let _ = reply.send(outcome);
+    // After the answer is stored: a validation that finds no lookup in flight finds the answer instead.
+    drop(leave);
+}
+
+/// Removes a lookup from the in-flight table when it ends, however it ends (answer, error, deadline, panic,
+/// runtime shutdown).
+struct Leave<I> {
+    in_flight: Arc<InFlight<I>>,
+    key: [u8; 32],
+    id: u64,
+}
+
+impl<I> Drop for Leave<I> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if in_flight
+            .get(&self.key)
+            .is_some_and(|(id, _)| *id == self.id)
+        {
+            in_flight.remove(&self.key);
+        }
+    }
+}
+
+/// Why a lookup ended without the inner validator's answer or error.
+#[derive(Debug)]
+enum LookupFailed {
+    /// The store did not answer within the lookup deadline.
+    TimedOut(Duration),
+    /// The lookup task panicked or its runtime shut down.
+    Aborted,
+}
+
+impl fmt::Display for LookupFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TimedOut(after) => write!(f, "key store lookup timed out after {after:?}"),
+            Self::Aborted => f.write_str("key store lookup aborted"),
+        }
+    }
+}
+
+impl Error for LookupFailed {}
 
 /// Configures a [`Cache`]; made by [`Cache::builder`].
 ///
@@ -370,9 +557,29 @@ pub struct CacheBuilder<V: Validator> {
     max_bytes: Option<u64>,
     weigher: Option<Box<WeigherFn<V::Identity>>>,
     expiry: Option<Box<ExpiryFn<V::Identity>>>,
+    lookup_timeout: Duration,
 }
 
 impl<V: Validator> CacheBuilder<V> {
+    /// The deadline of one store lookup (default 5 s, the layer's default validation timeout).
+    ///
+    /// A lookup runs detached from the requests that wait for it, so the layer's
+    /// [`validation_timeout`](crate::McpAuthLayer::validation_timeout) does not end it: this does. A lookup
+    /// that outlives it fails every validation still waiting with an error ([`CacheError::is_timeout`]),
+    /// which is not cached: the next validation starts a new lookup. Set it near the layer's timeout; a hung
+    /// store then receives about one call per credential per `lookup_timeout`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_mcp_auth::validators::{Cache, StaticKeys};
+    /// let cache = Cache::builder(StaticKeys::<()>::new()).lookup_timeout(Duration::from_secs(2)).build();
+    /// # let _ = cache;
+    /// ```
+    pub fn lookup_timeout(mut self, timeout: Duration) -> Self {
+        self.lookup_timeout = timeout;
+        self
+    }
+
     /// How long a `Valid` answer is kept (default 60 s): the longest a revoked key may still be admitted.
     ///
     /// ```
@@ -508,6 +715,7 @@ impl<V: Validator> CacheBuilder<V> {
             max_bytes,
             weigher,
             expiry,
+            lookup_timeout,
         } = self;
         let builder = moka::future::Cache::builder().expire_after(PerAnswer);
         let answers = match max_bytes {
@@ -536,8 +744,10 @@ impl<V: Validator> CacheBuilder<V> {
                 valid_ttl,
                 unknown_ttl,
                 denied_ttl,
+                lookup_timeout,
                 expiry,
             }),
+            in_flight: Arc::default(),
         }
     }
 }
@@ -551,6 +761,7 @@ impl<V: Validator> fmt::Debug for CacheBuilder<V> {
             .field("denied_ttl", &self.denied_ttl)
             .field("max_entries", &self.max_entries)
             .field("max_bytes", &self.max_bytes)
+            .field("lookup_timeout", &self.lookup_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -613,6 +824,28 @@ impl CacheError {
     /// The inner validator's error, for downcasting.
     pub fn get_ref(&self) -> &(dyn Error + Send + Sync + 'static) {
         &**self.0
+    }
+
+    /// Whether the store did not answer within the cache's
+    /// [`lookup_timeout`](CacheBuilder::lookup_timeout).
+    ///
+    /// ```
+    /// use std::{convert::Infallible, time::Duration};
+    /// use tower_mcp_auth::{validate_fn, validators::Cache, Validator, Verdict};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let hung = validate_fn(|_key: String| std::future::pending::<Result<Verdict<()>, Infallible>>());
+    /// let cache = Cache::builder(hung).lookup_timeout(Duration::from_millis(10)).build();
+    /// let err = cache.validate("sk-a").await.unwrap_err();
+    /// assert!(err.is_timeout());
+    /// # }
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self.get_ref().downcast_ref::<LookupFailed>(),
+            Some(LookupFailed::TimedOut(_))
+        )
     }
 }
 

@@ -7,6 +7,9 @@
 //!   passthrough traffic (whose tokens are never gateway keys) stops costing a store round-trip per request.
 //! - `Introspection` (feature `introspection`): asks an RFC 7662 token introspection endpoint, and checks whom
 //!   the token was issued for.
+//! - `Jwt` (feature `jwt`): JWT access tokens of one issuer for one audience, checked against the issuer's
+//!   JWKS: the gateway as an OAuth resource server.
+//! - [`FirstOf`]: asks two validators in order, so a gateway can accept its keys and JWTs side by side.
 //! - `LiteLlmKeys` (feature `postgres`): reads LiteLLM's key tables, so a gateway admits exactly the keys an
 //!   existing LiteLLM deployment issued, with the MCP servers LiteLLM would let each use.
 //!
@@ -30,15 +33,23 @@
 //! ```
 
 mod cache;
+mod first_of;
 #[cfg(feature = "introspection")]
 mod introspection;
+#[cfg(feature = "jwt")]
+mod jwks;
+#[cfg(feature = "jwt")]
+mod jwt;
 #[cfg(feature = "postgres")]
 mod litellm;
 mod static_keys;
 
 pub use cache::{Cache, CacheBuilder, CacheError, CacheFuture};
+pub use first_of::{Either, FirstOf, FirstOfFuture};
 #[cfg(feature = "introspection")]
 pub use introspection::{ClientAuth, Introspection, IntrospectionClaims, IntrospectionError};
+#[cfg(feature = "jwt")]
+pub use jwt::{Jwt, JwtBuilder, JwtClaims, JwtError};
 #[cfg(feature = "postgres")]
 pub use litellm::{KeyInfo, LiteLlmError, LiteLlmKeys};
 pub use static_keys::{FromKeyEntry, StaticKeys, StaticKeysError};

@@ -9,6 +9,7 @@ pub enum Act {
     Valid,
     Unknown,
     Denied,
+    Invalid,
     Error,
     Hang,
 }
@@ -20,6 +21,7 @@ impl Act {
             Act::Valid => Verdict::Valid,
             Act::Unknown => Verdict::Unknown,
             Act::Denied => Verdict::Denied,
+            Act::Invalid => Verdict::Invalid,
             Act::Error | Act::Hang => Verdict::Fails,
         }
     }
@@ -33,6 +35,7 @@ impl Act {
             Act::Valid => Ok(tower_mcp_auth::Verdict::Valid(identity)),
             Act::Unknown => Ok(tower_mcp_auth::Verdict::Unknown),
             Act::Denied => Ok(tower_mcp_auth::Verdict::Denied),
+            Act::Invalid => Ok(tower_mcp_auth::Verdict::Invalid),
             Act::Error => Err(std::io::Error::other("key store unreachable")),
             Act::Hang => std::future::pending().await,
         }
@@ -45,6 +48,8 @@ pub enum Verdict {
     Valid,
     Unknown,
     Denied,
+    /// A token of the validator's own issuer that fails its checks: 401, never passthrough, never 403.
+    Invalid,
     /// An error, or no answer before the layer's timeout: either way the request fails closed.
     Fails,
 }
@@ -172,6 +177,7 @@ pub fn preconditions(
 
     let authorization = match authorizations.first().map(|v| text(v)) {
         None => None,
+        Some(value) if trim_spaces(&value).is_empty() => return Err(bad_request()),
         Some(value) => match strip_bearer(trim_spaces(&value)) {
             None => Some(Authorization::Foreign),
             Some(rest) => {
@@ -235,7 +241,7 @@ pub fn decide(request: &Request<'_>, verdict: impl Fn(&str) -> Verdict) -> Outco
                         _ => None,
                     },
                 },
-                Verdict::Unknown => refuse(
+                Verdict::Unknown | Verdict::Invalid => refuse(
                     401,
                     route(Challenge::MetadataInvalidToken, Challenge::InvalidToken),
                     "invalid_token",
@@ -256,6 +262,11 @@ pub fn decide(request: &Request<'_>, verdict: impl Fn(&str) -> Verdict) -> Outco
                     passthrough: Some(token.clone()),
                 },
                 Verdict::Unknown => refuse(401, Challenge::InvalidToken, "invalid_token"),
+                Verdict::Invalid => refuse(
+                    401,
+                    route(Challenge::MetadataInvalidToken, Challenge::InvalidToken),
+                    "invalid_token",
+                ),
                 Verdict::Denied => refuse(403, Challenge::None, "access_denied"),
                 Verdict::Fails => refuse(503, Challenge::None, "temporarily_unavailable"),
             };

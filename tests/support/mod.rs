@@ -37,6 +37,7 @@ pub const SECRETS: &[&str] = &[
     "sk-hang",
     "upstream-oauth-token",
     "made-up-a",
+    "invalid-jwt",
 ];
 
 /// What the store was asked.
@@ -51,7 +52,7 @@ impl Calls {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// A key store with fixed answers: `sk-good` → alice, `sk-other-good` → bob, `sk-blocked` → denied,
+/// A key store with fixed answers: `sk-good` → alice, `sk-other-good` → bob, `sk-blocked` → denied, `invalid-jwt` → invalid,
 /// `sk-error` → an error, `sk-hang` → never answers, anything else → unknown.
 pub fn scripted_store(
     calls: Calls,
@@ -67,6 +68,7 @@ pub fn scripted_store(
                 "sk-good" => Ok(Verdict::Valid("alice".to_owned())),
                 "sk-other-good" => Ok(Verdict::Valid("bob".to_owned())),
                 "sk-blocked" => Ok(Verdict::Denied),
+                "invalid-jwt" => Ok(Verdict::Invalid),
                 "sk-error" => Err(io::Error::other("key store unreachable")),
                 "sk-hang" => std::future::pending().await,
                 _ => Ok(Verdict::Unknown),

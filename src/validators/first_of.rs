@@ -1,0 +1,167 @@
+//! `FirstOf`: asks two validators in order; the first answer that is not `Unknown` wins.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+};
+
+use pin_project_lite::pin_project;
+
+use crate::validate::{BoxError, Validator, Verdict};
+
+/// A [`Validator`] that asks `first`, and `second` only when `first` says [`Unknown`](Verdict::Unknown).
+///
+/// Any other answer of `first` (`Valid`, `Denied`, `Invalid`) is final, and an error of either fails closed:
+/// the second validator is never asked after an error, so a key store that is down cannot turn a gateway key
+/// into something the second validator might accept. The identity is [`Either`] of the two.
+///
+/// Nest it for more than two: `FirstOf::new(a, FirstOf::new(b, c))`.
+///
+/// ```
+/// use tower_mcp_auth::{validators::{Either, FirstOf, Jwt, StaticKeys}, McpAuthLayer};
+///
+/// let keys = StaticKeys::new().with_key("sk-ops", "ops");
+/// let jwt = Jwt::builder("https://auth.example.com", "https://gateway.example.com/mcp/github")
+///     .build()
+///     .expect("usable trust roots");
+/// // Gateway keys and JWT access tokens side by side.
+/// let layer = McpAuthLayer::new(FirstOf::new(keys, jwt));
+/// # let _ = layer;
+/// ```
+pub struct FirstOf<A, B> {
+    first: Arc<A>,
+    second: Arc<B>,
+}
+
+impl<A, B> FirstOf<A, B> {
+    /// Asks `first`, then `second` when `first` does not know the credential.
+    pub fn new(first: A, second: B) -> Self {
+        Self {
+            first: Arc::new(first),
+            second: Arc::new(second),
+        }
+    }
+}
+
+impl<A, B> Clone for FirstOf<A, B> {
+    fn clone(&self) -> Self {
+        Self {
+            first: Arc::clone(&self.first),
+            second: Arc::clone(&self.second),
+        }
+    }
+}
+
+impl<A: fmt::Debug, B: fmt::Debug> fmt::Debug for FirstOf<A, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FirstOf")
+            .field("first", &self.first)
+            .field("second", &self.second)
+            .finish()
+    }
+}
+
+/// The identity of a [`FirstOf`]: which validator admitted the credential, and its identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Either<L, R> {
+    /// Admitted by the first validator.
+    Left(L),
+    /// Admitted by the second validator.
+    Right(R),
+}
+
+impl<A: Validator, B: Validator> Validator for FirstOf<A, B> {
+    type Identity = Either<A::Identity, B::Identity>;
+    type Error = BoxError;
+    type Future = FirstOfFuture<A, B>;
+
+    fn validate(&self, credential: &str) -> Self::Future {
+        FirstOfFuture {
+            state: State::First {
+                future: self.first.validate(credential),
+                second: Arc::clone(&self.second),
+                credential: Some(credential.to_owned()),
+            },
+        }
+    }
+
+    fn validate_now(&self, credential: &str) -> Option<Result<Verdict<Self::Identity>, BoxError>> {
+        match self.first.validate_now(credential)? {
+            Err(error) => Some(Err(error.into())),
+            Ok(Verdict::Unknown) => Some(
+                self.second
+                    .validate_now(credential)?
+                    .map(|verdict| verdict.map(Either::Right))
+                    .map_err(Into::into),
+            ),
+            Ok(verdict) => Some(Ok(verdict.map(Either::Left))),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`FirstOf`].
+    pub struct FirstOfFuture<A: Validator, B: Validator> {
+        #[pin]
+        state: State<A, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<A: Validator, B: Validator> {
+        First {
+            #[pin]
+            future: A::Future,
+            second: Arc<B>,
+            // Copied only because the second validator may need it; dropped as soon as it is not.
+            credential: Option<String>,
+        },
+        Second {
+            #[pin]
+            future: B::Future,
+        },
+    }
+}
+
+impl<A: Validator, B: Validator> Future for FirstOfFuture<A, B> {
+    type Output = Result<Verdict<Either<A::Identity, B::Identity>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::First {
+                    future,
+                    second,
+                    credential,
+                } => match ready!(future.poll(cx)) {
+                    Err(error) => return Poll::Ready(Err(error.into())),
+                    Ok(Verdict::Unknown) => {
+                        let credential = credential.take().expect("polled after completion");
+                        let future = second.validate(&credential);
+                        state.set(State::Second { future });
+                    }
+                    Ok(verdict) => return Poll::Ready(Ok(verdict.map(Either::Left))),
+                },
+                StateProj::Second { future } => {
+                    let answer = ready!(future.poll(cx));
+                    return Poll::Ready(
+                        answer
+                            .map(|verdict| verdict.map(Either::Right))
+                            .map_err(Into::into),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl<A: Validator, B: Validator> fmt::Debug for FirstOfFuture<A, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FirstOfFuture").finish_non_exhaustive()
+    }
+}
