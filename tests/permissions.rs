@@ -66,6 +66,22 @@ async fn key_a_reaches_atl_and_is_denied_priv() {
 }
 
 #[tokio::test]
+async fn a_path_that_a_normalising_router_could_reroute_is_denied_to_a_restricted_key() {
+    for path in [
+        "/mcp/atl/../priv",
+        "/mcp/atl/%2e%2e/priv",
+        "/mcp//priv",
+        "/mcp/%61tl",
+        "/mcp/./priv",
+    ] {
+        let (status, _, calls) = send(path, &[("x-litellm-api-key", "sk-a")]).await;
+        assert_eq!((status, calls), (StatusCode::FORBIDDEN, 0), "{path}");
+        let (status, _, _) = send(path, &[("x-litellm-api-key", "sk-all")]).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn key_b_the_reverse_and_as_a_bearer_too() {
     let (status, _, _) = send("/mcp/priv", &[("authorization", "Bearer sk-b")]).await;
     assert_eq!(status, StatusCode::OK);

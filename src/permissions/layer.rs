@@ -15,7 +15,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::upstreams::UpstreamAccess;
-use crate::{admission::Admission, body::ResponseBody, identity::Authenticated};
+use crate::{
+    admission::Admission, body::ResponseBody, identity::Authenticated, path::is_canonical,
+};
 
 /// Which upstream a request targets: a closure `Fn(&Uri, &HeaderMap) -> Option<String>`, or
 /// [`RequireUpstreamLayer::path_segment`]'s rule. `None` means "no upstream": the request goes on unchecked
@@ -44,7 +46,14 @@ pub struct PathSegment {
 
 impl TargetUpstream for PathSegment {
     fn target(&self, uri: &Uri, _: &HeaderMap) -> Option<String> {
-        let rest = uri.path().strip_prefix(&self.prefix)?;
+        let path = uri.path();
+        let rest = path.strip_prefix(&self.prefix)?;
+        if !is_canonical(path) {
+            // A router or proxy that normalises `..`, `//` or percent-encoding could reach another upstream than
+            // the first segment names: the whole rest is the target, a name no upstream has, so only a caller
+            // that may use every upstream goes on.
+            return Some(rest.to_ascii_lowercase());
+        }
         let name = rest.split('/').next().unwrap_or_default();
         (!name.is_empty()).then(|| name.to_ascii_lowercase())
     }
@@ -82,7 +91,9 @@ impl<I, T> RequireUpstreamLayer<I, T> {
 
 impl<I> RequireUpstreamLayer<I, PathSegment> {
     /// A layer whose target upstream is the path segment right after `prefix`: with `"/mcp/"`, `/mcp/atl/x`
-    /// targets `atl`.
+    /// targets `atl`. A path under the prefix that is not canonical (dot segments, `//`, percent-encoding)
+    /// targets no upstream a restricted identity may use, so it passes only for identities that may use every
+    /// upstream (and passthrough requests, which the passthrough policy already refuses on such paths).
     pub fn path_segment(prefix: &str) -> Self {
         Self::new(PathSegment {
             prefix: prefix.to_owned(),
