@@ -243,14 +243,19 @@ async fn case_4_no_credentials_get_a_challenge_naming_metadata_that_describes_th
         "http://{}/.well-known/oauth-protected-resource/mcp/atlassian",
         s.gateway
     );
+    // The upstream's `scopes_supported` travels as a hint, read by the gateway's discovery.
     assert_eq!(
         challenge,
-        format!(r#"Bearer resource_metadata="{metadata_url}""#)
+        format!(r#"Bearer resource_metadata="{metadata_url}", scope="demo""#)
     );
     assert!(
-        s.passthrough_upstream.seen().is_empty(),
-        "refused at the gateway"
+        !s.passthrough_upstream
+            .seen()
+            .iter()
+            .any(|h| h.contains_key("authorization") || h.contains_key("content-type")),
+        "refused at the gateway: only discovery, without credentials, reached the upstream"
     );
+    let discovery_requests = s.passthrough_upstream.seen().len();
 
     let (status, body) = http_get(metadata_url).await;
     assert_eq!(status, StatusCode::OK);
@@ -270,7 +275,11 @@ async fn case_4_no_credentials_get_a_challenge_naming_metadata_that_describes_th
     ))
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(s.passthrough_upstream.seen().len(), 1);
+    assert_eq!(
+        s.passthrough_upstream.seen().len(),
+        discovery_requests,
+        "cached"
+    );
     // Only passthrough routes publish metadata.
     let (status, _) = http_get(format!(
         "http://{}/.well-known/oauth-protected-resource/mcp/github",
@@ -450,6 +459,27 @@ async fn the_example_binary_serves_its_demo_and_stops_on_sigterm() {
     )
     .await;
     assert_eq!(made_up.status(), StatusCode::UNAUTHORIZED);
+    // Discovery and the operations endpoints work in the demo as well.
+    let (status, metadata) = http_get(format!(
+        "{base}/.well-known/oauth-protected-resource/mcp/demo"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metadata.contains(app::demo::DEMO_AUTHORIZATION_SERVER),
+        "{metadata}"
+    );
+    assert_eq!(http_get(format!("{base}/healthz")).await.0, StatusCode::OK);
+    assert_eq!(http_get(format!("{base}/readyz")).await.0, StatusCode::OK);
+    let with_key = post_initialize(
+        format!("{base}/mcp/demo"),
+        &[
+            ("x-litellm-api-key", app::DEMO_KEY),
+            ("authorization", &format!("Bearer {}", app::DEMO_TOKEN)),
+        ],
+    )
+    .await;
+    assert_eq!(with_key.status(), StatusCode::OK);
 
     let pid = child.id().unwrap() as i32;
     std::process::Command::new("kill")

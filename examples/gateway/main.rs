@@ -2,8 +2,11 @@
 //! each upstream's own credential, and RFC 9728 discovery.
 //!
 //! ```text
-//! cargo run --example gateway -- [--listen ADDR] [--public-url URL] [--key KEY]... [--upstream NAME=URL]...
-//!                                [--passthrough NAME]... [--upstream-auth NAME=KIND:VALUE]...
+//! cargo run --example gateway -- [--config FILE] [--listen ADDR] [--public-url URL] [--key KEY]...
+//!                                [--key-file FILE]... [--upstream NAME=URL]... [--passthrough NAME]...
+//!                                [--upstream-auth NAME=KIND:VALUE]... [--allow-origin ORIGIN]...
+//!                                [--tls-cert FILE --tls-key FILE] [--upstream-timeout SECS]
+//!                                [--max-body BYTES] [--drain-timeout SECS]
 //! ```
 //!
 //! Without `--upstream` it starts a demo upstream MCP server in the same process (`demo`, passthrough, accepting
@@ -85,14 +88,17 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    for warning in &prepared.warnings {
+        tracing::warn!("{warning}");
+    }
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "listening on http://{addr}");
+    let _ = writeln!(stdout, "listening on {}://{addr}", prepared.scheme());
     if prepared.demo.is_some() {
         let _ = writeln!(stdout, "{}", demo_help(&prepared.public_url));
     }
     let _ = stdout.flush();
     drop(stdout);
-    if let Err(error) = app::serve(listener, prepared.app, shutdown_signal()).await {
+    if let Err(error) = app::run(prepared, listener, shutdown_signal()).await {
         eprintln!("server error: {error}");
         std::process::exit(1);
     }

@@ -57,6 +57,40 @@ pub fn with_resource_metadata(challenge: &HeaderValue, url: &str) -> Option<Head
     HeaderValue::try_from(rewritten).ok()
 }
 
+/// The `resource_metadata` URL an upstream's `WWW-Authenticate` challenge names (RFC 9728 §5.1), unquoted.
+///
+/// A gateway reads it from an upstream's 401 to find that upstream's protected-resource metadata. Returns
+/// `None` when the challenge has no such parameter or is not visible ASCII.
+///
+/// ```
+/// use http::HeaderValue;
+/// use tower_mcp_auth::upstream::resource_metadata_of;
+///
+/// let challenge = HeaderValue::from_static(
+///     r#"Bearer error="invalid_token", resource_metadata="https://mcp.example/.well-known/oauth-protected-resource/mcp""#,
+/// );
+/// assert_eq!(
+///     resource_metadata_of(&challenge).as_deref(),
+///     Some("https://mcp.example/.well-known/oauth-protected-resource/mcp"),
+/// );
+/// assert_eq!(resource_metadata_of(&HeaderValue::from_static("Bearer")), None);
+/// ```
+pub fn resource_metadata_of(challenge: &HeaderValue) -> Option<String> {
+    let value = challenge.to_str().ok()?;
+    let (start, end) = find_param_value(value.as_bytes())?;
+    let raw = &value[start..end];
+    let Some(quoted) = raw.strip_prefix('"') else {
+        return Some(raw.to_owned()).filter(|v| !v.is_empty());
+    };
+    let quoted = quoted.strip_suffix('"')?;
+    let mut unquoted = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        unquoted.push(if c == '\\' { chars.next()? } else { c });
+    }
+    Some(unquoted).filter(|v| !v.is_empty())
+}
+
 /// `value` with every `resource_metadata` value replaced by `quoted`: an upstream that sends the parameter twice
 /// must not keep its own value for clients that read the last one.
 fn replace_param_values(value: &str, quoted: &str) -> String {
@@ -185,6 +219,24 @@ mod tests {
             rewrite(r#"Bearer resource_metadata="https://up/x", Resource_Metadata=https://evil/y"#),
             format!(r#"Bearer resource_metadata="{GW}", Resource_Metadata="{GW}""#)
         );
+    }
+
+    #[test]
+    fn reads_the_parameter_quoted_or_not() {
+        let read = |v: &str| resource_metadata_of(&HeaderValue::from_str(v).unwrap());
+        assert_eq!(
+            read(r#"Bearer error="x", Resource_Metadata="https://up/a\"b""#).as_deref(),
+            Some(r#"https://up/a"b"#)
+        );
+        assert_eq!(
+            read("Bearer resource_metadata=https://up/m, scope=x").as_deref(),
+            Some("https://up/m")
+        );
+        assert_eq!(
+            read(r#"Bearer error_description="resource_metadata=x""#),
+            None
+        );
+        assert_eq!(read(r#"Bearer resource_metadata="""#), None);
     }
 
     #[test]

@@ -110,7 +110,7 @@ mod refused;
 mod token_exchange;
 
 pub use auth::{AuthKind, UpstreamAuth};
-pub use challenge::with_resource_metadata;
+pub use challenge::{resource_metadata_of, with_resource_metadata};
 pub use client_headers::{
     ClientCredentials, TakeClientCredentials, TakeClientCredentialsLayer,
     DEFAULT_CLIENT_AUTH_HEADER,

@@ -24,6 +24,7 @@ use rmcp::{
     ServerHandler,
 };
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 /// The authorization server the demo's metadata names.
 pub const DEMO_AUTHORIZATION_SERVER: &str = "https://auth.demo.invalid";
@@ -78,6 +79,7 @@ impl ServerHandler for DemoTools {
 #[derive(Clone)]
 pub struct DemoUpstream {
     pub addr: SocketAddr,
+    scheme: &'static str,
     #[allow(dead_code)] // read by the tests, which include this module
     seen: Arc<Mutex<Vec<HeaderMap>>>,
 }
@@ -85,7 +87,7 @@ pub struct DemoUpstream {
 impl DemoUpstream {
     /// The MCP endpoint.
     pub fn url(&self) -> String {
-        format!("http://{}/mcp", self.addr)
+        format!("{}://{}/mcp", self.scheme, self.addr)
     }
 
     /// The headers of every request received so far (MCP endpoint and metadata).
@@ -121,10 +123,21 @@ async fn check_bearer(State(guard): State<Arc<Guard>>, request: Request, next: N
 
 /// Starts a demo upstream on an ephemeral loopback port that accepts only `Authorization: Bearer <token>`.
 pub async fn start(token: &str) -> std::io::Result<DemoUpstream> {
+    start_with(token, None).await
+}
+
+/// Like [`start`], serving HTTPS with `acceptor`'s certificate.
+#[allow(dead_code)] // used by the tests, which include this module
+pub async fn start_tls(token: &str, acceptor: TlsAcceptor) -> std::io::Result<DemoUpstream> {
+    start_with(token, Some(acceptor)).await
+}
+
+async fn start_with(token: &str, tls: Option<TlsAcceptor>) -> std::io::Result<DemoUpstream> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let metadata_url = format!("http://{addr}/.well-known/oauth-protected-resource/mcp");
+    let metadata_url = format!("{scheme}://{addr}/.well-known/oauth-protected-resource/mcp");
     let guard = Arc::new(Guard {
         expected: format!("Bearer {token}"),
         challenge: format!(
@@ -138,7 +151,7 @@ pub async fn start(token: &str) -> std::io::Result<DemoUpstream> {
         StreamableHttpServerConfig::default(),
     );
     let metadata = serde_json::json!({
-        "resource": format!("http://{addr}/mcp"),
+        "resource": format!("{scheme}://{addr}/mcp"),
         "authorization_servers": [DEMO_AUTHORIZATION_SERVER],
         "scopes_supported": ["demo"],
         "bearer_methods_supported": ["header"],
@@ -155,8 +168,31 @@ pub async fn start(token: &str) -> std::io::Result<DemoUpstream> {
                 async move { Json(metadata) }
             }),
         );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(DemoUpstream { addr, seen })
+    match tls {
+        Some(acceptor) => {
+            // Self-contained (the benchmark server includes this file alone): one task per connection.
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let (acceptor, app) = (acceptor.clone(), app.clone());
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let service = hyper_util::service::TowerToHyperService::new(app);
+                        let _ = hyper_util::server::conn::auto::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                    });
+                }
+            });
+        }
+        None => {
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+        }
+    }
+    Ok(DemoUpstream { addr, scheme, seen })
 }

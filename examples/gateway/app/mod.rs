@@ -1,23 +1,38 @@
 //! The gateway: configuration into a router, and serving it until shutdown.
+//!
+//! Every request passes, outermost first: the access log ([`ops`]), the `Origin`/`Host` checks ([`origin`]),
+//! CORS; then on `/mcp/` routes the path confinement ([`route`]), the scope hint of [`discovery::metadata`], the
+//! client-credential and authentication layers of tower-mcp-auth, and finally the relay ([`proxy`]).
 
+mod config;
 pub mod demo;
-mod metadata;
+mod discovery;
+mod keys;
+mod ops;
 mod options;
+mod origin;
 mod permissions;
 mod proxy;
+mod route;
 mod sessions;
+pub mod tls;
 
-use std::{collections::HashMap, future::Future, io, net::SocketAddr, sync::Arc};
+use std::{collections::HashMap, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{body::Body, routing::any, routing::get, serve::ListenerExt, Router};
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
+use axum::{
+    body::Body,
+    http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::{any, get},
+    serve::ListenerExt,
+    Json, Router,
 };
-use tokio::net::TcpListener;
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_mcp_auth::{
     upstream::{
         ForwardCredentials, ForwardCredentialsLayer, TakeClientCredentialsLayer, UpstreamAuth,
@@ -33,36 +48,95 @@ pub const DEMO_TOKEN: &str = "demo-oauth-token";
 /// The gateway key of demo mode.
 pub const DEMO_KEY: &str = "sk-demo";
 
-type HttpClient = Client<HttpConnector, Body>;
+type HttpsClient = Client<tls::HttpsConnector, Body>;
 
-/// One upstream: its configuration, its credential-forwarding client, and the gateway's metadata URL for it.
+/// A small JSON error answer: `{"error": ..., "error_description": ...}`.
+pub fn json_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": error, "error_description": description })),
+    )
+        .into_response()
+}
+
+/// One upstream: its configuration, its credential-forwarding client, and the gateway's URLs for it.
 pub struct Upstream {
     config: UpstreamConfig,
-    client: ForwardCredentials<HttpClient>,
+    client: ForwardCredentials<HttpsClient>,
+    /// The gateway's metadata document for this route.
     metadata_url: String,
+    /// The gateway's URL of this route: `PUBLIC_URL/mcp/NAME`.
+    resource: String,
 }
 
 /// Everything the handlers share.
 pub struct Gateway {
     upstreams: HashMap<String, Upstream>,
-    public_url: String,
-    metadata: metadata::MetadataCache,
-    metadata_client: Client<HttpConnector, Empty<Bytes>>,
+    /// The path of the public URL (empty, or `/prefix`).
+    public_path: String,
+    discovery: discovery::upstream::Discovery,
+    upstream_timeout: Duration,
+    max_body: usize,
     sessions: sessions::Sessions,
 }
 
-/// A gateway ready to serve: the router, plus what a caller may want to print.
+/// A gateway ready to serve: the router, how to serve it, plus what a caller may want to print.
 pub struct Prepared {
     pub app: Router,
     pub public_url: String,
     pub demo: Option<demo::DemoUpstream>,
+    /// Present when serving HTTPS.
+    pub tls: Option<TlsAcceptor>,
+    pub drain_timeout: Duration,
+    /// Start-up warnings (such as config fields this gateway ignores).
+    pub warnings: Vec<String>,
 }
 
-fn connector() -> HttpConnector {
-    let mut connector = HttpConnector::new();
-    // MCP messages are small request/response pairs: never let Nagle hold them back.
-    connector.set_nodelay(true);
-    connector
+impl Prepared {
+    /// `https` when serving TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// The gateway's metadata URL for the route of `name` (RFC 9728 §3.1: the well-known segment goes between the
+/// public URL's origin and its path).
+fn metadata_url(public: &Uri, name: &str) -> String {
+    format!(
+        "{}://{}/.well-known/oauth-protected-resource{}/mcp/{name}",
+        public.scheme_str().unwrap_or("http"),
+        public.authority().map_or("", |a| a.as_str()),
+        public.path().trim_end_matches('/'),
+    )
+}
+
+fn cors(origins: &origin::Origins) -> CorsLayer {
+    let mcp = |name| HeaderName::from_static(name);
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(
+            origins
+                .allowed()
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            mcp("mcp-session-id"),
+            mcp("mcp-protocol-version"),
+            mcp("last-event-id"),
+            mcp("x-litellm-api-key"),
+            mcp("x-mcp-servers"),
+            mcp("x-mcp-auth"),
+        ])
+        .expose_headers([header::WWW_AUTHENTICATE, mcp("mcp-session-id")])
+        .max_age(Duration::from_secs(600))
 }
 
 /// Builds the gateway for a listener already bound to `addr`. Without `--upstream`, starts the demo upstream.
@@ -73,63 +147,96 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         let upstream = demo::start(DEMO_TOKEN).await.map_err(|e| e.to_string())?;
         options.upstreams.push(("demo".to_owned(), upstream.url()));
         options.passthrough.push("demo".to_owned());
-        if options.keys.is_empty() {
+        if options.keys.is_empty() && options.key_files.is_empty() && options.database_url.is_none()
+        {
             options.keys.push(DEMO_KEY.to_owned());
         }
         demo = Some(upstream);
     }
-    if options.keys.is_empty() && options.key_file.is_none() {
-        return Err(
-            "no gateway keys: pass --key KEY, --key-file PATH or set MCP_GATEWAY_KEYS".to_owned(),
-        );
-    }
-    let public_url = options
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let key_store = keys::KeyStore::from_options(&options)?;
+    let loopback = addr.ip().is_loopback();
+    let tls = match (&options.tls_cert, &options.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".to_owned()),
+    };
+    let public_url = match &options.public_url {
+        Some(url) => url.clone(),
+        None if loopback => format!("{}://{addr}", if tls.is_some() { "https" } else { "http" }),
+        None => {
+            return Err(format!(
+                "--public-url is required when listening on {addr}, which is not a loopback address"
+            ))
+        }
+    };
+    let public: Uri = public_url
+        .parse()
+        .ok()
+        .filter(|u: &Uri| {
+            u.authority().is_some() && matches!(u.scheme_str(), Some("http" | "https"))
+        })
+        .ok_or_else(|| format!("--public-url {public_url:?} is not an absolute http(s) URL"))?;
+    let origins = Arc::new(origin::Origins::new(
+        &public_url,
+        &options.allow_origins,
+        loopback,
+    )?);
 
-    let mut configs = Vec::new();
+    let mut configs: Vec<UpstreamConfig> = Vec::new();
     for (name, url) in &options.upstreams {
+        if configs.iter().any(|c| c.name() == name) {
+            return Err(format!("--upstream {name}: the name is given twice"));
+        }
         let config = UpstreamConfig::new(name, url)
             .map_err(|e| format!("--upstream {name}: {e}"))?
             .with_passthrough(options.passthrough.contains(name));
         configs.push(config);
     }
-    for name in options
-        .passthrough
-        .iter()
-        .chain(options.upstream_auth.iter().map(|(n, _)| n))
-    {
-        if !configs.iter().any(|c| c.name() == name) {
-            return Err(format!("{name:?} is not an --upstream"));
-        }
+    let find = |configs: &mut Vec<UpstreamConfig>, name: &str| {
+        configs
+            .iter()
+            .position(|c| c.name() == name)
+            .ok_or_else(|| format!("{name:?} is not an --upstream"))
+    };
+    for name in &options.passthrough {
+        find(&mut configs, name)?;
     }
     for (name, auth) in &options.upstream_auth {
         let auth: UpstreamAuth = auth
             .parse()
             .map_err(|e| format!("--upstream-auth {name}: {e}"))?;
-        let config = configs
-            .iter_mut()
-            .find(|c| c.name() == name)
-            .expect("checked above");
-        *config = config.clone().with_auth(auth);
+        let at = find(&mut configs, name)?;
+        configs[at] = configs[at].clone().with_auth(auth);
+    }
+    for (name, header, value) in &options.upstream_headers {
+        let at = find(&mut configs, name)?;
+        let header = HeaderName::try_from(header.as_str())
+            .map_err(|_| format!("mcp_servers.{name}: {header:?} is not a header name"))?;
+        // The value may be a credential: never repeat it.
+        let value = HeaderValue::try_from(value.as_str()).map_err(|_| {
+            format!("mcp_servers.{name}: the value of {header} is not a header value")
+        })?;
+        configs[at] = configs[at].clone().with_header(header, value);
     }
 
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector());
-    let metadata_url =
-        |name: &str| format!("{public_url}/.well-known/oauth-protected-resource/mcp/{name}");
+    let connector = tls::https_connector(options.extra_roots.as_deref())?;
+    let upstream_timeout = options.upstream_timeout();
+    let client: HttpsClient = Client::builder(TokioExecutor::new()).build(connector.clone());
     let passthrough_routes: Vec<String> = configs
         .iter()
         .filter(|c| c.accepts_passthrough())
         .map(|c| format!("/mcp/{}", c.name()))
         .collect();
 
-    let keys = permissions::gateway_keys(&options.keys, options.key_file.as_deref())?;
-    let mut auth =
-        McpAuthLayer::new(keys).passthrough(PassthroughPolicy::path_prefixes(&passthrough_routes));
+    // A configuration the layer refuses is a start-up error, never a panic.
+    let policy =
+        PassthroughPolicy::try_path_prefixes(&passthrough_routes).map_err(|e| e.to_string())?;
+    let mut auth = McpAuthLayer::new(key_store.clone()).passthrough(policy);
     for route in &passthrough_routes {
         let name = route.trim_start_matches("/mcp/");
-        auth = auth.resource_metadata(route, &metadata_url(name));
+        auth = auth
+            .try_resource_metadata(route, &metadata_url(&public, name))
+            .map_err(|e| format!("--public-url: {e}"))?;
     }
 
     let names: Vec<String> = configs.iter().map(|c| c.name().to_owned()).collect();
@@ -140,7 +247,8 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
                 client: ServiceBuilder::new()
                     .layer(ForwardCredentialsLayer::new(config.clone()))
                     .service(client.clone()),
-                metadata_url: metadata_url(config.name()),
+                metadata_url: metadata_url(&public, config.name()),
+                resource: format!("{public_url}/mcp/{}", config.name()),
                 config,
             };
             (upstream.config.name().to_owned(), upstream)
@@ -148,9 +256,13 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         .collect();
     let gateway = Arc::new(Gateway {
         upstreams,
-        public_url: public_url.clone(),
-        metadata: metadata::cache(),
-        metadata_client: Client::builder(TokioExecutor::new()).build(connector()),
+        public_path: public.path().trim_end_matches('/').to_owned(),
+        discovery: discovery::upstream::Discovery::new(
+            Client::builder(TokioExecutor::new()).build(connector),
+            upstream_timeout.min(Duration::from_secs(10)),
+        ),
+        upstream_timeout,
+        max_body: options.max_body(),
         sessions: sessions::Sessions::new(),
     });
 
@@ -158,26 +270,46 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         .route("/mcp/{*rest}", any(proxy::handle))
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(route::confine))
+                .layer(middleware::from_fn_with_state(
+                    gateway.clone(),
+                    discovery::metadata::scope_hint,
+                ))
                 .layer(TakeClientCredentialsLayer::new().servers(&names))
                 .layer(auth)
                 .layer(permissions::require_upstream()),
         )
         .with_state(gateway.clone());
+    let ops = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .with_state(key_store.readiness());
     let app = Router::new()
         .route(
-            "/.well-known/oauth-protected-resource/mcp/{name}",
-            get(metadata::handle),
+            "/.well-known/oauth-protected-resource",
+            get(discovery::metadata::handle_root),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/{*rest}",
+            get(discovery::metadata::handle),
         )
         .with_state(gateway)
-        .merge(protected);
+        .merge(protected)
+        .merge(ops)
+        .layer(cors(&origins))
+        .layer(middleware::from_fn_with_state(origins, origin::check))
+        .layer(middleware::from_fn(ops::access_log));
     Ok(Prepared {
         app,
         public_url,
         demo,
+        tls,
+        drain_timeout: options.drain_timeout(),
+        warnings: options.warnings,
     })
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets requests in flight finish.
+/// Serves `app` on `listener` over plain HTTP until `shutdown` completes, then lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -189,4 +321,43 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Serves a prepared gateway on `listener` (HTTPS when it has TLS) until `shutdown` completes; then requests in
+/// flight have at most its drain timeout to finish.
+pub async fn run(
+    prepared: Prepared,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let draining = Arc::new(Notify::new());
+    let signal = draining.clone();
+    let shutdown = async move {
+        shutdown.await;
+        signal.notify_one();
+    };
+    let app = prepared.app;
+    let server: std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match prepared.tls
+    {
+        Some(acceptor) => {
+            let listener = tls::TlsListener::new(listener, acceptor)?;
+            Box::pin(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            })
+        }
+        None => Box::pin(serve(listener, app, shutdown)),
+    };
+    let drain_timeout = prepared.drain_timeout;
+    tokio::select! {
+        served = server => served,
+        () = async {
+            draining.notified().await;
+            tokio::time::sleep(drain_timeout).await;
+        } => {
+            tracing::warn!(?drain_timeout, "requests still in flight after the drain timeout; stopping");
+            Ok(())
+        }
+    }
 }

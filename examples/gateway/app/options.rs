@@ -1,7 +1,8 @@
-//! The command line: `[--listen ADDR] [--public-url URL] [--key KEY[=NAME,...]]... [--key-file PATH]
-//! [--upstream NAME=URL]... [--passthrough NAME]... [--upstream-auth NAME=KIND:VALUE]...`.
+//! The command line. Flags override the `--config` file; `MCP_GATEWAY_KEYS` adds keys to both.
 
-use std::{fmt, net::SocketAddr};
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use super::config;
 
 /// What the gateway was asked to do.
 #[derive(Clone, Default)]
@@ -9,22 +10,48 @@ pub struct Options {
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
     pub keys: Vec<String>,
-    pub key_file: Option<String>,
+    /// Key files in the static key file format (`key[=NAME,...] [identity]` per line).
+    pub key_files: Vec<PathBuf>,
     pub upstreams: Vec<(String, String)>,
     pub passthrough: Vec<String>,
     pub upstream_auth: Vec<(String, String)>,
+    /// Headers sent on every request to one upstream: `(upstream, name, value)` (from the config file).
+    pub upstream_headers: Vec<(String, String, String)>,
+    /// Browser origins allowed besides the public URL's.
+    pub allow_origins: Vec<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub upstream_timeout: Option<Duration>,
+    pub max_body: Option<usize>,
+    pub drain_timeout: Option<Duration>,
+    /// A PEM bundle trusted for upstream TLS besides the platform's roots and `SSL_CERT_FILE`'s.
+    pub extra_roots: Option<PathBuf>,
+    /// LiteLLM's key table instead of static keys (config file `general_settings.database_url`).
+    pub database_url: Option<String>,
+    /// Upstreams every LiteLLM key may use whatever its own MCP permissions (config `allow_all_keys: true`).
+    pub open_upstreams: Vec<String>,
+    pub config: Option<PathBuf>,
+    /// Things worth a warning at start-up (such as unknown config fields).
+    pub warnings: Vec<String>,
 }
 
 /// The default listening address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+/// How long the upstream may take to connect and answer with its response head.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest request body relayed upstream.
+pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+/// How long a graceful shutdown waits for requests in flight.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub const USAGE: &str =
-    "usage: gateway [--listen ADDR] [--public-url URL] [--key KEY[=NAME,...]]... \
-[--key-file PATH] \
-[--upstream NAME=URL]... [--passthrough NAME]... [--upstream-auth NAME=KIND:VALUE]...";
+pub const USAGE: &str = "usage: gateway [--config FILE] [--listen ADDR] [--public-url URL] \
+[--key KEY[=NAME,...]]... [--key-file FILE]... [--upstream NAME=URL]... [--passthrough NAME]... \
+[--upstream-auth NAME=KIND:VALUE]... [--allow-origin ORIGIN]... [--tls-cert FILE --tls-key FILE] \
+[--upstream-timeout SECS] [--max-body BYTES] [--drain-timeout SECS]";
 
 impl Options {
-    /// Parses the arguments (without the program name) and the comma-separated `MCP_GATEWAY_KEYS` value.
+    /// Parses the arguments (without the program name) and the comma-separated `MCP_GATEWAY_KEYS` value, then
+    /// fills what the flags left open from the `--config` file.
     pub fn parse(
         args: impl IntoIterator<Item = String>,
         env_keys: Option<String>,
@@ -54,16 +81,33 @@ impl Options {
                     options.public_url = Some(value()?.trim_end_matches('/').to_owned())
                 }
                 "--key" => options.keys.push(value()?),
-                "--key-file" => options.key_file = Some(value()?),
+                "--key-file" => options.key_files.push(value()?.into()),
                 "--upstream" => options
                     .upstreams
                     .push(pair(&value()?, "--upstream", "NAME=URL")?),
-                "--passthrough" => options.passthrough.push(value()?),
+                "--passthrough" => options.passthrough.push(value()?.to_ascii_lowercase()),
                 "--upstream-auth" => options.upstream_auth.push(pair(
                     &value()?,
                     "--upstream-auth",
                     "NAME=KIND:VALUE",
                 )?),
+                "--allow-origin" => options.allow_origins.push(value()?),
+                "--tls-cert" => options.tls_cert = Some(value()?.into()),
+                "--tls-key" => options.tls_key = Some(value()?.into()),
+                "--upstream-timeout" => {
+                    options.upstream_timeout = Some(seconds("--upstream-timeout", &value()?)?)
+                }
+                "--drain-timeout" => {
+                    options.drain_timeout = Some(seconds("--drain-timeout", &value()?)?)
+                }
+                "--max-body" => {
+                    let v = value()?;
+                    options.max_body = Some(
+                        v.parse()
+                            .map_err(|_| format!("--max-body {v:?} is not a number of bytes"))?,
+                    );
+                }
+                "--config" => options.config = Some(value()?.into()),
                 "-h" | "--help" => return Err(USAGE.to_owned()),
                 other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
             }
@@ -76,6 +120,9 @@ impl Options {
                     .map(str::to_owned),
             );
         }
+        if let Some(path) = options.config.clone() {
+            config::load(&path)?.fill(&mut options);
+        }
         Ok(options)
     }
 
@@ -83,6 +130,27 @@ impl Options {
         self.listen
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid default"))
     }
+
+    pub fn upstream_timeout(&self) -> Duration {
+        self.upstream_timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT)
+    }
+
+    pub fn max_body(&self) -> usize {
+        self.max_body.unwrap_or(DEFAULT_MAX_BODY)
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT)
+    }
+}
+
+fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{flag} {value:?} is not a positive number of seconds"))
 }
 
 fn pair(value: &str, flag: &str, shape: &str) -> Result<(String, String), String> {
@@ -97,24 +165,36 @@ fn pair(value: &str, flag: &str, shape: &str) -> Result<(String, String), String
 
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names =
+            |pairs: &[(String, String)]| pairs.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
         f.debug_struct("Options")
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("keys", &format_args!("[{} redacted]", self.keys.len()))
-            .field("key_file", &self.key_file)
-            .field(
-                "upstreams",
-                &self.upstreams.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
+            .field("key_files", &self.key_files)
+            .field("upstreams", &names(&self.upstreams))
             .field("passthrough", &self.passthrough)
+            .field("upstream_auth", &names(&self.upstream_auth))
             .field(
-                "upstream_auth",
+                "upstream_headers",
                 &self
-                    .upstream_auth
+                    .upstream_headers
                     .iter()
-                    .map(|(n, _)| n)
+                    .map(|(u, h, _)| format!("{u}: {h}"))
                     .collect::<Vec<_>>(),
             )
+            .field("allow_origins", &self.allow_origins)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("upstream_timeout", &self.upstream_timeout)
+            .field("max_body", &self.max_body)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("extra_roots", &self.extra_roots)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "[redacted]"),
+            )
+            .field("config", &self.config)
             .finish()
     }
 }

@@ -1,13 +1,17 @@
-//! Relaying MCP Streamable HTTP to the upstream a path names: POST, GET and DELETE, bodies streamed both ways.
+//! Relaying MCP Streamable HTTP to the upstream a path names: POST, GET and DELETE, responses streamed back.
+//!
+//! On the way out: the path below `/mcp/NAME` joins the upstream endpoint's path (already checked canonical by
+//! [`route::confine`]), the upstream URL's own query parameters win over the client's, the body is capped, and
+//! `Cookie`, `Host` and `Origin` stay behind. On the way back: `Set-Cookie` stays behind, a redirect never
+//! reveals the upstream's URL, and challenges point at the gateway's metadata.
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::HashSet, sync::Arc};
 
 use axum::{
     body::Body,
     extract::{Request, State},
-    http::{header, HeaderValue, StatusCode, Uri},
-    response::{IntoResponse, Response},
-    Json,
+    http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode, Uri},
+    response::Response,
 };
 use tower::ServiceExt;
 use tower_mcp_auth::{
@@ -17,25 +21,43 @@ use tower_mcp_auth::{
 };
 
 use super::{
+    json_error,
+    ops::AuthOutcome,
+    route,
     sessions::{Owner, SESSION_HEADER},
-    Gateway,
+    tls, Gateway, Upstream,
 };
 
-fn json_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "error": error, "error_description": description })),
-    )
-        .into_response()
+/// Marks a response the upstream gave (as opposed to one of the gateway's own).
+#[derive(Clone, Copy, Debug)]
+pub struct Relayed;
+
+/// The query of the upstream request: the upstream URL's parameters, then the client's whose names it does not
+/// set (names compared after percent-decoding).
+fn merge_query(base: Option<&str>, client: Option<&str>) -> Option<String> {
+    let base = base.filter(|q| !q.is_empty());
+    let taken: HashSet<String> = form_urlencoded::parse(base.unwrap_or_default().as_bytes())
+        .map(|(name, _)| name.into_owned())
+        .collect();
+    let mut parts: Vec<&str> = base.into_iter().collect();
+    parts.extend(
+        client
+            .unwrap_or_default()
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .filter(|pair| {
+                let name = pair.split('=').next().unwrap_or_default();
+                let decoded = form_urlencoded::parse(name.as_bytes())
+                    .next()
+                    .map(|(n, _)| n.into_owned())
+                    .unwrap_or_default();
+                !taken.contains(&decoded)
+            }),
+    );
+    (!parts.is_empty()).then(|| parts.join("&"))
 }
 
-/// Splits `/mcp/NAME[/REST]` into `NAME` and `REST`.
-fn route(path: &str) -> (&str, &str) {
-    let rest = path.strip_prefix("/mcp/").unwrap_or_default();
-    rest.split_once('/').unwrap_or((rest, ""))
-}
-
-/// The upstream URI: its MCP endpoint, the rest of the gateway path below it, and the query.
+/// The upstream URI: its MCP endpoint, the rest of the gateway path below it, and the merged query.
 fn upstream_uri(base: &Uri, rest: &str, query: Option<&str>) -> Result<Uri, axum::http::Error> {
     let mut path = base.path().trim_end_matches('/').to_owned();
     if !rest.is_empty() {
@@ -45,9 +67,9 @@ fn upstream_uri(base: &Uri, rest: &str, query: Option<&str>) -> Result<Uri, axum
     if path.is_empty() {
         path.push('/');
     }
-    if let Some(query) = query {
+    if let Some(query) = merge_query(base.query(), query) {
         path.push('?');
-        path.push_str(query);
+        path.push_str(&query);
     }
     Uri::builder()
         .scheme(base.scheme_str().unwrap_or("http"))
@@ -56,15 +78,122 @@ fn upstream_uri(base: &Uri, rest: &str, query: Option<&str>) -> Result<Uri, axum
         .build()
 }
 
+/// A redirect's `Location` moved onto the gateway's route, or `None` when it leaves the upstream endpoint (another
+/// origin, a path outside the endpoint, a relative reference): the client must never learn the upstream's URL.
+fn relocate(location: &HeaderValue, upstream: &Upstream) -> Option<HeaderValue> {
+    let base = upstream.config.url();
+    let location = location.to_str().ok()?;
+    let target: Uri = location.parse().ok()?;
+    if let Some(authority) = target.authority() {
+        let same_origin = target
+            .scheme_str()
+            .unwrap_or(base.scheme_str()?)
+            .eq_ignore_ascii_case(base.scheme_str()?)
+            && base
+                .authority()
+                .is_some_and(|a| a.as_str().eq_ignore_ascii_case(authority.as_str()));
+        if !same_origin {
+            return None;
+        }
+    } else if !location.starts_with('/') {
+        return None;
+    }
+    let base_path = base.path().trim_end_matches('/');
+    let rest = target.path().strip_prefix(base_path)?;
+    if !(rest.is_empty() || rest.starts_with('/')) || !route::is_canonical(&format!("x{rest}")) {
+        return None;
+    }
+    let mut moved = format!("{}{rest}", upstream.resource);
+    // Parameters of the upstream URL's own query are the gateway's configuration, never the client's business.
+    let taken: HashSet<String> =
+        form_urlencoded::parse(base.query().unwrap_or_default().as_bytes())
+            .map(|(name, _)| name.into_owned())
+            .collect();
+    let kept: Vec<(String, String)> =
+        form_urlencoded::parse(target.query().unwrap_or_default().as_bytes())
+            .filter(|(name, _)| !taken.contains(name.as_ref()))
+            .map(|(n, v)| (n.into_owned(), v.into_owned()))
+            .collect();
+    if !kept.is_empty() {
+        moved.push('?');
+        moved.push_str(
+            &form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(kept)
+                .finish(),
+        );
+    }
+    HeaderValue::try_from(moved).ok()
+}
+
+/// Every challenge the upstream sent, pointed at the gateway's metadata; one that cannot be rewritten is dropped,
+/// and if none is left, a plain `Bearer` challenge naming the metadata stands in, so none of the upstream's
+/// URLs survive.
+fn relay_challenges(headers: &mut HeaderMap, metadata_url: &str) {
+    let rewritten: Vec<HeaderValue> = headers
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| with_resource_metadata(v, metadata_url))
+        .collect();
+    headers.remove(header::WWW_AUTHENTICATE);
+    let bare = HeaderValue::from_static("Bearer");
+    let fallback = || with_resource_metadata(&bare, metadata_url).unwrap_or(bare.clone());
+    if rewritten.is_empty() {
+        headers.insert(header::WWW_AUTHENTICATE, fallback());
+    }
+    for value in rewritten {
+        headers.append(header::WWW_AUTHENTICATE, value);
+    }
+}
+
+/// Reads the request body, at most `max` bytes; `Err` is the 413 (or 400) to answer.
+async fn read_body(parts: &Parts, body: Body, max: usize) -> Result<axum::body::Bytes, Response> {
+    let too_large = || {
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than the gateway relays",
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, max).await.map_err(|error| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(e) = source {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            source = e.source();
+        }
+        json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request body could not be read",
+        )
+    })
+}
+
 /// The handler behind the auth layers for every `/mcp/...` path.
 pub async fn handle(
     State(gateway): State<Arc<Gateway>>,
     identity: Option<Authenticated<KeyIdentity>>,
     passthrough: Option<OAuthPassthrough>,
-    mut request: Request,
+    request: Request,
 ) -> Response {
-    let started = Instant::now();
-    let (name, rest) = route(request.uri().path());
+    let outcome = AuthOutcome::of(identity.as_ref(), passthrough.as_ref());
+    let owner = Owner::of(identity.as_ref(), passthrough.as_ref());
+    let mut response = relay(&gateway, request, owner).await;
+    response.extensions_mut().insert(outcome);
+    response
+}
+
+async fn relay(gateway: &Gateway, request: Request, owner: Option<Owner>) -> Response {
+    let (name, rest) = route::split(request.uri().path());
     let Some(upstream) = gateway.upstreams.get(name) else {
         return json_error(
             StatusCode::NOT_FOUND,
@@ -72,13 +201,8 @@ pub async fn handle(
             "no such upstream MCP server",
         );
     };
-    let name = upstream.config.name().to_owned();
-    let uri = match upstream_uri(upstream.config.url(), rest, request.uri().query()) {
-        Ok(uri) => uri,
-        Err(_) => return json_error(StatusCode::BAD_REQUEST, "invalid_request", "bad path"),
-    };
-    let method = request.method().clone();
-    let owner = Owner::of(identity.as_ref(), passthrough.as_ref());
+    let name = upstream.config.name();
+    // A session continues only for the caller that opened it; any other gets what an unknown session gets.
     let session = request
         .headers()
         .get(SESSION_HEADER)
@@ -87,38 +211,75 @@ pub async fn handle(
     if let Some(session) = &session {
         if !gateway
             .sessions
-            .owned_by(&name, session, owner.as_ref())
+            .owned_by(name, session, owner.as_ref())
             .await
         {
             return json_error(StatusCode::NOT_FOUND, "not_found", "no such MCP session");
         }
     }
-    *request.uri_mut() = uri;
-    // The client picks `Host` from the upstream URI; a browser's `Origin` is for the gateway, not the upstream.
-    request.headers_mut().remove(header::HOST);
-    request.headers_mut().remove(header::ORIGIN);
+    let uri = match upstream_uri(upstream.config.url(), rest, request.uri().query()) {
+        Ok(uri) => uri,
+        Err(_) => return json_error(StatusCode::BAD_REQUEST, "invalid_request", "bad path"),
+    };
+    let (mut parts, body) = request.into_parts();
+    // MCP messages are small JSON documents: reading them whole caps their size, and the upstream timeout then
+    // measures the upstream alone, never a slow client.
+    let body = match read_body(&parts, body, gateway.max_body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    parts.uri = uri;
+    // The client picks `Host` from the upstream URI; `Origin` and cookies are for the gateway, not the upstream.
+    for name in [header::HOST, header::ORIGIN, header::COOKIE] {
+        parts.headers.remove(name);
+    }
+    let method = parts.method.clone();
+    let request = Request::from_parts(parts, Body::from(body));
 
-    let result = upstream.client.clone().oneshot(request).await;
-    let response = match result {
-        Ok(response) => response,
-        Err(error) if error.is::<Refused>() => {
+    // The timeout covers connecting and the response head; an event stream that follows is not cut by it.
+    let sent = tokio::time::timeout(
+        gateway.upstream_timeout,
+        upstream.client.clone().oneshot(request),
+    )
+    .await;
+    let response = match sent {
+        Err(_) => {
+            tracing::warn!(upstream = upstream.config.name(), %method, "upstream timed out");
+            return json_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "the upstream MCP server did not answer in time",
+            );
+        }
+        Ok(Err(error)) if error.is::<Refused>() => {
+            // A passthrough-only caller sent to an upstream that takes only the gateway's credential.
             return json_error(
                 StatusCode::FORBIDDEN,
                 "access_denied",
                 "this upstream does not accept the client's own token",
             );
         }
-        Err(error) => {
-            tracing::warn!(upstream = %name, %method, error = %error, "upstream unreachable");
+        Ok(Err(error)) if tls::is_tls_error(&*error) => {
+            tracing::warn!(upstream = upstream.config.name(), %method, error = %error, "upstream TLS failure");
+            return json_error(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "TLS failure: the upstream MCP server's certificate or handshake was refused",
+            );
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(upstream = upstream.config.name(), %method, error = %error, "upstream unreachable");
             return json_error(
                 StatusCode::BAD_GATEWAY,
                 "bad_gateway",
                 "the upstream MCP server is unreachable",
             );
         }
+        Ok(Ok(response)) => response,
     };
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::SET_COOKIE);
     if let Some(owner) = owner {
         let opened = parts
             .headers
@@ -128,34 +289,80 @@ pub async fn handle(
             (_, Some(session))
                 if method == axum::http::Method::DELETE && parts.status.is_success() =>
             {
-                gateway.sessions.end(&name, session).await;
+                gateway.sessions.end(name, session).await;
             }
             (Some(opened), _) if parts.status.is_success() => {
-                gateway.sessions.bind(&name, opened, owner).await;
+                gateway.sessions.bind(name, opened, owner).await;
             }
             _ => {}
         }
     }
-    if parts.status == StatusCode::UNAUTHORIZED && upstream.config.accepts_passthrough() {
-        // Every challenge the upstream sent is replaced by one that points at the gateway's metadata; one that
-        // cannot be rewritten gives way to a plain challenge, so none of the upstream's parameters survive it.
-        let bare = HeaderValue::from_static("Bearer");
-        let challenge = parts
-            .headers
-            .get(header::WWW_AUTHENTICATE)
-            .and_then(|v| with_resource_metadata(v, &upstream.metadata_url))
-            .or_else(|| with_resource_metadata(&bare, &upstream.metadata_url))
-            .unwrap_or(bare);
-        parts.headers.insert(header::WWW_AUTHENTICATE, challenge);
+    parts.extensions.insert(Relayed);
+    if parts.status.is_redirection() {
+        if let Some(location) = parts.headers.get(header::LOCATION) {
+            match relocate(location, upstream) {
+                Some(moved) => {
+                    parts.headers.insert(header::LOCATION, moved);
+                }
+                None => {
+                    tracing::warn!(
+                        upstream = upstream.config.name(),
+                        "upstream redirected elsewhere"
+                    );
+                    return json_error(
+                        StatusCode::BAD_GATEWAY,
+                        "bad_gateway",
+                        "the upstream MCP server redirected outside its endpoint",
+                    );
+                }
+            }
+        }
     }
-    tracing::info!(
-        upstream = %name,
-        %method,
-        status = parts.status.as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        identity = identity.as_ref().map(|a| a.identity().name()),
-        passthrough = passthrough.as_ref().map(|p| tracing::field::display(p.fingerprint())),
-        "proxied"
+    let challenged = matches!(
+        parts.status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
     );
+    if challenged && upstream.config.accepts_passthrough() {
+        // 401 (no or bad token) and 403 (`insufficient_scope` step-up) alike send the client to the
+        // gateway's metadata, keeping `error`, `scope` and the rest.
+        if parts.headers.contains_key(header::WWW_AUTHENTICATE)
+            || parts.status == StatusCode::UNAUTHORIZED
+        {
+            relay_challenges(&mut parts.headers, &upstream.metadata_url);
+        }
+    } else if parts.status == StatusCode::UNAUTHORIZED {
+        // Only the gateway's own credential (or the client's x-mcp- one) went upstream: the client cannot fix
+        // this by signing in, so it must not see the upstream's challenge.
+        tracing::warn!(
+            upstream = upstream.config.name(),
+            "upstream refused the gateway's credential"
+        );
+        return json_error(
+            StatusCode::BAD_GATEWAY,
+            "upstream_auth_failed",
+            "the upstream MCP server refused the gateway's credential",
+        );
+    } else if challenged {
+        parts.headers.remove(header::WWW_AUTHENTICATE);
+    }
     Response::from_parts(parts, Body::new(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_query_wins() {
+        assert_eq!(
+            merge_query(Some("a=1&b=2"), Some("b=9&c=3")).as_deref(),
+            Some("a=1&b=2&c=3")
+        );
+        assert_eq!(
+            merge_query(Some("key=s"), Some("%6bey=evil")).as_deref(),
+            Some("key=s")
+        );
+        assert_eq!(merge_query(None, Some("c=3")).as_deref(), Some("c=3"));
+        assert_eq!(merge_query(Some(""), None), None);
+    }
 }

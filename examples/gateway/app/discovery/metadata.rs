@@ -1,0 +1,128 @@
+//! The gateway's RFC 9728 protected-resource metadata for each passthrough route, built from the upstream's.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Path, Request, State},
+    http::{header, HeaderValue, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    Json,
+};
+
+use super::super::{json_error, proxy::Relayed, route, Gateway, Upstream};
+
+fn document(upstream: &Upstream, metadata: &super::upstream::UpstreamMetadata) -> Response {
+    let mut document = serde_json::json!({
+        "resource": upstream.resource,
+        "authorization_servers": metadata.authorization_servers,
+        "bearer_methods_supported": ["header"],
+    });
+    if let Some(scopes) = &metadata.scopes_supported {
+        document["scopes_supported"] = scopes.clone();
+    }
+    Json(document).into_response()
+}
+
+async fn answer(gateway: &Gateway, upstream: Option<&Upstream>) -> Response {
+    let Some(upstream) = upstream.filter(|u| u.config.accepts_passthrough()) else {
+        return json_error(StatusCode::NOT_FOUND, "not_found", "no metadata here");
+    };
+    match gateway
+        .discovery
+        .metadata(upstream.config.name(), upstream.config.url())
+        .await
+    {
+        Ok(metadata) => document(upstream, &metadata),
+        Err(error) => {
+            tracing::warn!(upstream = upstream.config.name(), %error, "upstream metadata unavailable");
+            json_error(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "upstream metadata unavailable",
+            )
+        }
+    }
+}
+
+/// `GET /.well-known/oauth-protected-resource/[PUBLIC_PATH/]mcp/{name}`: outside the auth layer, like every
+/// discovery document. `PUBLIC_PATH` is the path of `--public-url` (RFC 9728 §3.1), when it has one.
+pub async fn handle(State(gateway): State<Arc<Gateway>>, Path(rest): Path<String>) -> Response {
+    let rest = rest
+        .strip_prefix(gateway.public_path.trim_start_matches('/'))
+        .map(|r| r.trim_start_matches('/'))
+        .filter(|_| !gateway.public_path.is_empty())
+        .unwrap_or(&rest);
+    let name = rest.strip_prefix("mcp/").filter(|n| !n.contains('/'));
+    answer(&gateway, name.and_then(|n| gateway.upstreams.get(n))).await
+}
+
+/// `GET /.well-known/oauth-protected-resource`: the document of the one passthrough route, when there is
+/// exactly one (with several, a client must use the path-aware URL of its route).
+pub async fn handle_root(State(gateway): State<Arc<Gateway>>) -> Response {
+    let mut passthrough = gateway
+        .upstreams
+        .values()
+        .filter(|u| u.config.accepts_passthrough());
+    let only = match (passthrough.next(), passthrough.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
+    };
+    answer(&gateway, only).await
+}
+
+/// Middleware on the `/mcp/` routes, outside authentication: the gateway's own 401 on a passthrough route gains
+/// the upstream's `scope` hint when its metadata lists `scopes_supported`.
+pub async fn scope_hint(
+    State(gateway): State<Arc<Gateway>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (name, _) = route::split(request.uri().path());
+    let upstream = gateway
+        .upstreams
+        .get(name)
+        .filter(|u| u.config.accepts_passthrough());
+    let mut response = next.run(request).await;
+    let Some(upstream) = upstream else {
+        return response;
+    };
+    if response.status() != StatusCode::UNAUTHORIZED
+        || response.extensions().get::<Relayed>().is_some()
+    {
+        return response;
+    }
+    let Some(challenge) = response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return response;
+    };
+    // Only the challenge of a request without credentials (no `error=`) starts discovery.
+    let lower = challenge.to_ascii_lowercase();
+    if lower.contains("scope=") || lower.contains("error=") {
+        return response;
+    }
+    let Some(scope) = gateway
+        .discovery
+        .metadata(upstream.config.name(), upstream.config.url())
+        .await
+        .ok()
+        .and_then(|m| m.scope_hint())
+    else {
+        return response;
+    };
+    let separator = if challenge.trim().eq_ignore_ascii_case("bearer") {
+        " "
+    } else {
+        ", "
+    };
+    if let Ok(value) = HeaderValue::try_from(format!("{challenge}{separator}scope=\"{scope}\"")) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}

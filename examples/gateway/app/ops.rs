@@ -1,0 +1,187 @@
+//! Operations: `GET /healthz`, `GET /readyz`, and one access-log line per exchange when its response ends.
+
+use std::{
+    fmt,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{Method, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    Json,
+};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http_body::{Body as _, Frame, SizeHint};
+use tower_mcp_auth::{permissions::KeyIdentity, Authenticated, OAuthPassthrough};
+
+use super::json_error;
+
+/// Asks the key store whether it answers.
+pub type ReadinessProbe = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
+
+/// How long `/readyz` waits for the key store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /healthz`: the process serves.
+pub async fn healthz() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// `GET /readyz`: 200 when the key store answers, 503 otherwise.
+pub async fn readyz(State(probe): State<ReadinessProbe>) -> Response {
+    match tokio::time::timeout(READY_TIMEOUT, probe()).await {
+        Ok(true) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        _ => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the key store does not answer",
+        ),
+    }
+}
+
+/// How the caller of an exchange was admitted, for the access log: never a credential, at most a fingerprint.
+#[derive(Clone, Debug)]
+pub enum AuthOutcome {
+    Key(String),
+    Passthrough(String),
+    KeyAndPassthrough(String, String),
+}
+
+impl AuthOutcome {
+    pub fn of(
+        identity: Option<&Authenticated<KeyIdentity>>,
+        passthrough: Option<&OAuthPassthrough>,
+    ) -> Option<Self> {
+        let token = passthrough.map(|p| p.fingerprint().to_string());
+        match (identity.map(|a| a.identity().name().to_owned()), token) {
+            (Some(id), Some(token)) => Some(Self::KeyAndPassthrough(id, token)),
+            (Some(id), None) => Some(Self::Key(id)),
+            (None, Some(token)) => Some(Self::Passthrough(token)),
+            (None, None) => None,
+        }
+    }
+}
+
+impl fmt::Display for AuthOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Key(id) => write!(f, "key:{id}"),
+            Self::Passthrough(token) => write!(f, "passthrough:{token}"),
+            Self::KeyAndPassthrough(id, token) => write!(f, "key:{id}+passthrough:{token}"),
+        }
+    }
+}
+
+/// The outcome of an exchange the handler never saw, read from its status.
+fn refused(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => "challenged",
+        StatusCode::FORBIDDEN => "refused",
+        StatusCode::SERVICE_UNAVAILABLE => "key_store_unavailable",
+        s if s.is_client_error() => "rejected",
+        _ => "none",
+    }
+}
+
+struct Entry {
+    method: Method,
+    route: String,
+    status: StatusCode,
+    auth: String,
+    started: Instant,
+}
+
+/// A response body that counts its bytes and writes the access-log line when it ends or is dropped.
+struct Logged {
+    inner: Body,
+    bytes: u64,
+    entry: Option<Entry>,
+}
+
+impl Logged {
+    fn log(&mut self, ended: bool) {
+        if let Some(entry) = self.entry.take() {
+            tracing::info!(
+                target: "gateway::access",
+                method = %entry.method,
+                route = %entry.route,
+                status = entry.status.as_u16(),
+                duration_ms = entry.started.elapsed().as_millis() as u64,
+                bytes = self.bytes,
+                auth = %entry.auth,
+                complete = ended,
+                "exchange"
+            );
+        }
+    }
+}
+
+impl http_body::Body for Logged {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            Poll::Ready(None) => self.log(true),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let ended = self.inner.is_end_stream();
+        self.log(ended);
+    }
+}
+
+/// Middleware: one access-log line per exchange (method, route without its query, status, duration, bytes,
+/// how the caller was admitted).
+pub async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let auth = match response.extensions().get::<Option<AuthOutcome>>() {
+        Some(Some(outcome)) => outcome.to_string(),
+        Some(None) => "none".to_owned(),
+        None => refused(status).to_owned(),
+    };
+    response.map(|inner| {
+        Body::new(Logged {
+            inner,
+            bytes: 0,
+            entry: Some(Entry {
+                method,
+                route,
+                status,
+                auth,
+                started,
+            }),
+        })
+    })
+}
