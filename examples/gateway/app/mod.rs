@@ -12,8 +12,10 @@ mod metrics;
 mod ops;
 mod options;
 mod origin;
+mod permissions;
 mod proxy;
 mod route;
+mod sessions;
 pub mod tls;
 
 use std::{collections::HashMap, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
@@ -76,6 +78,7 @@ pub struct Gateway {
     discovery: discovery::upstream::Discovery,
     upstream_timeout: Duration,
     max_body: usize,
+    sessions: sessions::Sessions,
 }
 
 /// A gateway ready to serve: the router, how to serve it, plus what a caller may want to print.
@@ -261,6 +264,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         ),
         upstream_timeout,
         max_body: options.max_body(),
+        sessions: sessions::Sessions::new(),
     });
 
     let protected = Router::new()
@@ -279,7 +283,8 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
                     discovery::metadata::scope_hint,
                 ))
                 .layer(TakeClientCredentialsLayer::new().servers(&names))
-                .layer(auth),
+                .layer(auth)
+                .layer(permissions::require_upstream()),
         )
         .with_state(gateway.clone());
     metrics::install();

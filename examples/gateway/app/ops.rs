@@ -19,7 +19,7 @@ use axum::{
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body::{Body as _, Frame, SizeHint};
-use tower_mcp_auth::{Authenticated, OAuthPassthrough};
+use tower_mcp_auth::{permissions::KeyIdentity, Authenticated, OAuthPassthrough};
 
 use super::json_error;
 
@@ -56,11 +56,11 @@ pub enum AuthOutcome {
 
 impl AuthOutcome {
     pub fn of(
-        identity: Option<&Authenticated<String>>,
+        identity: Option<&Authenticated<KeyIdentity>>,
         passthrough: Option<&OAuthPassthrough>,
     ) -> Option<Self> {
         let token = passthrough.map(|p| p.fingerprint().to_string());
-        match (identity.map(|a| a.identity().clone()), token) {
+        match (identity.map(|a| a.identity().name().to_owned()), token) {
             (Some(id), Some(token)) => Some(Self::KeyAndPassthrough(id, token)),
             (Some(id), None) => Some(Self::Key(id)),
             (None, Some(token)) => Some(Self::Passthrough(token)),
