@@ -13,13 +13,14 @@ use axum::{
     http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode, Uri},
     response::Response,
 };
-use tower::ServiceExt;
 use tower_mcp_auth::{
     upstream::{remove_hop_by_hop, with_resource_metadata},
     Authenticated, OAuthPassthrough,
 };
 
-use super::{json_error, ops::AuthOutcome, route, tls, Gateway, Upstream};
+use super::{
+    json_error, ops::AuthOutcome, resource_server::Identity, route, tls, Gateway, Upstream,
+};
 
 /// Marks a response the upstream gave (as opposed to one of the gateway's own).
 #[derive(Clone, Copy, Debug)]
@@ -174,7 +175,7 @@ async fn read_body(parts: &Parts, body: Body, max: usize) -> Result<axum::body::
 /// The handler behind the auth layers for every `/mcp/...` path.
 pub async fn handle(
     State(gateway): State<Arc<Gateway>>,
-    identity: Option<Authenticated<String>>,
+    identity: Option<Authenticated<Identity>>,
     passthrough: Option<OAuthPassthrough>,
     request: Request,
 ) -> Response {
@@ -210,14 +211,11 @@ async fn relay(gateway: &Gateway, request: Request) -> Response {
         parts.headers.remove(name);
     }
     let method = parts.method.clone();
-    let request = Request::from_parts(parts, Body::from(body));
+    // Kept whole, the body can be sent again: the token-exchange retry after an upstream 401 needs it.
+    let request = axum::http::Request::from_parts(parts, body);
 
     // The timeout covers connecting and the response head; an event stream that follows is not cut by it.
-    let sent = tokio::time::timeout(
-        gateway.upstream_timeout,
-        upstream.client.clone().oneshot(request),
-    )
-    .await;
+    let sent = tokio::time::timeout(gateway.upstream_timeout, upstream.client.send(request)).await;
     let response = match sent {
         Err(_) => {
             tracing::warn!(upstream = upstream.config.name(), %method, "upstream timed out");
@@ -243,7 +241,9 @@ async fn relay(gateway: &Gateway, request: Request) -> Response {
                 "the upstream MCP server is unreachable",
             );
         }
-        Ok(Ok(response)) => response,
+        // The gateway's own answer (a refused or failed token exchange), not the upstream's.
+        Ok(Ok(Err(answer))) => return answer,
+        Ok(Ok(Ok(response))) => response,
     };
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
@@ -296,7 +296,7 @@ async fn relay(gateway: &Gateway, request: Request) -> Response {
     } else if challenged {
         parts.headers.remove(header::WWW_AUTHENTICATE);
     }
-    Response::from_parts(parts, Body::new(body))
+    Response::from_parts(parts, body)
 }
 
 #[cfg(test)]
