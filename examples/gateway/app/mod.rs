@@ -13,7 +13,7 @@ mod ops;
 mod options;
 mod origin;
 mod proxy;
-mod resource_server;
+pub mod resource_server;
 mod route;
 pub mod tls;
 
