@@ -598,3 +598,80 @@ async fn misconfigurations_are_start_up_errors() {
     .unwrap_err();
     assert!(error.contains("client_secret"), "{error}");
 }
+
+// ---- Against a real authorization server (scripts/with-oidc.sh) ----
+
+/// A client-credentials token of the provider's `mcp-client` for `resource` (RFC 8707).
+async fn oidc_token(issuer: &str, resource: &str) -> String {
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("scope", "mcp")
+        .append_pair("resource", resource)
+        .finish();
+    let answer = send(
+        Method::POST,
+        &format!("{issuer}/token"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            (
+                "authorization",
+                &format!("Basic {}", STANDARD.encode("mcp-client:mcp-client-secret")),
+            ),
+        ],
+        Bytes::from(form),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    answer.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_gateway_against_oidc_provider() {
+    const ISSUER_VAR: &str = "TOWER_MCP_AUTH_TEST_OIDC_ISSUER";
+    let Ok(issuer) = std::env::var(ISSUER_VAR) else {
+        // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!(
+                "skipped the_gateway_against_oidc_provider: {ISSUER_VAR} is not set (run under \
+                 scripts/with-oidc.sh)\n"
+            )
+            .as_bytes(),
+        );
+        return;
+    };
+    // Keys found through the provider's discovery metadata, by the upstream and the gateway alike.
+    let jwt_for = |audience: String| Jwt::builder(issuer.clone(), audience).build().unwrap();
+    let upstream = UpstreamLog::default();
+    let upstream_url = start_upstream(jwt_for, upstream.clone()).await;
+    let plain = Recorder::start(|_| answer(StatusCode::OK, &[], r#"{"ok":true}"#)).await;
+    let spec = app::resource_server::ExchangeSpec {
+        endpoint: format!("{issuer}/token"),
+        client_id: "gateway".to_owned(),
+        client_secret: "gateway-secret".to_owned(),
+        ..Default::default()
+    };
+    let gw = gateway_with(
+        &args(&[
+            ("--key", KEY),
+            ("--upstream", &format!("a={upstream_url}{ROUTE}")),
+            ("--upstream", &format!("b={}", plain.url("/mcp"))),
+            ("--jwt-issuer", &issuer),
+        ]),
+        move |o| o.token_exchange.push(("a".to_owned(), spec)),
+    )
+    .await;
+    let route = format!("http://{gw}/mcp/a");
+    let token = oidc_token(&issuer, &route).await;
+    assert_eq!(tool_names(route.clone(), &token).await.unwrap(), ["add"]);
+    assert!(upstream.tokens.lock().unwrap().iter().all(|t| *t != token));
+    let for_b = oidc_token(&issuer, &format!("http://{gw}/mcp/b")).await;
+    let refused = post_init(&route, &[("authorization", &bearer(&for_b))]).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let on_b = post_init(
+        &format!("http://{gw}/mcp/b"),
+        &[("authorization", &bearer(&for_b))],
+    )
+    .await;
+    assert_eq!(on_b.status, StatusCode::OK);
+}
