@@ -276,12 +276,15 @@ impl UpstreamClient {
     }
 }
 
+/// Each route's authentication, with the URL of its metadata.
+type Routes<T> = Arc<HashMap<String, (T, String)>>;
+
 /// Authentication per route: each route's own [`Admission`] (its JWT audience), and the gateway keys alone on
 /// paths that name no route. With a JWT issuer, every 401 of a route names the route's metadata.
 #[derive(Clone)]
 pub struct RouteAuthLayer {
     default: McpAuthLayer<Admission>,
-    routes: Arc<HashMap<String, (McpAuthLayer<Admission>, String)>>,
+    routes: Routes<McpAuthLayer<Admission>>,
 }
 
 impl RouteAuthLayer {
@@ -330,7 +333,7 @@ impl<S: Clone> Layer<S> for RouteAuthLayer {
 #[derive(Clone)]
 pub struct RouteAuth<S> {
     default: McpAuth<S, Admission>,
-    routes: Arc<HashMap<String, (McpAuth<S, Admission>, String)>>,
+    routes: Routes<McpAuth<S, Admission>>,
 }
 
 impl<S> Service<Request> for RouteAuth<S>
