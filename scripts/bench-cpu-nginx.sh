@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # CPU time per proxied MCP request: the gateway example side by side with nginx, in one run.
+# GATEWAY_BIN runs another build of the gateway (for an A/B of a change) in place of target/release.
 #
 #     scripts/bench-cpu-nginx.sh      (env: DURATION=10s CONNECTIONS=16 ROUNDS=3 GATEWAY_ARGS=)
 #
@@ -61,7 +62,7 @@ start "$BIN/bench_server" mcp-upstream
 UPSTREAM=$URL
 UPSTREAM_HOSTPORT=${UPSTREAM#http://}
 # shellcheck disable=SC2086
-TOKIO_WORKER_THREADS=$GATEWAY_WORKERS start "$BIN/gateway" --listen 127.0.0.1:0 --key sk-bench \
+TOKIO_WORKER_THREADS=$GATEWAY_WORKERS start "${GATEWAY_BIN:-$BIN/gateway}" --listen 127.0.0.1:0 --key sk-bench \
     --upstream "demo=$UPSTREAM/mcp" --passthrough demo ${GATEWAY_ARGS:-}
 GATEWAY=$URL
 GATEWAY_PID=$PID

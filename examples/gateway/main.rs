@@ -16,6 +16,10 @@
 
 mod app;
 
+/// mimalloc spends fewer instructions per proxied request than glibc's allocator (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Write;
 
 use tokio::net::TcpListener;
@@ -62,6 +66,8 @@ async fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: in a log file they are noise, and writing them costs CPU per line.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let options = match app::Options::parse(
         std::env::args().skip(1),
