@@ -384,3 +384,38 @@ fn point_at(response: &mut Response, metadata_url: &str) {
             .append(header::WWW_AUTHENTICATE, value);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_access_log_names_a_jwt_caller_by_subject_and_never_by_token() {
+        let claims: JwtClaims = serde_json::from_value(serde_json::json!({
+            "iss": "https://idp.example", "sub": "alice", "aud": "https://gw.example/mcp/a", "exp": 4_000_000_000u64,
+        }))
+        .unwrap();
+        assert_eq!(describe(&Either::Right(Arc::new(claims))), "jwt:alice");
+        let anonymous: JwtClaims = serde_json::from_value(serde_json::json!({
+            "iss": "https://idp.example", "client_id": "agent-7", "exp": 4_000_000_000u64,
+        }))
+        .unwrap();
+        assert_eq!(describe(&Either::Right(Arc::new(anonymous))), "jwt:agent-7");
+        assert_eq!(describe(&Either::Left("ops".to_owned())), "key:ops");
+    }
+
+    #[test]
+    fn an_exchange_spec_never_shows_its_secret() {
+        let spec = ExchangeSpec {
+            endpoint: "https://idp.example/token".to_owned(),
+            client_id: "gateway".to_owned(),
+            client_secret: "s3cret-value".to_owned(),
+            ..ExchangeSpec::default()
+        };
+        let shown = format!("{spec:?}");
+        assert!(
+            !shown.contains("s3cret-value") && shown.contains("gateway"),
+            "{shown}"
+        );
+    }
+}
