@@ -5,8 +5,9 @@
 #
 # Installs Debian's `postgresql` package when no server binaries are found under /usr/lib/postgresql/*/bin,
 # creates a cluster in a temporary directory (as the `postgres` user when run as root: initdb refuses root),
-# listening on a Unix socket in that directory only, creates the database `litellm_test` with the table from
-# tests/fixtures/litellm_verification_token.sql, and runs the command with:
+# listening on a Unix socket in that directory only, creates the database `litellm_test` with the tables from
+# tests/fixtures/litellm_verification_token.sql and tests/fixtures/litellm_mcp_access.sql, and runs the
+# command with:
 #
 #     TOWER_MCP_AUTH_TEST_DATABASE_URL  a connection URL for that database
 #     TOWER_MCP_AUTH_TEST_PG_CTL        a script taking `stop` or `start`, for the tests of a database outage
@@ -16,7 +17,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-fixture="$root/tests/fixtures/litellm_verification_token.sql"
+fixtures=("$root/tests/fixtures/litellm_verification_token.sql" "$root/tests/fixtures/litellm_mcp_access.sql")
 
 if [ "$#" -eq 0 ]; then
     echo "usage: $0 COMMAND [ARG...]" >&2
@@ -94,7 +95,9 @@ fi
 
 psql=("$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir" -U postgres)
 "${psql[@]}" -d postgres -c 'CREATE DATABASE litellm_test'
-"${psql[@]}" -d litellm_test -f "$fixture"
+for fixture in "${fixtures[@]}"; do
+    "${psql[@]}" -d litellm_test -f "$fixture"
+done
 
 export TOWER_MCP_AUTH_TEST_DATABASE_URL="postgres://postgres@localhost/litellm_test?host=$dir"
 export TOWER_MCP_AUTH_TEST_PG_CTL="$ctl"

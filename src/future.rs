@@ -14,6 +14,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::{
+    admission::Admission,
     body::ResponseBody,
     credentials::Credential,
     decision::{Decision, Plan},
@@ -107,6 +108,11 @@ where
             };
             trace::record(outcome, source, None, Some(credential), None);
             let extensions = request.extensions_mut();
+            // The non-generic admission fact, for code that must not depend on the identity type.
+            extensions.insert(match &identity {
+                Some(identity) => Admission::Authenticated(identity.source()),
+                None => Admission::Passthrough,
+            });
             if let Some(identity) = identity {
                 extensions.insert(identity);
             }

@@ -76,7 +76,10 @@
 //!
 //! Always: the key header and `Authorization` are removed from the request before the inner service runs, so a
 //! proxy that copies headers cannot leak a gateway key upstream; rejections are small JSON bodies that never
-//! echo a credential; `Debug` output and tracing events show at most a [`Fingerprint`].
+//! echo a credential; `Debug` output and tracing events show at most a [`Fingerprint`]. Every admitted request
+//! carries an [`Admission`] (authenticated, or passthrough only), which the outgoing side reads to send
+//! gateway-held credentials only with authenticated callers; [`permissions`] decides which upstreams an
+//! identity may use.
 //!
 //! # Response bodies
 //!
@@ -97,6 +100,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod admission;
 mod body;
 mod config_error;
 mod credentials;
@@ -110,6 +114,7 @@ mod identity;
 mod layer;
 mod passthrough;
 mod path;
+pub mod permissions;
 mod response;
 mod secret;
 mod service;
@@ -121,6 +126,7 @@ pub mod upstream;
 mod validate;
 pub mod validators;
 
+pub use admission::Admission;
 pub use body::ResponseBody;
 pub use config_error::ConfigError;
 #[cfg(feature = "axum")]

@@ -18,8 +18,21 @@ use crate::{
     response::{is_grpc, Rejection},
     secret::credentials_equal,
     timeout::LazyTimeout,
-    validate::Validator,
+    validate::{Validator, Verdict},
 };
+
+/// Whether the validator knows at once (`validate_now`) that `token` is one of the gateway's keys, in any
+/// state, or cannot say what it is: a bearer beside a key is then dropped, never forwarded upstream.
+///
+/// Only an answer at hand is asked for: a validator that must await its store answers `None` here, and the
+/// bearer travels on unchecked (a second store round trip per dual-credential request would be the price).
+/// Put a [`Cache`](crate::validators::Cache) in front and a key seen before is caught here too.
+fn known_gateway_key<V: Validator>(validator: &V, token: &str) -> bool {
+    !matches!(
+        validator.validate_now(token),
+        None | Some(Ok(Verdict::Unknown))
+    )
+}
 
 /// Middleware that authenticates requests before they reach `S`; built by [`McpAuthLayer`](crate::McpAuthLayer).
 ///
@@ -109,7 +122,8 @@ where
                 let forward = match authorization {
                     Some(Authorization::Bearer(token))
                         if config.allows(&request)
-                            && !credentials_equal(token.as_str(), key.as_str()) =>
+                            && !credentials_equal(token.as_str(), key.as_str())
+                            && !known_gateway_key(&*self.validator, token.as_str()) =>
                     {
                         Some(token)
                     }

@@ -1,5 +1,5 @@
-//! Heap allocations on the accepted path, counted with dhat: the layer allocates nothing beyond the extension
-//! it hands to the inner service.
+//! Heap allocations on the accepted path, counted with dhat: the layer allocates nothing beyond the extensions
+//! it hands to the inner service (the identity and the admission fact).
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -56,11 +56,15 @@ fn accepted_requests_allocate_only_the_extension() {
     let accepted = request(true);
     let through_layer = blocks_during(|| run(accepted));
 
-    // An empty `Extensions` map allocates its map and one box for the value when the first extension is
-    // inserted: that is the extension itself.
+    // An empty `Extensions` map allocates its map and one box per value: those are the extensions themselves,
+    // the identity and the non-generic admission fact beside it.
     let mut plain = request(false);
     let extension_only = blocks_during(|| {
-        plain.extensions_mut().insert(Authenticated::new(
+        let extensions = plain.extensions_mut();
+        extensions.insert(tower_mcp_auth::Admission::Authenticated(
+            tower_mcp_auth::CredentialSource::KeyHeader,
+        ));
+        extensions.insert(Authenticated::new(
             Arc::<str>::from("ops"),
             tower_mcp_auth::CredentialSource::KeyHeader,
         ));

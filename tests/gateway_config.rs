@@ -337,7 +337,7 @@ async fn database_url_admits_litellm_keys_from_a_live_table() {
     }
     let upstream = app::demo::start(TOKEN).await.unwrap();
     let yaml = format!(
-        "mcp_servers:\n  github:\n    url: {}\n    auth_type: bearer_token\n    auth_value: os.environ/GATEWAY_CFG_TEST_GITHUB_TOKEN\n\
+        "mcp_servers:\n  github:\n    url: {}\n    auth_type: bearer_token\n    auth_value: os.environ/GATEWAY_CFG_TEST_GITHUB_TOKEN\n    allow_all_keys: true\n\
          general_settings:\n  database_url: os.environ/{URL_VAR}\n",
         upstream.url()
     );
@@ -366,9 +366,16 @@ async fn database_url_admits_litellm_keys_from_a_live_table() {
     )
     .await;
     assert_eq!(refused.status, 403);
-    let unknown = post_init(
+    // Shaped like one of LiteLLM's keys but in no table: refused as one of its keys, never "not a key".
+    let unlisted = post_init(
         &format!("http://{gw}/mcp/github"),
         &[("x-litellm-api-key", "sk-not-in-the-table")],
+    )
+    .await;
+    assert_eq!(unlisted.status, 403);
+    let unknown = post_init(
+        &format!("http://{gw}/mcp/github"),
+        &[("x-litellm-api-key", "not-a-litellm-key")],
     )
     .await;
     assert_eq!(unknown.status, 401);

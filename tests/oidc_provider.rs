@@ -232,7 +232,9 @@ async fn introspection_against_oidc_provider() {
     let introspection = Introspection::new(
         endpoint.parse().unwrap(),
         ClientAuth::basic("gateway", "gateway-secret"),
-    );
+    )
+    .unwrap()
+    .require_audience("urn:opaque:mcp");
     // The provider issues opaque tokens for `urn:opaque:` resources.
     let token = client_credentials(&issuer, "urn:opaque:mcp").await;
     let Verdict::Valid(claims) = introspection.validate(&token).await.unwrap() else {

@@ -2,16 +2,22 @@
 //! header hygiene of `ForwardCredentialsLayer`. The inner service stands in for the HTTP client and answers
 //! with the request it was asked to send.
 
-use std::convert::Infallible;
+use std::{
+    convert::Infallible,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use tower::{service_fn, Layer, ServiceExt};
 use tower_mcp_auth::{
     upstream::{
-        AuthKind, ClientCredentials, ForwardCredentialsLayer, TakeClientCredentialsLayer,
+        AuthKind, ClientCredentials, ForwardCredentialsLayer, Refused, TakeClientCredentialsLayer,
         UpstreamAuth, UpstreamConfig,
     },
-    OAuthPassthrough,
+    Admission, BoxError, CredentialSource, OAuthPassthrough,
 };
 
 const CREDENTIAL_HEADERS: [&str; 2] = ["authorization", "x-api-key"];
@@ -20,10 +26,50 @@ fn upstream(name: &str) -> UpstreamConfig {
     UpstreamConfig::new(name, "http://upstream.test:8080").unwrap()
 }
 
-/// What the HTTP client is asked to send when `request` goes out through `layer`.
-async fn sent_with(layer: ForwardCredentialsLayer, request: Request<()>) -> Request<()> {
-    let client = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(req) });
-    layer.layer(client).oneshot(request).await.unwrap()
+/// What the HTTP client is asked to send when `request` goes out through `layer`, or the refusal; and how many
+/// times the client was called.
+async fn try_sent_with(
+    layer: ForwardCredentialsLayer,
+    request: Request<()>,
+) -> (Result<Request<()>, BoxError>, usize) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let client = service_fn(move |req: Request<()>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, Infallible>(req) }
+    });
+    let result = layer.layer(client).oneshot(request).await;
+    (result, calls.load(Ordering::SeqCst))
+}
+
+/// What the HTTP client is asked to send for a request the inbound layer authenticated by gateway key (unless
+/// the request says otherwise).
+async fn sent_with(layer: ForwardCredentialsLayer, mut request: Request<()>) -> Request<()> {
+    if request.extensions().get::<Admission>().is_none() {
+        request.extensions_mut().insert(authenticated());
+    }
+    try_sent_with(layer, request).await.0.unwrap()
+}
+
+fn authenticated() -> Admission {
+    Admission::Authenticated(CredentialSource::KeyHeader)
+}
+
+/// The refusal of `request` by `upstream`'s layer, checking the HTTP client was never called.
+async fn refused(upstream: UpstreamConfig, request: Request<()>) -> Refused {
+    let (result, calls) = try_sent_with(ForwardCredentialsLayer::new(upstream), request).await;
+    assert_eq!(calls, 0, "a refused request reached the HTTP client");
+    *result
+        .expect_err("the request must be refused")
+        .downcast::<Refused>()
+        .expect("the error is a refusal")
+}
+
+/// A request as `McpAuthLayer` hands over one it admitted only on the client's own token.
+fn passthrough_only(headers: &[(&str, &str)], token: &str) -> Request<()> {
+    let mut request = inbound(headers, Some(token));
+    request.extensions_mut().insert(Admission::Passthrough);
+    request
 }
 
 async fn sent(upstream: UpstreamConfig, request: Request<()>) -> Request<()> {
@@ -35,7 +81,8 @@ fn request() -> Request<()> {
 }
 
 /// A request as the inbound layers hand it over: `headers` already parsed into `ClientCredentials` by
-/// `TakeClientCredentialsLayer`, and an optional passthrough token.
+/// `TakeClientCredentialsLayer`, and an optional passthrough token (beside the gateway key, unless
+/// `passthrough_only` marks it otherwise).
 fn inbound(headers: &[(&str, &str)], passthrough: Option<&str>) -> Request<()> {
     let mut builder = Request::post("/mcp/srv");
     for (name, value) in headers {
@@ -210,7 +257,7 @@ async fn precedence_1_passthrough_token_wins_where_the_upstream_accepts_it() {
 }
 
 #[tokio::test]
-async fn precedence_1_passthrough_token_never_reaches_an_upstream_that_does_not_accept_it() {
+async fn precedence_1_dual_credential_token_never_reaches_an_upstream_that_does_not_accept_it() {
     let sent = sent(
         configured_upstream(),
         inbound(&[], Some("passthrough-token")),
@@ -290,16 +337,108 @@ async fn precedence_5_extra_headers_win_over_every_source() {
 
 #[tokio::test]
 async fn credential_headers_is_the_same_precedence_for_other_clients() {
-    let request = everything();
+    let mut request = everything();
+    request.extensions_mut().insert(authenticated());
     let headers = configured_upstream()
         .with_passthrough(true)
-        .credential_headers(request.extensions());
+        .credential_headers(request.extensions())
+        .unwrap();
     let mut expected = HeaderMap::new();
     expected.insert(
         "authorization",
         HeaderValue::from_static("Bearer passthrough-token"),
     );
     assert_eq!(headers, expected);
+}
+
+// ---- Gateway-held material only for authenticated callers ----
+
+/// The composition of the issue: one endpoint picks its upstream from something the client controls, so an
+/// anonymous passthrough request (`Authorization: Bearer a`) can reach an upstream that does not accept
+/// passthrough. It must get nothing of the gateway's, and not be sent at all.
+#[tokio::test]
+async fn passthrough_only_request_to_a_non_passthrough_upstream_is_refused_and_sends_nothing() {
+    let github = configured_upstream().with_header(
+        HeaderName::from_static("x-org"),
+        HeaderValue::from_static("gateway-extra"),
+    );
+    let refusal = refused(github.clone(), passthrough_only(&[], "a")).await;
+    assert_eq!(refusal, Refused::PassthroughNotAccepted);
+    // Even with the client's own per-server credential for it: the request has no gateway identity.
+    let request = passthrough_only(&[("x-mcp-srv-authorization", "Bearer client-srv")], "a");
+    assert_eq!(
+        refused(github.clone(), request).await,
+        Refused::PassthroughNotAccepted
+    );
+    // The same request with a gateway key gets the configured credential.
+    let sent = sent(github, inbound(&[], Some("a"))).await;
+    assert_eq!(credentials(&sent), [("authorization", "Bearer configured")]);
+    assert_eq!(sent.headers()["x-org"], "gateway-extra");
+}
+
+#[tokio::test]
+async fn passthrough_only_request_gets_its_own_token_and_nothing_gateway_held() {
+    let atlassian = configured_upstream().with_passthrough(true).with_header(
+        HeaderName::from_static("x-org"),
+        HeaderValue::from_static("gateway-extra"),
+    );
+    let sent = sent(atlassian.clone(), passthrough_only(&[], "own-token")).await;
+    assert_eq!(credentials(&sent), [("authorization", "Bearer own-token")]);
+    assert!(
+        sent.headers().get("x-org").is_none(),
+        "{:?}",
+        sent.headers()
+    );
+    let headers = atlassian
+        .credential_headers(passthrough_only(&[], "own-token").extensions())
+        .unwrap();
+    assert_eq!(headers.len(), 1);
+}
+
+#[tokio::test]
+async fn a_request_the_layer_never_admitted_is_refused() {
+    for upstream in [
+        configured_upstream(),
+        configured_upstream().with_passthrough(true),
+        upstream("srv"),
+    ] {
+        assert_eq!(
+            refused(upstream.clone(), request()).await,
+            Refused::NotAdmitted
+        );
+        // An `OAuthPassthrough` marker alone, without the layer's admission, is not enough either.
+        assert_eq!(
+            refused(upstream, inbound(&[], Some("a"))).await,
+            Refused::NotAdmitted
+        );
+    }
+}
+
+// ---- Cookies ----
+
+fn with_cookie() -> Request<()> {
+    Request::post("/mcp")
+        .header("cookie", "gateway_session=s3cret")
+        .body(())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cookie_is_not_forwarded_by_default() {
+    let sent = sent(configured_upstream(), with_cookie()).await;
+    assert!(
+        sent.headers().get("cookie").is_none(),
+        "{:?}",
+        sent.headers()
+    );
+}
+
+#[tokio::test]
+async fn cookie_is_forwarded_when_the_upstream_opts_in() {
+    let config = configured_upstream().with_cookies(true);
+    assert!(config.forwards_cookies());
+    let sent = sent(config, with_cookie()).await;
+    assert_eq!(sent.headers()["cookie"], "gateway_session=s3cret");
 }
 
 // ---- Header hygiene ----

@@ -21,7 +21,7 @@ use tokio::runtime::Runtime;
 use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
 use tower_mcp_auth::{
     upstream::{ForwardCredentialsLayer, TakeClientCredentialsLayer, UpstreamConfig},
-    validate_fn, BoxError, McpAuthLayer, PassthroughPolicy, Verdict,
+    validate_fn, Admission, BoxError, CredentialSource, McpAuthLayer, PassthroughPolicy, Verdict,
 };
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -347,15 +347,17 @@ fn capture_rejected_requests_reach_no_upstream() {
 
 #[test]
 fn capture_status_of_a_plain_request() {
-    // The capturing upstream itself, reached directly through the outgoing layer.
+    // The capturing upstream itself, reached directly through the outgoing layer, for a request admitted as
+    // the inbound layer would have admitted it.
     let world = world();
     let upstream = upstreams(world.address).swap_remove(1);
+    let mut request = request("github", &[("host", "gateway.test")]);
+    request
+        .extensions_mut()
+        .insert(Admission::Authenticated(CredentialSource::KeyHeader));
     let response = run(async {
         let client = ForwardCredentialsLayer::new(upstream).layer(world.client.clone());
-        client
-            .oneshot(request("github", &[("host", "gateway.test")]))
-            .await
-            .unwrap()
+        client.oneshot(request).await.unwrap()
     });
     assert_eq!(response.status(), StatusCode::OK);
     let captured = run(captured(response)).unwrap();
@@ -602,4 +604,105 @@ proptest! {
             prop_assert_eq!(values(&captured, "x-tenant"), ["tenant-zz"]);
         }
     }
+}
+
+// ---- One endpoint that picks its upstream from the request (as LiteLLM's `/mcp` does) ----
+
+/// The composition the outgoing side must survive: passthrough opted in on the whole `/mcp` prefix, and the
+/// upstream chosen by a header the client controls. An anonymous `Authorization: Bearer a` then reaches the
+/// handler for any upstream; the one that does not accept passthrough must get no gateway credential, and no
+/// request at all. The gateway answers such a refusal `403`.
+async fn through_one_endpoint(
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Option<Captured>) {
+    let world = world();
+    let clients: Arc<HashMap<String, _>> = Arc::new(
+        upstreams(world.address)
+            .into_iter()
+            .map(|upstream| {
+                let name = upstream.name().to_owned();
+                let client = ForwardCredentialsLayer::new(upstream).layer(world.client.clone());
+                (name, client)
+            })
+            .collect(),
+    );
+    let validator = validate_fn(|credential: String| async move {
+        Ok::<_, BoxError>(if credential == KEY {
+            Verdict::Valid(())
+        } else {
+            Verdict::Unknown
+        })
+    });
+    let gateway = ServiceBuilder::new()
+        .layer(TakeClientCredentialsLayer::new().servers(NAMES))
+        .layer(McpAuthLayer::new(validator).passthrough(PassthroughPolicy::path_prefixes(["/mcp"])))
+        .service(service_fn(move |request: Request<Full<Bytes>>| {
+            let name = request.headers()["x-target"].to_str().unwrap().to_owned();
+            let client = clients[&name].clone();
+            async move {
+                match client.oneshot(request).await {
+                    Ok(response) => {
+                        let (parts, body) = response.into_parts();
+                        let body = body.collect().await?.to_bytes();
+                        Ok::<_, BoxError>(Response::from_parts(parts, Full::new(body)))
+                    }
+                    Err(error) if error.is::<tower_mcp_auth::upstream::Refused>() => {
+                        let mut refused = Response::new(Full::new(Bytes::from_static(
+                            br#"{"error":"access_denied"}"#,
+                        )));
+                        *refused.status_mut() = StatusCode::FORBIDDEN;
+                        Ok(refused)
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+        }));
+    let mut builder = Request::post("/mcp").header("x-target", target);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder.body(Full::new(Bytes::from_static(b"{}"))).unwrap();
+    let response = gateway.oneshot(request).await.unwrap();
+    let status = response.status();
+    (status, captured(response).await)
+}
+
+#[test]
+fn capture_anonymous_passthrough_to_a_non_passthrough_upstream_gets_nothing_and_is_refused() {
+    for target in ["github", "my", "my-server"] {
+        let (status, captured) = run(through_one_endpoint(
+            target,
+            &[("authorization", "Bearer a")],
+        ));
+        assert_eq!(status, StatusCode::FORBIDDEN, "{target}");
+        assert_eq!(captured, None, "{target}: the upstream was called");
+    }
+    // The upstream that accepts passthrough gets the caller's own token, and nothing of the gateway's.
+    let (status, captured) = run(through_one_endpoint(
+        "atlassian",
+        &[("authorization", "Bearer a")],
+    ));
+    assert_eq!(status, StatusCode::OK);
+    let captured = captured.expect("forwarded");
+    assert_eq!(values(&captured, "authorization"), ["Bearer a"]);
+    assert!(
+        captured.iter().all(|(_, v)| !v.contains("cfg-")),
+        "{captured:?}"
+    );
+}
+
+#[test]
+fn capture_the_same_request_with_a_key_gets_the_configured_credential() {
+    let (status, captured) = run(through_one_endpoint(
+        "github",
+        &[("x-litellm-api-key", KEY), ("authorization", "Bearer a")],
+    ));
+    assert_eq!(status, StatusCode::OK);
+    let captured = captured.expect("forwarded");
+    assert_eq!(values(&captured, "authorization"), ["Bearer cfg-github-zz"]);
+    assert!(
+        captured.iter().all(|(_, v)| !v.contains(KEY)),
+        "{captured:?}"
+    );
 }

@@ -1,6 +1,8 @@
 //! `Introspection` against a real RFC 7662 endpoint: an axum app on 127.0.0.1.
 #![cfg(feature = "introspection")]
 
+mod support;
+
 use std::{
     collections::HashMap,
     convert::Infallible,
@@ -29,6 +31,8 @@ use tower_mcp_auth::{
 
 const CLIENT_ID: &str = "gateway";
 const CLIENT_SECRET: &str = "s3cret:with/odd chars";
+const ISSUER: &str = "https://idp.test";
+const AUDIENCE: &str = "https://gateway.test/mcp";
 
 #[derive(Clone, Default)]
 struct Endpoint {
@@ -69,6 +73,33 @@ async fn introspect(
             Json(json!({ "active": true, "sub": "bob", "exp": now() + 2 })).into_response()
         }
         "tok-inactive" => Json(json!({ "active": false })).into_response(),
+        // Issued by the same identity provider, but for an upstream MCP server, to its own client.
+        "tok-for-upstream" => Json(json!({
+            "active": true, "sub": "alice", "client_id": "atlassian-client", "iss": ISSUER,
+            "aud": "https://mcp.atlassian.test", "exp": now() + 3600,
+        }))
+        .into_response(),
+        // For the gateway, from another issuer.
+        "tok-other-issuer" => Json(json!({
+            "active": true, "sub": "alice", "client_id": "ide", "iss": "https://evil.test",
+            "aud": AUDIENCE, "exp": now() + 3600,
+        }))
+        .into_response(),
+        // For the gateway, in every respect.
+        "tok-for-gateway" => Json(json!({
+            "active": true, "sub": "alice", "client_id": "ide", "iss": ISSUER,
+            "aud": ["other", AUDIENCE], "exp": now() + 3600,
+        }))
+        .into_response(),
+        "tok-for-gateway-expired" => Json(json!({
+            "active": true, "sub": "alice", "client_id": "ide", "iss": ISSUER,
+            "aud": AUDIENCE, "exp": now() - 60,
+        }))
+        .into_response(),
+        // An `exp` at the very end of u64: beyond what `SystemTime` can hold.
+        "tok-forever" => {
+            Json(json!({ "active": true, "sub": "dave", "exp": u64::MAX })).into_response()
+        }
         "tok-expired" => {
             Json(json!({ "active": true, "sub": "carol", "exp": now() - 60 })).into_response()
         }
@@ -117,6 +148,7 @@ fn validator(url: &str) -> Introspection {
         url.parse().unwrap(),
         ClientAuth::basic(CLIENT_ID, CLIENT_SECRET),
     )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -163,7 +195,7 @@ async fn active_but_expired_token_is_denied() {
 async fn bearer_client_authentication() {
     let (_, url) = start().await;
     let introspection =
-        Introspection::new(url.parse().unwrap(), ClientAuth::bearer("gateway-token"));
+        Introspection::new(url.parse().unwrap(), ClientAuth::bearer("gateway-token")).unwrap();
     assert!(matches!(
         introspection.validate("tok-active").await.unwrap(),
         Verdict::Valid(_)
@@ -174,7 +206,7 @@ async fn bearer_client_authentication() {
 async fn refused_client_authentication_is_an_error() {
     let (_, url) = start().await;
     let introspection =
-        Introspection::new(url.parse().unwrap(), ClientAuth::basic(CLIENT_ID, "wrong"));
+        Introspection::new(url.parse().unwrap(), ClientAuth::basic(CLIENT_ID, "wrong")).unwrap();
     let err = introspection.validate("tok-active").await.unwrap_err();
     assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
 }
@@ -406,5 +438,186 @@ async fn behind_the_layer() {
             .unwrap()
             .status(),
         StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+// ---- Whom the token is for ----
+
+fn bound(url: &str) -> Introspection {
+    validator(url)
+        .require_audience(AUDIENCE)
+        .require_issuer(ISSUER)
+        .require_client_id("ide")
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_is_not_ours() {
+    let (_, url) = start().await;
+    let introspection = bound(&url);
+    for token in ["tok-for-upstream", "tok-other-issuer", "tok-active"] {
+        assert_eq!(
+            introspection.validate(token).await.unwrap(),
+            Verdict::Unknown,
+            "{token}"
+        );
+    }
+    assert!(matches!(
+        introspection.validate("tok-for-gateway").await.unwrap(),
+        Verdict::Valid(claims) if claims.sub.as_deref() == Some("alice")
+    ));
+    assert_eq!(
+        introspection
+            .validate("tok-for-gateway-expired")
+            .await
+            .unwrap(),
+        Verdict::Denied
+    );
+    // Each requirement on its own.
+    let audience_only = validator(&url).require_audience(AUDIENCE);
+    assert_eq!(
+        audience_only.validate("tok-for-upstream").await.unwrap(),
+        Verdict::Unknown
+    );
+    assert!(matches!(
+        audience_only.validate("tok-other-issuer").await.unwrap(),
+        Verdict::Valid(_)
+    ));
+    let issuer_only = validator(&url).require_issuer(ISSUER);
+    assert_eq!(
+        issuer_only.validate("tok-other-issuer").await.unwrap(),
+        Verdict::Unknown
+    );
+    let client_only = validator(&url).require_client_id("ide");
+    assert_eq!(
+        client_only.validate("tok-for-upstream").await.unwrap(),
+        Verdict::Unknown
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_token_never_becomes_a_gateway_identity_behind_the_layer() {
+    let (_, url) = start().await;
+    let layer = McpAuthLayer::new(bound(&url))
+        .passthrough(PassthroughPolicy::path_prefixes(["/mcp/atlassian"]));
+    let gateway =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|req: Request<()>| async move {
+                let sub = req
+                    .extensions()
+                    .get::<Authenticated<IntrospectionClaims>>()
+                    .and_then(|a| a.identity().sub.clone());
+                let passthrough = req.extensions().get::<OAuthPassthrough>().is_some();
+                Ok::<_, Infallible>(http::Response::new(format!("{sub:?} {passthrough}")))
+            }));
+    let call = |path: &str, token: &str| {
+        let req = Request::post(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(())
+            .unwrap();
+        let gateway = gateway.clone();
+        async move {
+            let response = gateway.oneshot(req).await.unwrap();
+            let status = response.status();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    // Where passthrough is allowed it travels as the client's own token, with no identity...
+    assert_eq!(
+        call("/mcp/atlassian", "tok-for-upstream").await,
+        (StatusCode::OK, "None true".to_owned())
+    );
+    // ...and elsewhere it is refused as not a gateway credential.
+    assert_eq!(
+        call("/mcp/github", "tok-for-upstream").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call("/mcp/github", "tok-for-gateway").await,
+        (StatusCode::OK, "Some(\"alice\") false".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn an_exp_beyond_the_clock_neither_panics_nor_caps_the_cache() {
+    let (endpoint, url) = start().await;
+    let Verdict::Valid(claims) = validator(&url).validate("tok-forever").await.unwrap() else {
+        panic!("not valid");
+    };
+    assert_eq!(claims.exp, Some(u64::MAX));
+    assert_eq!(claims.expires_at(), None);
+    let cache = Cache::builder(validator(&url))
+        .valid_ttl(Duration::from_secs(60))
+        .expiry(IntrospectionClaims::expires_at)
+        .build();
+    for _ in 0..3 {
+        assert!(matches!(
+            cache.validate("tok-forever").await.unwrap(),
+            Verdict::Valid(_)
+        ));
+    }
+    assert_eq!(endpoint.calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn an_endpoint_it_cannot_use_is_refused_when_built() {
+    for endpoint in [
+        "ftp://idp.test/introspect",
+        "/introspect",
+        "unix:/run/idp.sock",
+    ] {
+        let Ok(uri) = endpoint.parse() else { continue };
+        let err = Introspection::new(uri, ClientAuth::bearer("t")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "introspection endpoint is not an absolute http or https URL",
+            "{endpoint}"
+        );
+    }
+}
+
+// ---- HTTPS ----
+
+#[tokio::test]
+async fn an_https_endpoint_with_a_test_ca_trusted_through_the_connector() {
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    use support::tls::{serve_https, TestCa};
+    use tower_mcp_auth::tls::{add_pem_certificates, https_connector_with_roots};
+
+    let ca = TestCa::new("introspection test CA");
+    let addr = serve_https(
+        ca.server_config(),
+        service_fn(|_req: Request<hyper::body::Incoming>| async {
+            let body = json!({ "active": true, "sub": "tls-alice", "aud": AUDIENCE }).to_string();
+            Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from(body),
+            )))
+        }),
+    )
+    .await;
+    let url: http::Uri = format!("https://localhost:{}/introspect", addr.port())
+        .parse()
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    add_pem_certificates(&mut roots, ca.cert_pem().as_bytes()).unwrap();
+    let client = Client::builder(TokioExecutor::new()).build(https_connector_with_roots(roots));
+    let introspection = Introspection::with_client(client, url.clone(), ClientAuth::bearer("t"))
+        .unwrap()
+        .require_audience(AUDIENCE);
+    assert!(matches!(
+        introspection.validate("tok").await.unwrap(),
+        Verdict::Valid(claims) if claims.sub.as_deref() == Some("tls-alice")
+    ));
+
+    // The default client reaches https endpoints too; one whose CA it does not trust fails closed.
+    let untrusted = Introspection::new(url, ClientAuth::bearer("t")).unwrap();
+    let err = untrusted.validate("tok").await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("introspection request failed"),
+        "{err}"
     );
 }

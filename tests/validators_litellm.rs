@@ -136,13 +136,23 @@ async fn a_row_is_valid_with_its_key_info() {
 }
 
 #[tokio::test]
-async fn no_row_is_unknown() {
-    let Some(pool) = pool("no_row_is_unknown").await else {
+async fn an_unlisted_key_is_denied_and_anything_else_unknown() {
+    let Some(pool) = pool("an_unlisted_key_is_denied_and_anything_else_unknown").await else {
         return;
     };
-    let keys = LiteLlmKeys::new(pool);
+    let keys = LiteLlmKeys::new(pool.clone());
+    // Shaped like one of LiteLLM's keys, in no table: refused, so it can never pass through upstream...
     assert_eq!(
         keys.validate(&new_key("absent")).await.unwrap(),
+        Verdict::Denied
+    );
+    // ...unless the deployment says upstream tokens may look like that.
+    assert_eq!(
+        LiteLlmKeys::new(pool)
+            .deny_unlisted(false)
+            .validate(&new_key("absent"))
+            .await
+            .unwrap(),
         Verdict::Unknown
     );
     // LiteLLM only issues `sk-` keys; anything else is not looked up at all.
@@ -164,7 +174,7 @@ async fn a_presented_digest_is_not_a_key() {
     assert_eq!(keys.validate(&stored).await.unwrap(), Verdict::Unknown);
     assert_eq!(
         keys.validate(&format!("sk-{stored}")).await.unwrap(),
-        Verdict::Unknown
+        Verdict::Denied
     );
 }
 
@@ -431,6 +441,14 @@ async fn behind_the_layer() {
     );
     assert_eq!(
         call("/mcp/github", key_header, new_key("layer-unknown"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN,
+        "an sk- key in no table is refused as one of LiteLLM's"
+    );
+    assert_eq!(
+        call("/mcp/github", key_header, "not-a-litellm-key".to_owned())
             .await
             .unwrap()
             .status(),

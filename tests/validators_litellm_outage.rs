@@ -151,8 +151,9 @@ async fn database_outage_is_503_and_service_recovers() {
         std::io::stderr(),
         "recovery: 200 after {attempts} attempt(s)"
     );
+    // Back to a verdict: an `sk-` key in no table is one of LiteLLM's shapes, refused.
     assert_eq!(
         cache.validate("sk-never-issued").await.unwrap(),
-        Verdict::Unknown
+        Verdict::Denied
     );
 }

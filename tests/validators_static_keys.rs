@@ -61,7 +61,7 @@ fn a_key_the_layer_could_never_present_is_refused() {
 
 #[tokio::test]
 async fn key_file_format() {
-    let keys = StaticKeys::parse(
+    let keys = StaticKeys::<String>::parse(
         "# gateway keys\n\
          \n\
          sk-ops-1   ops team  \n\
@@ -88,19 +88,20 @@ async fn key_file_format() {
 
 #[test]
 fn key_file_errors_name_lines_never_keys() {
-    let err = StaticKeys::parse("sk-first a\nsk-dup-secret b\nsk-dup-secret c\n").unwrap_err();
+    let err =
+        StaticKeys::<String>::parse("sk-first a\nsk-dup-secret b\nsk-dup-secret c\n").unwrap_err();
     assert!(
         matches!(err, StaticKeysError::DuplicateKey { line: 3, first: 2 }),
         "{err:?}"
     );
-    let err = StaticKeys::parse("sk-fine\nsk-bad\u{00e9}secret\n").unwrap_err();
+    let err = StaticKeys::<String>::parse("sk-fine\nsk-bad\u{00e9}secret\n").unwrap_err();
     assert!(
         matches!(err, StaticKeysError::InvalidKey { line: 2 }),
         "{err:?}"
     );
     for err in [
-        StaticKeys::parse("sk-dup-secret\nsk-dup-secret\n").unwrap_err(),
-        StaticKeys::parse("sk-bad\u{00e9}secret\n").unwrap_err(),
+        StaticKeys::<String>::parse("sk-dup-secret\nsk-dup-secret\n").unwrap_err(),
+        StaticKeys::<String>::parse("sk-bad\u{00e9}secret\n").unwrap_err(),
     ] {
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains("secret"), "{shown}");
@@ -113,14 +114,14 @@ async fn from_file() {
     let mut file = std::fs::File::create(&path).unwrap();
     writeln!(file, "sk-file-1 alice\nsk-file-2 bob").unwrap();
     drop(file);
-    let keys = StaticKeys::from_file(&path).unwrap();
+    let keys = StaticKeys::<String>::from_file(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(
         verdict(&keys, "sk-file-2").await,
         Verdict::Valid("bob".to_owned())
     );
 
-    let err = StaticKeys::from_file(&path).unwrap_err();
+    let err = StaticKeys::<String>::from_file(&path).unwrap_err();
     assert!(matches!(err, StaticKeysError::Io { .. }), "{err:?}");
     assert!(std::error::Error::source(&err).is_some());
 }
@@ -131,7 +132,7 @@ async fn from_env_accepts_commas_and_newlines() {
         "TOWER_MCP_AUTH_TEST_KEYS",
         "sk-env-1 alice, sk-env-2 bob\nsk-env-3 carol",
     );
-    let keys = StaticKeys::from_env("TOWER_MCP_AUTH_TEST_KEYS").unwrap();
+    let keys = StaticKeys::<String>::from_env("TOWER_MCP_AUTH_TEST_KEYS").unwrap();
     assert_eq!(keys.len(), 3);
     assert_eq!(
         verdict(&keys, "sk-env-1").await,
@@ -142,7 +143,7 @@ async fn from_env_accepts_commas_and_newlines() {
         Verdict::Valid("carol".to_owned())
     );
 
-    let err = StaticKeys::from_env("TOWER_MCP_AUTH_TEST_KEYS_UNSET").unwrap_err();
+    let err = StaticKeys::<String>::from_env("TOWER_MCP_AUTH_TEST_KEYS_UNSET").unwrap_err();
     assert!(
         matches!(err, StaticKeysError::EnvNotPresent { .. }),
         "{err:?}"
@@ -157,7 +158,7 @@ fn a_non_unicode_variable_is_not_echoed() {
         "TOWER_MCP_AUTH_TEST_KEYS_BINARY",
         OsStr::from_bytes(b"sk-secret-\xff"),
     );
-    let err = StaticKeys::from_env("TOWER_MCP_AUTH_TEST_KEYS_BINARY").unwrap_err();
+    let err = StaticKeys::<String>::from_env("TOWER_MCP_AUTH_TEST_KEYS_BINARY").unwrap_err();
     assert!(
         matches!(err, StaticKeysError::EnvNotUnicode { .. }),
         "{err:?}"
@@ -199,5 +200,70 @@ async fn behind_the_layer() {
     assert_eq!(
         call("sk-nope").await.unwrap().status(),
         StatusCode::UNAUTHORIZED
+    );
+}
+
+// ---- Permitted upstreams per key ----
+
+#[tokio::test]
+async fn key_file_entries_carry_their_upstreams() {
+    use tower_mcp_auth::permissions::{KeyIdentity, UpstreamAccess};
+
+    let keys = StaticKeys::<KeyIdentity>::parse(
+        "sk-atl=atl alice\n\
+         sk-two=atl,PRIV bob\n\
+         sk-all carol\n\
+         c2stcGFkZGVk==\n",
+    )
+    .unwrap();
+    let identity = |key: &'static str| {
+        let keys = &keys;
+        async move {
+            match verdict(keys, key).await {
+                Verdict::Valid(identity) => identity,
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+    };
+    let alice = identity("sk-atl").await;
+    assert_eq!(alice.name(), "alice");
+    assert!(alice.may_use("atl") && !alice.may_use("priv"));
+    let bob = identity("sk-two").await;
+    assert!(bob.may_use("atl") && bob.may_use("priv") && !bob.may_use("github"));
+    let carol = identity("sk-all").await;
+    assert!(carol.upstreams().is_all());
+    // Base64 padding belongs to the key, and such an entry reaches every upstream.
+    assert!(identity("c2stcGFkZGVk==").await.upstreams().is_all());
+    // The key is the part before the list, never the whole entry.
+    assert_eq!(verdict(&keys, "sk-atl=atl").await, Verdict::Unknown);
+}
+
+#[test]
+fn server_lists_are_refused_where_they_cannot_be_honoured() {
+    use tower_mcp_auth::permissions::KeyIdentity;
+
+    // A `String` identity cannot carry a list: an error, not a key that reaches every upstream.
+    let err = StaticKeys::<String>::parse("sk-plain\nsk-secret=atl alice\n").unwrap_err();
+    assert!(
+        matches!(err, StaticKeysError::UpstreamsNotSupported { line: 2 }),
+        "{err:?}"
+    );
+    for bad in ["sk-secret=atl,,priv", "sk-secret=a/b", "sk-secret=atl, x"] {
+        let err = StaticKeys::<KeyIdentity>::parse(bad).unwrap_err();
+        assert!(
+            matches!(err, StaticKeysError::InvalidUpstreams { line: 1 }),
+            "{bad}: {err:?}"
+        );
+        assert!(!format!("{err} {err:?}").contains("secret"));
+    }
+    // In an environment variable, commas separate entries, so `priv` would become a key of its own.
+    std::env::set_var(
+        "TOWER_MCP_AUTH_TEST_KEYS_SCOPED",
+        "sk-secret=atl,priv alice",
+    );
+    let err = StaticKeys::<KeyIdentity>::from_env("TOWER_MCP_AUTH_TEST_KEYS_SCOPED").unwrap_err();
+    assert!(
+        matches!(err, StaticKeysError::UpstreamsInEnv { entry: 1 }),
+        "{err:?}"
     );
 }

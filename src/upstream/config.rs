@@ -8,8 +8,9 @@ use super::{
     auth::UpstreamAuth,
     client_headers::ClientCredentials,
     error::{ConfigError, Reason},
+    refused::Refused,
 };
-use crate::passthrough::OAuthPassthrough;
+use crate::{admission::Admission, passthrough::OAuthPassthrough};
 
 /// One upstream MCP server: its name, URL, the gateway's own credential for it, whether it accepts the
 /// client's own OAuth token, and extra headers.
@@ -35,6 +36,7 @@ pub struct UpstreamConfig {
     url: Uri,
     auth: UpstreamAuth,
     accepts_passthrough: bool,
+    forwards_cookies: bool,
     extra_headers: HeaderMap,
 }
 
@@ -64,6 +66,7 @@ impl UpstreamConfig {
             url,
             auth: UpstreamAuth::none(),
             accepts_passthrough: false,
+            forwards_cookies: false,
             extra_headers: HeaderMap::new(),
         })
     }
@@ -80,6 +83,14 @@ impl UpstreamConfig {
     /// Match it with the [`PassthroughPolicy`](crate::PassthroughPolicy) of the route that leads here.
     pub fn with_passthrough(mut self, accepts: bool) -> Self {
         self.accepts_passthrough = accepts;
+        self
+    }
+
+    /// Sets whether the client's `Cookie` header travels to this upstream. Off by default: a browser-based
+    /// client's cookies are for the gateway's origin, often carry its session, and are no business of a third
+    /// party. Turn it on only for an upstream that is the same party as the gateway and needs them.
+    pub fn with_cookies(mut self, forwards: bool) -> Self {
+        self.forwards_cookies = forwards;
         self
     }
 
@@ -113,36 +124,77 @@ impl UpstreamConfig {
         self.accepts_passthrough
     }
 
+    /// Whether the client's `Cookie` header travels to this upstream.
+    pub fn forwards_cookies(&self) -> bool {
+        self.forwards_cookies
+    }
+
     /// The extra headers sent on every request.
     pub fn extra_headers(&self) -> &HeaderMap {
         &self.extra_headers
     }
 
     /// The credential headers to send this upstream for a request with these extensions, extra headers
-    /// included.
+    /// included, or why the request must not be sent at all.
     ///
-    /// One source supplies the credential, the first that applies:
-    /// 1. the [`OAuthPassthrough`] token, as `Authorization: Bearer …`, when this upstream
-    ///    [accepts passthrough](Self::accepts_passthrough);
-    /// 2. the client's own credential for this upstream from [`ClientCredentials`]: its `x-mcp-{name}-…`
-    ///    headers, else the deprecated `x-mcp-auth` value sent as this upstream's [`AuthKind`](super::AuthKind)
-    ///    says;
-    /// 3. the configured [`UpstreamAuth`];
-    /// 4. nothing.
+    /// What is sent depends first on how [`McpAuthLayer`](crate::McpAuthLayer) admitted the request (its
+    /// [`Admission`]):
     ///
-    /// Then the [extra headers](Self::with_header) are applied and win. Every value is marked sensitive.
-    /// [`ForwardCredentialsLayer`](super::ForwardCredentialsLayer) does this for each request; the method is
-    /// public for gateways that forward with another client.
-    pub fn credential_headers(&self, extensions: &Extensions) -> HeaderMap {
-        self.select(extensions).1
+    /// - **authenticated** (a gateway key): one source supplies the credential, the first that applies:
+    ///   1. the [`OAuthPassthrough`] token, as `Authorization: Bearer …`, when this upstream
+    ///      [accepts passthrough](Self::accepts_passthrough);
+    ///   2. the client's own credential for this upstream from [`ClientCredentials`]: its `x-mcp-{name}-…`
+    ///      headers, else the deprecated `x-mcp-auth` value sent as this upstream's
+    ///      [`AuthKind`](super::AuthKind) says;
+    ///   3. the configured [`UpstreamAuth`];
+    ///   4. nothing.
+    ///
+    ///   Then the [extra headers](Self::with_header) are applied and win.
+    /// - **passthrough only** (no gateway identity): the [`OAuthPassthrough`] token where this upstream
+    ///   accepts passthrough, and nothing gateway-held, ever (neither the configured credential nor the extra
+    ///   headers); where it does not, [`Refused::PassthroughNotAccepted`].
+    /// - **not admitted** (no [`Admission`]): [`Refused::NotAdmitted`].
+    ///
+    /// Every value is marked sensitive. [`ForwardCredentialsLayer`](super::ForwardCredentialsLayer) does this
+    /// for each request; the method is public for gateways that forward with another client.
+    ///
+    /// # Errors
+    /// [`Refused`], when the request must not reach this upstream.
+    pub fn credential_headers(&self, extensions: &Extensions) -> Result<HeaderMap, Refused> {
+        self.select(extensions).map(|(_, headers)| headers)
     }
 
     /// [`credential_headers`](Self::credential_headers), and which source supplied the credential.
-    pub(crate) fn select(&self, extensions: &Extensions) -> (&'static str, HeaderMap) {
-        let passthrough = extensions
-            .get::<OAuthPassthrough>()
-            .filter(|_| self.accepts_passthrough)
-            .and_then(|token| token.authorization().ok());
+    pub(crate) fn select(
+        &self,
+        extensions: &Extensions,
+    ) -> Result<(&'static str, HeaderMap), Refused> {
+        let passthrough = || {
+            extensions
+                .get::<OAuthPassthrough>()
+                .filter(|_| self.accepts_passthrough)
+                .and_then(|token| token.authorization().ok())
+                .map(|value| HeaderMap::from_iter([(AUTHORIZATION, value)]))
+        };
+        match extensions.get::<Admission>() {
+            None => Err(Refused::NotAdmitted),
+            Some(Admission::Authenticated(_)) => {
+                Ok(self.select_authenticated(extensions, passthrough()))
+            }
+            // Admission is non-exhaustive: anything but an authenticated caller gets nothing of the gateway's.
+            Some(_) => match passthrough() {
+                Some(headers) => Ok(("passthrough", headers)),
+                None => Err(Refused::PassthroughNotAccepted),
+            },
+        }
+    }
+
+    /// The precedence for a caller the gateway authenticated.
+    fn select_authenticated(
+        &self,
+        extensions: &Extensions,
+        passthrough: Option<HeaderMap>,
+    ) -> (&'static str, HeaderMap) {
         let client = || {
             extensions
                 .get::<ClientCredentials>()
@@ -154,11 +206,8 @@ impl UpstreamConfig {
                 .header()
                 .map(|(name, value)| HeaderMap::from_iter([(name.clone(), value.clone())]))
         };
-        let (source, mut headers) = if let Some(value) = passthrough {
-            (
-                "passthrough",
-                HeaderMap::from_iter([(AUTHORIZATION, value)]),
-            )
+        let (source, mut headers) = if let Some(headers) = passthrough {
+            ("passthrough", headers)
         } else if let Some(headers) = client() {
             ("client", headers)
         } else if let Some(headers) = configured() {
@@ -185,6 +234,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("origin", &origin)
             .field("auth", &self.auth)
             .field("accepts_passthrough", &self.accepts_passthrough)
+            .field("forwards_cookies", &self.forwards_cookies)
             .field(
                 "extra_headers",
                 &self.extra_headers.keys().collect::<Vec<_>>(),

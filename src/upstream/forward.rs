@@ -1,16 +1,20 @@
 //! `ForwardCredentialsLayer`: on the way out, each upstream gets its own credential and no other.
 
 use std::{
+    fmt,
+    future::Future,
     mem,
+    pin::Pin,
     sync::Arc,
     task::{Context, Poll},
 };
 
 use http::{
-    header::{AUTHORIZATION, HOST},
+    header::{AUTHORIZATION, COOKIE, HOST},
     uri::PathAndQuery,
     HeaderMap, HeaderName, Request, Uri,
 };
+use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -19,8 +23,9 @@ use super::{
     client_headers::{DEFAULT_CLIENT_AUTH_HEADER, PREFIX},
     config::UpstreamConfig,
     hop_by_hop::remove_hop_by_hop,
+    refused::Refused,
 };
-use crate::layer::DEFAULT_KEY_HEADER;
+use crate::{layer::DEFAULT_KEY_HEADER, validate::BoxError};
 
 #[derive(Clone, Debug)]
 struct Forwarding {
@@ -30,9 +35,20 @@ struct Forwarding {
 }
 
 impl Forwarding {
-    /// Rewrites `request` for the upstream: strip, then set, then pin the origin.
-    fn prepare<B>(&self, request: &mut Request<B>) {
-        let (source, credentials) = self.upstream.select(request.extensions());
+    /// Rewrites `request` for the upstream: strip, then set, then pin the origin; or refuses it, untouched.
+    fn prepare<B>(&self, request: &mut Request<B>) -> Result<(), Refused> {
+        let (source, credentials) = match self.upstream.select(request.extensions()) {
+            Ok(selected) => selected,
+            Err(refused) => {
+                tracing::debug!(
+                    target: "tower_mcp_auth::upstream",
+                    upstream = self.upstream.name(),
+                    refused = %refused,
+                    "upstream request refused"
+                );
+                return Err(refused);
+            }
+        };
         let headers = request.headers_mut();
         // Connection-listed headers go first, so no `Connection` value can remove what is set below.
         remove_hop_by_hop(headers);
@@ -49,6 +65,7 @@ impl Forwarding {
             credential = source,
             "upstream credential"
         );
+        Ok(())
     }
 
     /// Removes every header that carries a credential: the gateway's, the client's, and the credential slots
@@ -68,6 +85,9 @@ impl Forwarding {
         ];
         for name in client.iter().chain(fixed) {
             headers.remove(name);
+        }
+        if !self.upstream.forwards_cookies() {
+            headers.remove(COOKIE);
         }
     }
 }
@@ -90,13 +110,22 @@ fn pin_origin(uri: &mut Uri, url: &Uri) {
 /// 1. removes the hop-by-hop headers: every header `Connection` lists, then `Connection`, `Keep-Alive`, `TE`,
 ///    `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization` and `Proxy-Connection`;
 /// 2. removes every credential header: the gateway key header, `Authorization`, `X-API-Key`, every `x-mcp-`
-///    header and the deprecated client header; and `Host`;
-/// 3. sets the credential headers of [`UpstreamConfig::credential_headers`]: the
-///    [`OAuthPassthrough`](crate::OAuthPassthrough) token when this upstream accepts passthrough, else the
-///    client's own credential for this upstream ([`ClientCredentials`](super::ClientCredentials)), else the
-///    configured [`UpstreamAuth`](super::UpstreamAuth), else nothing; then the extra headers, which win;
+///    header and the deprecated client header; `Host`; and `Cookie`, unless the upstream
+///    [opted in](UpstreamConfig::with_cookies);
+/// 3. sets the credential headers of [`UpstreamConfig::credential_headers`]. For a caller the gateway
+///    authenticated: the [`OAuthPassthrough`](crate::OAuthPassthrough) token when this upstream accepts
+///    passthrough, else the client's own credential for this upstream
+///    ([`ClientCredentials`](super::ClientCredentials)), else the configured
+///    [`UpstreamAuth`](super::UpstreamAuth), else nothing; then the extra headers, which win. For a request
+///    admitted only as a passthrough: its own token, and nothing gateway-held;
 /// 4. sets the request URI's scheme and authority to those of the upstream's URL (path and query stay), so its
 ///    credential can reach no other host.
+///
+/// A request that [`McpAuthLayer`](crate::McpAuthLayer) never admitted (no [`Admission`](crate::Admission)), or
+/// one admitted only as a passthrough and bound for an upstream that does not accept passthrough, is refused:
+/// the inner service is not called and the call fails with [`Refused`] (fail closed, never "send it without a
+/// credential"). Errors are boxed, as tower's own middleware (`Timeout`) does, so a gateway can tell `Refused`
+/// apart by downcasting and answer `403`.
 ///
 /// Because step 1 runs before step 3, `Connection: authorization` or `Connection: x-litellm-api-key` can neither
 /// remove the credential this layer sets nor smuggle one through.
@@ -109,7 +138,7 @@ fn pin_origin(uri: &mut Uri, url: &Uri) {
 /// use std::convert::Infallible;
 /// use http::{Request, Response};
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
-/// use tower_mcp_auth::OAuthPassthrough;
+/// use tower_mcp_auth::{Admission, OAuthPassthrough};
 /// use tower_mcp_auth::upstream::{ForwardCredentialsLayer, UpstreamConfig};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -127,6 +156,8 @@ fn pin_origin(uri: &mut Uri, url: &Uri) {
 ///     .header("connection", "authorization")
 ///     .body(())
 ///     .unwrap();
+/// // As the inbound layer hands it over: admitted on the client's own token.
+/// request.extensions_mut().insert(Admission::Passthrough);
 /// request.extensions_mut().insert(OAuthPassthrough::new("user-oauth-token"));
 ///
 /// let sent = upstream.oneshot(request).await.unwrap().into_body();
@@ -188,8 +219,8 @@ impl<S> Layer<S> for ForwardCredentialsLayer {
 
 /// Middleware that sends one upstream its credential, and only it; built by [`ForwardCredentialsLayer`].
 ///
-/// All its work happens in `call`, before the inner service is called, so it returns the inner service's
-/// future and error unchanged.
+/// All its work happens in `call`, before the inner service is called. Its error is boxed: the inner service's
+/// error, or [`Refused`] for a request it would not send.
 #[derive(Clone, Debug)]
 pub struct ForwardCredentials<S> {
     inner: S,
@@ -221,17 +252,65 @@ impl<S> ForwardCredentials<S> {
 impl<S, B> Service<Request<B>> for ForwardCredentials<S>
 where
     S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
 {
     type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+    type Error = BoxError;
+    type Future = ForwardFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        self.forwarding.prepare(&mut request);
-        self.inner.call(request)
+        let state = match self.forwarding.prepare(&mut request) {
+            Ok(()) => State::Inner {
+                future: self.inner.call(request),
+            },
+            Err(refused) => State::Refused {
+                refused: Some(refused),
+            },
+        };
+        ForwardFuture { state }
+    }
+}
+
+pin_project! {
+    /// Response future of [`ForwardCredentials`]: the inner service's, or an immediate [`Refused`].
+    pub struct ForwardFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Inner { #[pin] future: F },
+        Refused { refused: Option<Refused> },
+    }
+}
+
+impl<F, T, E> Future for ForwardFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { future } => future.poll(cx).map_err(Into::into),
+            StateProj::Refused { refused } => {
+                let refused = refused.take().expect("future polled after completion");
+                Poll::Ready(Err(refused.into()))
+            }
+        }
+    }
+}
+
+impl<F> fmt::Debug for ForwardFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForwardFuture").finish_non_exhaustive()
     }
 }

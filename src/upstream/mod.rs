@@ -6,7 +6,11 @@
 //!   per-server credentials (`x-mcp-servers`, `x-mcp-{server}-{header}`, the deprecated `x-mcp-auth`) out of
 //!   the request into a redacted [`ClientCredentials`] extension. They never admit anyone.
 //! - [`ForwardCredentialsLayer`] wraps the HTTP client of one upstream, described by an [`UpstreamConfig`]:
-//!   it removes hop-by-hop and credential headers, then sets one credential by this precedence:
+//!   it removes hop-by-hop and credential headers (and `Cookie`, unless the upstream opts in), then sets one
+//!   credential. Gateway-held material goes only with a caller the gateway authenticated: a request admitted
+//!   only as a passthrough gets its own token where the upstream accepts passthrough and is refused
+//!   ([`Refused`]) where it does not; a request the layer never admitted is refused. For an authenticated
+//!   caller, by this precedence:
 //!
 //! | # | source | when |
 //! |---|---|---|
@@ -101,6 +105,7 @@ mod config;
 mod error;
 mod forward;
 mod hop_by_hop;
+mod refused;
 #[cfg(feature = "token-exchange")]
 mod token_exchange;
 
@@ -112,8 +117,9 @@ pub use client_headers::{
 };
 pub use config::UpstreamConfig;
 pub use error::ConfigError;
-pub use forward::{ForwardCredentials, ForwardCredentialsLayer};
+pub use forward::{ForwardCredentials, ForwardCredentialsLayer, ForwardFuture};
 pub use hop_by_hop::remove_hop_by_hop;
+pub use refused::Refused;
 #[cfg(feature = "token-exchange")]
 pub use token_exchange::{
     ExchangeError, ExchangeTarget, ExchangeToken, ExchangeTokenLayer, ExchangedToken, Subject,

@@ -12,16 +12,16 @@ use futures_util::future::BoxFuture;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::{
-    client::legacy::{
-        connect::{Connect, HttpConnector},
-        Client,
-    },
+    client::legacy::{connect::Connect, Client},
     rt::TokioExecutor,
 };
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::validate::{BoxError, Validator, Verdict};
+use crate::{
+    tls::{https_connector, HttpsConnector},
+    validate::{BoxError, Validator, Verdict},
+};
 
 /// The default time an introspection may take, below the layer's own validation timeout so that a slow
 /// endpoint is reported as such.
@@ -36,18 +36,33 @@ const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 ///
 /// | endpoint answers | verdict |
 /// |---|---|
-/// | `200`, `"active": true`, no `exp` or `exp` in the future | [`Valid`](Verdict::Valid)`(claims)` |
-/// | `200`, `"active": true`, `exp` in the past | [`Denied`](Verdict::Denied) |
 /// | `200`, `"active": false` | [`Unknown`](Verdict::Unknown) |
+/// | `200`, `"active": true`, but not for this gateway: an `aud`, `iss` or `client_id` other than one [required](Introspection::require_audience) | [`Unknown`](Verdict::Unknown) |
+/// | `200`, `"active": true`, for this gateway, `exp` in the past | [`Denied`](Verdict::Denied) |
+/// | `200`, `"active": true`, for this gateway, no `exp` or `exp` in the future | [`Valid`](Verdict::Valid)`(claims)` |
 /// | any other status, a transport failure, a timeout, a body that is not the JSON of RFC 7662 §2.2 | error (the layer answers 503) |
 ///
 /// An `active` token whose `exp` has passed is `Denied`, not `Unknown`: the endpoint has just shown that it
 /// issued the token, so it is one of the gateway's own credentials, expired; `Unknown` would let it travel
 /// upstream as an OAuth passthrough token on routes that allow passthrough.
 ///
-/// The client reuses connections (hyper-util's pooled client). [`new`](Introspection::new) speaks plain
-/// HTTP, for an endpoint on the same host or network; for HTTPS, build a client with a TLS connector (for
-/// example hyper-rustls) and pass it to [`with_client`](Introspection::with_client). Errors never contain the
+/// # Whom the token is for
+///
+/// An identity provider answers `active` for every token it issued, including a user's token for an upstream
+/// MCP server. Admitting those would make any upstream token a gateway identity (token confusion; the MCP
+/// authorization specification requires the server to validate that a token was issued for it). Configure at
+/// least [`require_audience`](Introspection::require_audience) with the gateway's resource identifier;
+/// [`require_issuer`](Introspection::require_issuer) and [`require_client_id`](Introspection::require_client_id)
+/// narrow it further. A token that fails one of them is `Unknown`, not ours: it may still pass through as the
+/// client's own token where the route allows passthrough, but it never becomes a gateway identity. A
+/// requirement the answer does not mention (no `aud`) counts as a mismatch.
+///
+/// # Transport
+///
+/// The client reuses connections (hyper-util's pooled client). [`new`](Introspection::new) speaks `http` and
+/// `https` through the crate's [`tls::https_connector`](crate::tls::https_connector) (the platform's roots plus
+/// `SSL_CERT_FILE`), and refuses an endpoint with any other scheme when it is built. For other trust settings,
+/// build a client and pass it to [`with_client`](Introspection::with_client). Errors never contain the
 /// credential: they name the status, the failure or the position of a JSON error, not the body.
 ///
 /// Put a [`Cache`](super::Cache) in front so that each token is introspected once per TTL, with `exp`
@@ -62,24 +77,51 @@ const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let introspection = Introspection::new(
-///     "http://127.0.0.1:8080/oauth2/introspect".parse().unwrap(),
+///     "https://idp.example/oauth2/introspect".parse().unwrap(),
 ///     ClientAuth::basic("gateway", "client-secret"),
-/// );
+/// )
+/// .unwrap()
+/// .require_audience("https://gateway.example/mcp")
+/// .require_issuer("https://idp.example");
 /// let validator = Cache::builder(introspection).expiry(IntrospectionClaims::expires_at).build();
 /// let layer = McpAuthLayer::new(validator);
 /// # let _ = layer;
 /// # }
 /// ```
-pub struct Introspection<C = HttpConnector> {
+pub struct Introspection<C = HttpsConnector> {
     client: Client<C, Full<Bytes>>,
     endpoint: Uri,
     auth: ClientAuth,
     timeout: Duration,
     max_response_bytes: usize,
+    binding: Binding,
+}
+
+/// Whom an active token must be for; `None` accepts any value.
+#[derive(Clone, Debug, Default)]
+struct Binding {
+    audience: Option<String>,
+    issuer: Option<String>,
+    client_id: Option<String>,
+}
+
+impl Binding {
+    /// Whether `claims` were issued for this gateway.
+    fn accepts(&self, claims: &IntrospectionClaims) -> bool {
+        let matches = |required: &Option<String>, actual: Option<&str>| {
+            required.as_deref().is_none_or(|r| actual == Some(r))
+        };
+        self.audience
+            .as_deref()
+            .is_none_or(|audience| claims.aud.iter().any(|a| a == audience))
+            && matches(&self.issuer, claims.iss.as_deref())
+            && matches(&self.client_id, claims.client_id.as_deref())
+    }
 }
 
 impl Introspection {
-    /// Introspects at `endpoint` (plain HTTP) with a pooled client, authenticating as `auth`.
+    /// Introspects at `endpoint` (`http` or `https`) with a pooled client, authenticating as `auth`. HTTPS
+    /// trusts the platform's roots plus `SSL_CERT_FILE` ([`tls::https_connector`](crate::tls::https_connector)).
     ///
     /// Building needs no runtime; validating runs on tokio.
     ///
@@ -87,19 +129,41 @@ impl Introspection {
     /// use tower_mcp_auth::validators::{ClientAuth, Introspection};
     ///
     /// let introspection = Introspection::new(
-    ///     "http://127.0.0.1:8080/introspect".parse().unwrap(),
+    ///     "https://idp.example/introspect".parse().unwrap(),
     ///     ClientAuth::bearer("registration-token"),
-    /// );
+    /// )
+    /// .unwrap();
     /// # let _ = introspection;
+    /// assert!(Introspection::new("ftp://idp.example/x".parse().unwrap(), ClientAuth::bearer("t")).is_err());
     /// ```
-    pub fn new(endpoint: Uri, auth: ClientAuth) -> Self {
-        let client = Client::builder(TokioExecutor::new()).build_http();
+    ///
+    /// # Errors
+    /// When `endpoint` is not an absolute `http` or `https` URL, or `SSL_CERT_FILE` names a file that cannot be
+    /// read as PEM certificates.
+    pub fn new(endpoint: Uri, auth: ClientAuth) -> Result<Self, IntrospectionError> {
+        check_endpoint(&endpoint)?;
+        let connector = https_connector()
+            .map_err(|e| IntrospectionError::new(Kind::Trust, Some(Box::new(e) as BoxError)))?;
+        let client = Client::builder(TokioExecutor::new()).build(connector);
         Self::with_client(client, endpoint, auth)
     }
 }
 
+/// An endpoint the client can reach: absolute, `http` or `https`.
+fn check_endpoint(endpoint: &Uri) -> Result<(), IntrospectionError> {
+    let scheme_ok = matches!(endpoint.scheme_str(), Some("http" | "https"));
+    if scheme_ok && endpoint.authority().is_some() {
+        Ok(())
+    } else {
+        Err(IntrospectionError::new(Kind::Endpoint, None))
+    }
+}
+
 impl<C> Introspection<C> {
-    /// Introspects at `endpoint` through `client` (bring your own connector, e.g. for TLS).
+    /// Introspects at `endpoint` through `client` (bring your own connector, e.g. other trusted roots).
+    ///
+    /// The connector must handle the endpoint's scheme: hyper-util's plain `HttpConnector` refuses `https`
+    /// URLs on every call (each validation then fails closed, `503`).
     ///
     /// ```
     /// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -112,17 +176,54 @@ impl<C> Introspection<C> {
     ///     client,
     ///     "http://127.0.0.1:8080/introspect".parse().unwrap(),
     ///     ClientAuth::basic("gateway", "client-secret"),
-    /// );
+    /// )
+    /// .unwrap();
     /// # let _ = introspection;
     /// ```
-    pub fn with_client(client: Client<C, Full<Bytes>>, endpoint: Uri, auth: ClientAuth) -> Self {
-        Self {
+    ///
+    /// # Errors
+    /// When `endpoint` is not an absolute `http` or `https` URL.
+    pub fn with_client(
+        client: Client<C, Full<Bytes>>,
+        endpoint: Uri,
+        auth: ClientAuth,
+    ) -> Result<Self, IntrospectionError> {
+        check_endpoint(&endpoint)?;
+        Ok(Self {
             client,
             endpoint,
             auth,
             timeout: DEFAULT_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-        }
+            binding: Binding::default(),
+        })
+    }
+
+    /// Admits only tokens whose `aud` contains `audience` (the gateway's resource identifier, RFC 8707);
+    /// others are [`Unknown`](Verdict::Unknown).
+    ///
+    /// ```
+    /// # use tower_mcp_auth::validators::{ClientAuth, Introspection};
+    /// let introspection = Introspection::new("https://idp.example/introspect".parse().unwrap(), ClientAuth::bearer("t"))
+    ///     .unwrap()
+    ///     .require_audience("https://gateway.example/mcp");
+    /// # let _ = introspection;
+    /// ```
+    pub fn require_audience(mut self, audience: impl Into<String>) -> Self {
+        self.binding.audience = Some(audience.into());
+        self
+    }
+
+    /// Admits only tokens whose `iss` is `issuer`; others are [`Unknown`](Verdict::Unknown).
+    pub fn require_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.binding.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Admits only tokens whose `client_id` is `client_id`; others are [`Unknown`](Verdict::Unknown).
+    pub fn require_client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.binding.client_id = Some(client_id.into());
+        self
     }
 
     /// Sets how long one introspection (connecting, sending, reading the answer) may take (default 3 s).
@@ -134,6 +235,7 @@ impl<C> Introspection<C> {
     ///     "http://127.0.0.1:8080/introspect".parse().unwrap(),
     ///     ClientAuth::bearer("t"),
     /// )
+    /// .unwrap()
     /// .timeout(Duration::from_secs(1));
     /// # let _ = introspection;
     /// ```
@@ -150,6 +252,7 @@ impl<C> Introspection<C> {
     ///     "http://127.0.0.1:8080/introspect".parse().unwrap(),
     ///     ClientAuth::bearer("t"),
     /// )
+    /// .unwrap()
     /// .max_response_bytes(16 * 1024);
     /// # let _ = introspection;
     /// ```
@@ -181,6 +284,7 @@ impl<C> fmt::Debug for Introspection<C> {
             .field("auth", &self.auth)
             .field("timeout", &self.timeout)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("binding", &self.binding)
             .finish_non_exhaustive()
     }
 }
@@ -197,6 +301,7 @@ where
         let request = self.request(credential);
         let client = self.client.clone();
         let (timeout, limit) = (self.timeout, self.max_response_bytes);
+        let binding = self.binding.clone();
         Box::pin(async move {
             let exchange = async {
                 let response = client
@@ -231,7 +336,7 @@ where
                     None,
                 )
             })?;
-            Ok(answer.verdict(SystemTime::now()))
+            Ok(answer.verdict(&binding, SystemTime::now()))
         })
     }
 }
@@ -349,7 +454,9 @@ pub struct IntrospectionClaims {
 }
 
 impl IntrospectionClaims {
-    /// When the token expires (`exp`), for [`CacheBuilder::expiry`](super::CacheBuilder::expiry).
+    /// When the token expires (`exp`), for [`CacheBuilder::expiry`](super::CacheBuilder::expiry). An `exp`
+    /// beyond what the platform's clock can represent is `None`: no expiry within reach, so the cache's own
+    /// TTL applies.
     ///
     /// ```
     /// use std::time::{Duration, UNIX_EPOCH};
@@ -359,9 +466,12 @@ impl IntrospectionClaims {
     /// assert_eq!(claims.expires_at(), None);
     /// claims.exp = Some(1_700_000_000);
     /// assert_eq!(claims.expires_at(), Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+    /// claims.exp = Some(u64::MAX);
+    /// assert_eq!(claims.expires_at(), None);
     /// ```
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.exp.map(|exp| UNIX_EPOCH + Duration::from_secs(exp))
+        self.exp
+            .and_then(|exp| UNIX_EPOCH.checked_add(Duration::from_secs(exp)))
     }
 
     /// The scopes, split on spaces.
@@ -390,8 +500,9 @@ struct Answer {
 }
 
 impl Answer {
-    fn verdict(self, now: SystemTime) -> Verdict<IntrospectionClaims> {
-        if !self.active {
+    fn verdict(self, binding: &Binding, now: SystemTime) -> Verdict<IntrospectionClaims> {
+        // A token issued for someone else is not one of the gateway's credentials, whatever its state.
+        if !self.active || !binding.accepts(&self.claims) {
             return Verdict::Unknown;
         }
         match self.claims.expires_at() {
@@ -479,6 +590,8 @@ enum Kind {
     Status(StatusCode),
     TooLarge(usize),
     Json { line: usize, column: usize },
+    Endpoint,
+    Trust,
 }
 
 impl IntrospectionError {
@@ -532,6 +645,13 @@ impl fmt::Display for IntrospectionError {
             Kind::TooLarge(limit) => {
                 write!(f, "introspection response larger than {limit} bytes")
             }
+            Kind::Endpoint => {
+                f.write_str("introspection endpoint is not an absolute http or https URL")
+            }
+            Kind::Trust => match &self.source {
+                Some(source) => write!(f, "introspection client cannot load trusted roots: {source}"),
+                None => f.write_str("introspection client cannot load trusted roots"),
+            },
             Kind::Json { line, column } => write!(
                 f,
                 "introspection response is not an RFC 7662 answer (JSON error at line {line}, column {column})"
@@ -570,18 +690,27 @@ mod tests {
     fn verdicts() {
         let answer = |json: &str| serde_json::from_str::<Answer>(json).unwrap();
         let now = UNIX_EPOCH + Duration::from_secs(1_000);
-        assert_eq!(answer(r#"{"active":false}"#).verdict(now), Verdict::Unknown);
+        let any = Binding::default();
         assert_eq!(
-            answer(r#"{"active":true,"exp":999}"#).verdict(now),
+            answer(r#"{"active":false}"#).verdict(&any, now),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            answer(r#"{"active":true,"exp":999}"#).verdict(&any, now),
             Verdict::Denied
         );
         assert_eq!(
-            answer(r#"{"active":true,"exp":1000}"#).verdict(now),
+            answer(r#"{"active":true,"exp":1000}"#).verdict(&any, now),
             Verdict::Denied
         );
+        // An exp beyond the clock's range is far in the future, not a panic.
+        assert!(matches!(
+            answer(r#"{"active":true,"exp":18446744073709551615}"#).verdict(&any, now),
+            Verdict::Valid(_)
+        ));
         let Verdict::Valid(claims) =
             answer(r#"{"active":true,"exp":1001.5,"aud":"gw","sub":"alice","tenant":"acme"}"#)
-                .verdict(now)
+                .verdict(&any, now)
         else {
             panic!("not valid");
         };
@@ -591,6 +720,30 @@ mod tests {
         assert_eq!(claims.extra["tenant"], "acme");
         assert!(!claims.extra.contains_key("active"));
         assert!(serde_json::from_str::<Answer>(r#"{"exp":1}"#).is_err());
+        // Bound to an audience: another audience, or none, is not ours, even when expired.
+        let gateway = Binding {
+            audience: Some("gw".to_owned()),
+            ..Binding::default()
+        };
+        for json in [
+            r#"{"active":true,"aud":"upstream"}"#,
+            r#"{"active":true}"#,
+            r#"{"active":true,"aud":["upstream"],"exp":1}"#,
+        ] {
+            assert_eq!(
+                answer(json).verdict(&gateway, now),
+                Verdict::Unknown,
+                "{json}"
+            );
+        }
+        assert!(matches!(
+            answer(r#"{"active":true,"aud":["x","gw"]}"#).verdict(&gateway, now),
+            Verdict::Valid(_)
+        ));
+        assert_eq!(
+            answer(r#"{"active":true,"aud":"gw","exp":1}"#).verdict(&gateway, now),
+            Verdict::Denied
+        );
         assert!(serde_json::from_str::<Answer>(r#"{"active":true,"exp":-1}"#).is_err());
     }
 }

@@ -5,12 +5,13 @@
 //! - [`Cache`]: wraps any validator; answers repeated credentials from memory, coalesces concurrent lookups
 //!   of the same credential into one store call, and keeps `Unknown` answers for a short while so that OAuth
 //!   passthrough traffic (whose tokens are never gateway keys) stops costing a store round-trip per request.
-//! - `Introspection` (feature `introspection`): asks an RFC 7662 token introspection endpoint.
+//! - `Introspection` (feature `introspection`): asks an RFC 7662 token introspection endpoint, and checks whom
+//!   the token was issued for.
 //! - `Jwt` (feature `jwt`): JWT access tokens of one issuer for one audience, checked against the issuer's
 //!   JWKS: the gateway as an OAuth resource server.
 //! - [`FirstOf`]: asks two validators in order, so a gateway can accept its keys and JWTs side by side.
-//! - `LiteLlmKeys` (feature `postgres`): reads LiteLLM's `"LiteLLM_VerificationToken"` table, so a gateway
-//!   admits exactly the keys an existing LiteLLM deployment issued.
+//! - `LiteLlmKeys` (feature `postgres`): reads LiteLLM's key tables, so a gateway admits exactly the keys an
+//!   existing LiteLLM deployment issued, with the MCP servers LiteLLM would let each use.
 //!
 //! Putting the cache in front of a store:
 //!
@@ -51,4 +52,4 @@ pub use introspection::{ClientAuth, Introspection, IntrospectionClaims, Introspe
 pub use jwt::{Jwt, JwtBuilder, JwtClaims, JwtError};
 #[cfg(feature = "postgres")]
 pub use litellm::{KeyInfo, LiteLlmError, LiteLlmKeys};
-pub use static_keys::{StaticKeys, StaticKeysError};
+pub use static_keys::{FromKeyEntry, StaticKeys, StaticKeysError};

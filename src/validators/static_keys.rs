@@ -11,6 +11,7 @@ use std::{
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::{
+    permissions::{KeyIdentity, Upstreams},
     secret::{sha256, Fingerprint},
     validate::{Validator, Verdict},
 };
@@ -39,11 +40,32 @@ use crate::{
 /// # Key files and variables
 ///
 /// [`from_file`](StaticKeys::from_file), [`from_env`](StaticKeys::from_env) and [`parse`](StaticKeys::parse)
-/// read one entry per line: the key, then optionally whitespace and the identity (the rest of the line).
-/// Blank lines and lines starting with `#` are skipped. An entry without an identity gets the key's
-/// [`Fingerprint`] as its identity, so that nothing downstream ever holds the key itself. An environment
-/// variable may also separate entries with commas. A key that is not visible ASCII, or that appears twice,
-/// is an error naming the line, never the key.
+/// read one entry per line: the key, optionally followed by `=` and the upstream MCP servers it may use
+/// (`sk-a=atl,github`), then optionally whitespace and the identity (the rest of the line). Blank lines and
+/// lines starting with `#` are skipped. An entry without an identity gets the key's [`Fingerprint`] as its
+/// identity, so that nothing downstream ever holds the key itself. An entry without a server list may use
+/// every upstream. A key that is not visible ASCII, or that appears twice, is an error naming the line, never
+/// the key.
+///
+/// The identity type decides what an entry may carry ([`FromKeyEntry`]): a [`KeyIdentity`] keeps the server
+/// list (for [`RequireUpstreamLayer`](crate::permissions::RequireUpstreamLayer)); a `String` cannot, so a
+/// file with server lists read as `StaticKeys<String>` is an error rather than keys that silently reach every
+/// upstream.
+///
+/// ```
+/// use tower_mcp_auth::{permissions::{KeyIdentity, UpstreamAccess}, validators::StaticKeys, Validator, Verdict};
+///
+/// let keys: StaticKeys<KeyIdentity> = StaticKeys::parse("sk-a=atl,github alice\nsk-b bob\n").unwrap();
+/// let Some(Ok(Verdict::Valid(alice))) = keys.validate_now("sk-a") else { panic!() };
+/// assert_eq!(alice.name(), "alice");
+/// assert!(alice.may_use("github") && !alice.may_use("priv"));
+/// let Some(Ok(Verdict::Valid(bob))) = keys.validate_now("sk-b") else { panic!() };
+/// assert!(bob.may_use("priv"));
+/// assert!(StaticKeys::<String>::parse("sk-a=atl alice\n").is_err());
+/// ```
+///
+/// The last `=` with something after it starts the server list, so a key may hold `=` as base64 padding
+/// (`c2stYQ==`) but not `=` followed by other characters.
 pub struct StaticKeys<I> {
     entries: Vec<Entry<I>>,
 }
@@ -160,27 +182,48 @@ impl<I> StaticKeys<I> {
     }
 }
 
-impl StaticKeys<String> {
-    /// Parses entries in the key-file format: one `key [identity]` per line, `#` comments, blank lines
-    /// skipped; an entry without identity gets the key's fingerprint.
+/// An identity type that [`StaticKeys::parse`] (and the file and environment readers) can build from a key
+/// entry: its name, and the upstream MCP servers the entry lists, if any.
+pub trait FromKeyEntry: Sized {
+    /// The identity for an entry named `name`; `upstreams` is `None` when the entry lists no servers (the key
+    /// may use every upstream). `None` when this type cannot carry a server list, which makes the entry an
+    /// error ([`StaticKeysError::UpstreamsNotSupported`]).
+    fn from_key_entry(name: String, upstreams: Option<Upstreams>) -> Option<Self>;
+}
+
+impl FromKeyEntry for String {
+    fn from_key_entry(name: String, upstreams: Option<Upstreams>) -> Option<Self> {
+        upstreams.is_none().then_some(name)
+    }
+}
+
+impl FromKeyEntry for KeyIdentity {
+    fn from_key_entry(name: String, upstreams: Option<Upstreams>) -> Option<Self> {
+        Some(KeyIdentity::new(name, upstreams.unwrap_or_default()))
+    }
+}
+
+impl<I: FromKeyEntry> StaticKeys<I> {
+    /// Parses entries in the key-file format: one `key[=server,...] [identity]` per line, `#` comments, blank
+    /// lines skipped; an entry without identity gets the key's fingerprint.
     ///
     /// ```
     /// use tower_mcp_auth::validators::StaticKeys;
     ///
-    /// let keys = StaticKeys::parse("# gateway keys\nsk-ops-1 ops team\nsk-ci-1\n").unwrap();
+    /// let keys = StaticKeys::<String>::parse("# gateway keys\nsk-ops-1 ops team\nsk-ci-1\n").unwrap();
     /// assert_eq!(keys.len(), 2);
-    /// assert!(StaticKeys::parse("sk-a one\nsk-a two\n").is_err()); // duplicate key
+    /// assert!(StaticKeys::<String>::parse("sk-a one\nsk-a two\n").is_err()); // duplicate key
     /// ```
     pub fn parse(text: &str) -> Result<Self, StaticKeysError> {
-        Self::parse_entries(text.lines())
+        Self::parse_entries(text.lines(), false)
     }
 
     /// Reads a key file (see [`parse`](StaticKeys::parse) for the format).
     ///
     /// ```no_run
-    /// use tower_mcp_auth::validators::StaticKeys;
+    /// use tower_mcp_auth::{permissions::KeyIdentity, validators::StaticKeys};
     ///
-    /// let keys = StaticKeys::from_file("/etc/gateway/keys")?;
+    /// let keys = StaticKeys::<KeyIdentity>::from_file("/etc/gateway/keys")?;
     /// # Ok::<_, tower_mcp_auth::validators::StaticKeysError>(())
     /// ```
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, StaticKeysError> {
@@ -193,15 +236,17 @@ impl StaticKeys<String> {
     }
 
     /// Reads keys from the environment variable `var`: entries as in a key file, separated by newlines or
-    /// commas (`sk-a alice,sk-b bob`).
+    /// commas (`sk-a alice,sk-b bob`). Since commas separate entries, a variable cannot hold server lists
+    /// (`sk-a=atl,github` would read as a list plus a key named `github`): an entry with one is an error
+    /// ([`StaticKeysError::UpstreamsInEnv`]); give keys with permissions in a key file.
     ///
     /// ```
     /// use tower_mcp_auth::validators::StaticKeys;
     ///
     /// # std::env::set_var("GATEWAY_KEYS_DOC", "sk-a alice,sk-b bob");
-    /// let keys = StaticKeys::from_env("GATEWAY_KEYS_DOC").unwrap();
+    /// let keys = StaticKeys::<String>::from_env("GATEWAY_KEYS_DOC").unwrap();
     /// assert_eq!(keys.len(), 2);
-    /// assert!(StaticKeys::from_env("GATEWAY_KEYS_UNSET_DOC").is_err());
+    /// assert!(StaticKeys::<String>::from_env("GATEWAY_KEYS_UNSET_DOC").is_err());
     /// ```
     pub fn from_env(var: &str) -> Result<Self, StaticKeysError> {
         // Read as OsString: `env::var`'s error for a non-Unicode value carries the value itself.
@@ -213,23 +258,40 @@ impl StaticKeys<String> {
             .ok_or_else(|| StaticKeysError::EnvNotUnicode {
                 var: var.to_owned(),
             })?;
-        Self::parse_entries(text.split(['\n', ',']))
+        Self::parse_entries(text.split(['\n', ',']), true)
     }
 
-    fn parse_entries<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Self, StaticKeysError> {
+    fn parse_entries<'a>(
+        lines: impl Iterator<Item = &'a str>,
+        from_env: bool,
+    ) -> Result<Self, StaticKeysError> {
         let mut keys = Self::new();
         let mut lines_of = Vec::new();
         for (number, line) in lines.enumerate().map(|(i, line)| (i + 1, line.trim())) {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (key, identity) = match line.split_once(|c: char| c.is_ascii_whitespace()) {
-                Some((key, identity)) => (key, identity.trim().to_owned()),
-                None => (line, Fingerprint::of(line).to_string()),
+            let (token, name) = match line.split_once(|c: char| c.is_ascii_whitespace()) {
+                Some((token, name)) => (token, Some(name.trim().to_owned())),
+                None => (line, None),
             };
+            let (key, upstreams) = split_upstreams(token);
             if !is_presentable(key) {
                 return Err(StaticKeysError::InvalidKey { line: number });
             }
+            let upstreams = match upstreams {
+                Some(_) if from_env => {
+                    return Err(StaticKeysError::UpstreamsInEnv { entry: number })
+                }
+                Some(list) => Some(
+                    parse_upstreams(list)
+                        .ok_or(StaticKeysError::InvalidUpstreams { line: number })?,
+                ),
+                None => None,
+            };
+            let name = name.unwrap_or_else(|| Fingerprint::of(key).to_string());
+            let identity = I::from_key_entry(name, upstreams)
+                .ok_or(StaticKeysError::UpstreamsNotSupported { line: number })?;
             if let Some(index) = keys.position(&sha256(key)) {
                 return Err(StaticKeysError::DuplicateKey {
                     line: number,
@@ -241,6 +303,27 @@ impl StaticKeys<String> {
         }
         Ok(keys)
     }
+}
+
+/// Splits `key=server,...` at the last `=` that has something after it; a trailing `=` (base64 padding)
+/// belongs to the key.
+fn split_upstreams(token: &str) -> (&str, Option<&str>) {
+    match token.rsplit_once('=') {
+        Some((key, list)) if !list.is_empty() && !key.is_empty() => (key, Some(list)),
+        _ => (token, None),
+    }
+}
+
+/// A comma-separated list of upstream names, each as `UpstreamConfig` accepts them.
+fn parse_upstreams(list: &str) -> Option<Upstreams> {
+    let names: Vec<&str> = list.split(',').map(str::trim).collect();
+    let valid = names.iter().all(|name| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    });
+    valid.then(|| Upstreams::only(names))
 }
 
 /// What the layer could ever present as a credential: non-empty visible ASCII.
@@ -298,7 +381,7 @@ where
 /// ```
 /// use tower_mcp_auth::validators::{StaticKeys, StaticKeysError};
 ///
-/// let err = StaticKeys::parse("sk-secret\u{7f}").unwrap_err();
+/// let err = StaticKeys::<String>::parse("sk-secret\u{7f}").unwrap_err();
 /// assert!(matches!(err, StaticKeysError::InvalidKey { line: 1 }));
 /// assert!(!err.to_string().contains("sk-secret"));
 /// ```
@@ -327,6 +410,23 @@ pub enum StaticKeysError {
         /// The line.
         line: usize,
     },
+    /// The server list on this line is not a comma-separated list of upstream names.
+    InvalidUpstreams {
+        /// The line.
+        line: usize,
+    },
+    /// The entry on this line lists servers, but the identity type cannot carry them (read it as
+    /// `StaticKeys<KeyIdentity>`).
+    UpstreamsNotSupported {
+        /// The line.
+        line: usize,
+    },
+    /// An environment variable's entry (counted from 1) lists servers, which commas would split; use a key
+    /// file for keys with permissions.
+    UpstreamsInEnv {
+        /// The entry.
+        entry: usize,
+    },
     /// The key on this line appeared before, on line `first`.
     DuplicateKey {
         /// The line of the repeat.
@@ -347,6 +447,20 @@ impl fmt::Display for StaticKeysError {
             Self::InvalidKey { line } => {
                 write!(f, "key on line {line} is not visible ASCII")
             }
+            Self::InvalidUpstreams { line } => {
+                write!(
+                    f,
+                    "server list on line {line} is not a list of upstream names"
+                )
+            }
+            Self::UpstreamsNotSupported { line } => write!(
+                f,
+                "entry on line {line} lists servers, which this identity type cannot carry"
+            ),
+            Self::UpstreamsInEnv { entry } => write!(
+                f,
+                "entry {entry} of the environment variable lists servers; use a key file for those"
+            ),
             Self::DuplicateKey { line, first } => {
                 write!(f, "key on line {line} repeats the key on line {first}")
             }

@@ -65,6 +65,9 @@ struct Server {
     audience: Option<String>,
     scopes: Option<Vec<String>>,
     subject_token_type: Option<String>,
+    /// LiteLLM's "every key may use this server", whatever the key's own MCP permissions.
+    #[serde(default)]
+    allow_all_keys: bool,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -90,6 +93,7 @@ struct ConfigServer {
     name: String,
     url: String,
     passthrough: bool,
+    allow_all_keys: bool,
     auth: Option<String>,
     headers: Vec<(String, String)>,
     exchange: Option<ExchangeSpec>,
@@ -251,6 +255,7 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Config
             name: name.to_ascii_lowercase(),
             url: resolve(url, env)?,
             passthrough,
+            allow_all_keys: server.allow_all_keys,
             auth,
             headers,
             exchange,
@@ -299,6 +304,9 @@ impl Config {
                 continue;
             }
             options.upstreams.push((server.name.clone(), server.url));
+            if server.allow_all_keys {
+                options.open_upstreams.push(server.name.clone());
+            }
             if server.passthrough && !options.passthrough.contains(&server.name) {
                 options.passthrough.push(server.name.clone());
             }

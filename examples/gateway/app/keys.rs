@@ -1,17 +1,23 @@
 //! The gateway's key store: static keys (`--key`, `--key-file`, `MCP_GATEWAY_KEYS`, the config's
-//! `master_key`), or LiteLLM's key table when the config names a `database_url` (feature `postgres`).
+//! `master_key`), or LiteLLM's key table when the config names a `database_url` (feature `postgres`). Either
+//! way the identity says which upstreams the key may use ([`KeyIdentity`]): `--key KEY=NAME,...` and key-file
+//! lines `KEY=NAME,... [identity]`, or what LiteLLM grants the key.
 
 use std::{fmt::Write as _, sync::Arc};
 
 use futures_util::future::BoxFuture;
-use tower_mcp_auth::{validators::StaticKeys, BoxError, Fingerprint, Validator, Verdict};
+use tower_mcp_auth::{
+    permissions::{KeyIdentity, Upstreams},
+    validators::StaticKeys,
+    BoxError, Fingerprint, Validator, Verdict,
+};
 
 use super::{ops::ReadinessProbe, Options};
 
-/// Any of the key stores the gateway can use, with the caller's identity as a string.
+/// Any of the key stores the gateway can use, with the caller's identity and permitted upstreams.
 #[derive(Clone)]
 pub enum KeyStore {
-    Static(Arc<StaticKeys<String>>),
+    Static(Arc<StaticKeys<KeyIdentity>>),
     #[cfg(feature = "postgres")]
     LiteLlm(tower_mcp_auth::validators::LiteLlmKeys),
 }
@@ -23,21 +29,28 @@ impl KeyStore {
     /// The key store `options` describe, or why there is none.
     pub fn from_options(options: &Options) -> Result<Self, String> {
         if let Some(url) = &options.database_url {
-            return Self::database(url);
+            return Self::database(url, Upstreams::only(&options.open_upstreams));
         }
         let mut entries = String::new();
         for key in &options.keys {
-            let _ = writeln!(entries, "{key} key-{}", Fingerprint::of(key));
+            // `KEY=NAME,...`: the list follows the last `=` that has something after it, as in key files.
+            let secret = key
+                .rsplit_once('=')
+                .filter(|(k, list)| !k.is_empty() && !list.is_empty())
+                .map_or(key.as_str(), |(k, _)| k);
+            let _ = writeln!(entries, "{key} key-{}", Fingerprint::of(secret));
         }
         for path in &options.key_files {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("--key-file {}: {e}", path.display()))?;
             // Checked on its own first, so an error names the right file and line.
-            StaticKeys::parse(&text).map_err(|e| format!("--key-file {}: {e}", path.display()))?;
+            StaticKeys::<KeyIdentity>::parse(&text)
+                .map_err(|e| format!("--key-file {}: {e}", path.display()))?;
             entries.push_str(&text);
             entries.push('\n');
         }
-        let keys = StaticKeys::parse(&entries).map_err(|e| format!("gateway keys: {e}"))?;
+        let keys =
+            StaticKeys::<KeyIdentity>::parse(&entries).map_err(|e| format!("gateway keys: {e}"))?;
         if keys.is_empty() {
             return Err(
                 "no gateway keys: pass --key KEY, --key-file FILE or set MCP_GATEWAY_KEYS"
@@ -47,16 +60,17 @@ impl KeyStore {
         Ok(Self::Static(Arc::new(keys)))
     }
 
+    /// LiteLLM's key table; `open` are the upstreams every key may use (LiteLLM's `allow_all_keys`).
     #[cfg(feature = "postgres")]
-    fn database(url: &str) -> Result<Self, String> {
+    fn database(url: &str, open: Upstreams) -> Result<Self, String> {
         tower_mcp_auth::validators::LiteLlmKeys::connect_lazy(url)
-            .map(Self::LiteLlm)
+            .map(|keys| Self::LiteLlm(keys.open_upstreams(open)))
             // The URL may hold a password: never repeat it.
             .map_err(|_| "general_settings.database_url: not a usable PostgreSQL URL".to_owned())
     }
 
     #[cfg(not(feature = "postgres"))]
-    fn database(_: &str) -> Result<Self, String> {
+    fn database(_: &str, _: Upstreams) -> Result<Self, String> {
         Err(
             "general_settings.database_url needs the gateway built with --features postgres"
                 .to_owned(),
@@ -74,9 +88,21 @@ impl KeyStore {
 }
 
 impl Validator for KeyStore {
-    type Identity = String;
+    type Identity = KeyIdentity;
     type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Verdict<String>, BoxError>>;
+    type Future = BoxFuture<'static, Result<Verdict<KeyIdentity>, BoxError>>;
+
+    /// Static keys answer at once, which also lets the auth layer drop a second gateway key sent as a bearer
+    /// beside the first.
+    fn validate_now(&self, credential: &str) -> Option<Result<Verdict<KeyIdentity>, BoxError>> {
+        match self {
+            Self::Static(keys) => keys
+                .validate_now(credential)
+                .map(|answer| answer.map_err(|never| match never {})),
+            #[cfg(feature = "postgres")]
+            Self::LiteLlm(_) => None,
+        }
+    }
 
     fn validate(&self, credential: &str) -> Self::Future {
         match self {
@@ -90,9 +116,16 @@ impl Validator for KeyStore {
                 Box::pin(async move {
                     let verdict = lookup.await.map_err(BoxError::from)?;
                     Ok(verdict.map(|info| {
-                        info.key_alias
+                        let upstreams = if info.master {
+                            Upstreams::all()
+                        } else {
+                            info.upstreams.clone()
+                        };
+                        let name = info
+                            .key_alias
                             .or(info.user_id)
-                            .unwrap_or_else(|| "litellm-key".to_owned())
+                            .unwrap_or_else(|| "litellm-key".to_owned());
+                        KeyIdentity::new(name, upstreams)
                     }))
                 })
             }

@@ -12,9 +12,11 @@ mod keys;
 mod ops;
 mod options;
 mod origin;
+mod permissions;
 mod proxy;
 pub mod resource_server;
 mod route;
+mod sessions;
 pub mod tls;
 
 use std::{collections::HashMap, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
@@ -76,6 +78,7 @@ pub struct Gateway {
     max_body: usize,
     /// The JWT issuer every route names as its authorization server (`--jwt-issuer`).
     jwt_issuer: Option<String>,
+    sessions: sessions::Sessions,
 }
 
 /// A gateway ready to serve: the router, how to serve it, plus what a caller may want to print.
@@ -285,6 +288,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         upstream_timeout,
         max_body: options.max_body(),
         jwt_issuer: options.jwt_issuer.clone(),
+        sessions: sessions::Sessions::new(),
     });
 
     let protected = Router::new()
@@ -297,7 +301,8 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
                     discovery::metadata::scope_hint,
                 ))
                 .layer(TakeClientCredentialsLayer::new().servers(&names))
-                .layer(auth),
+                .layer(auth)
+                .layer(permissions::require_upstream()),
         )
         .with_state(gateway.clone());
     let ops = Router::new()

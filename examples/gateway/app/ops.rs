@@ -21,10 +21,7 @@ use futures_util::future::BoxFuture;
 use http_body::{Body as _, Frame, SizeHint};
 use tower_mcp_auth::{Authenticated, OAuthPassthrough};
 
-use super::{
-    json_error,
-    resource_server::{describe, Identity},
-};
+use super::{json_error, resource_server::Caller};
 
 /// Asks the key store whether it answers.
 pub type ReadinessProbe = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
@@ -60,11 +57,11 @@ pub enum AuthOutcome {
 
 impl AuthOutcome {
     pub fn of(
-        identity: Option<&Authenticated<Identity>>,
+        identity: Option<&Authenticated<Caller>>,
         passthrough: Option<&OAuthPassthrough>,
     ) -> Option<Self> {
         let token = passthrough.map(|p| p.fingerprint().to_string());
-        match (identity.map(|a| describe(a.identity())), token) {
+        match (identity.map(|a| a.identity().describe()), token) {
             (Some(id), Some(token)) => Some(Self::CallerAndPassthrough(id, token)),
             (Some(id), None) => Some(Self::Caller(id)),
             (None, Some(token)) => Some(Self::Passthrough(token)),

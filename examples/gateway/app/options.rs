@@ -10,7 +10,7 @@ pub struct Options {
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
     pub keys: Vec<String>,
-    /// Key files in the static key file format (`key [identity]` per line).
+    /// Key files in the static key file format (`key[=NAME,...] [identity]` per line).
     pub key_files: Vec<PathBuf>,
     pub upstreams: Vec<(String, String)>,
     pub passthrough: Vec<String>,
@@ -28,6 +28,8 @@ pub struct Options {
     pub extra_roots: Option<PathBuf>,
     /// LiteLLM's key table instead of static keys (config file `general_settings.database_url`).
     pub database_url: Option<String>,
+    /// Upstreams every LiteLLM key may use whatever its own MCP permissions (config `allow_all_keys: true`).
+    pub open_upstreams: Vec<String>,
     pub config: Option<PathBuf>,
     /// JWT admission on every route: the issuer, and optionally its JWKS URL (else discovered).
     pub jwt_issuer: Option<String>,
@@ -48,7 +50,7 @@ pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub const USAGE: &str = "usage: gateway [--config FILE] [--listen ADDR] [--public-url URL] \
-[--key KEY]... [--key-file FILE]... [--upstream NAME=URL]... [--passthrough NAME]... \
+[--key KEY[=NAME,...]]... [--key-file FILE]... [--upstream NAME=URL]... [--passthrough NAME]... \
 [--upstream-auth NAME=KIND:VALUE]... [--allow-origin ORIGIN]... [--tls-cert FILE --tls-key FILE] \
 [--upstream-timeout SECS] [--max-body BYTES] [--drain-timeout SECS] \
 [--jwt-issuer URL [--jwt-jwks-uri URL]] [--token-exchange NAME=TOKEN_ENDPOINT]...";

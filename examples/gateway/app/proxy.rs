@@ -14,12 +14,17 @@ use axum::{
     response::Response,
 };
 use tower_mcp_auth::{
-    upstream::{remove_hop_by_hop, with_resource_metadata},
+    upstream::{remove_hop_by_hop, with_resource_metadata, Refused},
     Authenticated, OAuthPassthrough,
 };
 
 use super::{
-    json_error, ops::AuthOutcome, resource_server::Identity, route, tls, Gateway, Upstream,
+    json_error,
+    ops::AuthOutcome,
+    resource_server::Caller,
+    route,
+    sessions::{Owner, SESSION_HEADER},
+    tls, Gateway, Upstream,
 };
 
 /// Marks a response the upstream gave (as opposed to one of the gateway's own).
@@ -175,17 +180,18 @@ async fn read_body(parts: &Parts, body: Body, max: usize) -> Result<axum::body::
 /// The handler behind the auth layers for every `/mcp/...` path.
 pub async fn handle(
     State(gateway): State<Arc<Gateway>>,
-    identity: Option<Authenticated<Identity>>,
+    identity: Option<Authenticated<Caller>>,
     passthrough: Option<OAuthPassthrough>,
     request: Request,
 ) -> Response {
     let outcome = AuthOutcome::of(identity.as_ref(), passthrough.as_ref());
-    let mut response = relay(&gateway, request).await;
+    let owner = Owner::of(identity.as_ref(), passthrough.as_ref());
+    let mut response = relay(&gateway, request, owner).await;
     response.extensions_mut().insert(outcome);
     response
 }
 
-async fn relay(gateway: &Gateway, request: Request) -> Response {
+async fn relay(gateway: &Gateway, request: Request, owner: Option<Owner>) -> Response {
     let (name, rest) = route::split(request.uri().path());
     let Some(upstream) = gateway.upstreams.get(name) else {
         return json_error(
@@ -194,6 +200,22 @@ async fn relay(gateway: &Gateway, request: Request) -> Response {
             "no such upstream MCP server",
         );
     };
+    let name = upstream.config.name();
+    // A session continues only for the caller that opened it; any other gets what an unknown session gets.
+    let session = request
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(session) = &session {
+        if !gateway
+            .sessions
+            .owned_by(name, session, owner.as_ref())
+            .await
+        {
+            return json_error(StatusCode::NOT_FOUND, "not_found", "no such MCP session");
+        }
+    }
     let uri = match upstream_uri(upstream.config.url(), rest, request.uri().query()) {
         Ok(uri) => uri,
         Err(_) => return json_error(StatusCode::BAD_REQUEST, "invalid_request", "bad path"),
@@ -225,7 +247,15 @@ async fn relay(gateway: &Gateway, request: Request) -> Response {
                 "the upstream MCP server did not answer in time",
             );
         }
-        Ok(Err(error)) if tls::is_tls_error(&error) => {
+        Ok(Err(error)) if error.is::<Refused>() => {
+            // A passthrough-only caller sent to an upstream that takes only the gateway's credential.
+            return json_error(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "this upstream does not accept the client's own token",
+            );
+        }
+        Ok(Err(error)) if tls::is_tls_error(&*error) => {
             tracing::warn!(upstream = upstream.config.name(), %method, error = %error, "upstream TLS failure");
             return json_error(
                 StatusCode::BAD_GATEWAY,
@@ -248,6 +278,23 @@ async fn relay(gateway: &Gateway, request: Request) -> Response {
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::SET_COOKIE);
+    if let Some(owner) = owner {
+        let opened = parts
+            .headers
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok());
+        match (opened, &session) {
+            (_, Some(session))
+                if method == axum::http::Method::DELETE && parts.status.is_success() =>
+            {
+                gateway.sessions.end(name, session).await;
+            }
+            (Some(opened), _) if parts.status.is_success() => {
+                gateway.sessions.bind(name, opened, owner).await;
+            }
+            _ => {}
+        }
+    }
     parts.extensions.insert(Relayed);
     if parts.status.is_redirection() {
         if let Some(location) = parts.headers.get(header::LOCATION) {

@@ -25,13 +25,16 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use sha2::{Digest, Sha256};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt as _};
 use tower_mcp_auth::{
+    permissions::{KeyIdentity, UpstreamAccess},
     upstream::{
         with_resource_metadata, ExchangeTarget, ExchangeToken, ExchangeTokenLayer,
         ForwardCredentials, ForwardCredentialsLayer, TokenClientAuth, TokenExchange,
         UpstreamConfig,
     },
+    upstream::{Subject, SubjectToken},
     validators::{Either, FirstOf, Jwt, JwtClaims},
     BoxError, McpAuth, McpAuthLayer, Validator, Verdict,
 };
@@ -39,20 +42,65 @@ use tower_mcp_auth::{
 use super::{keys::KeyStore, proxy::Relayed, route, tls::HttpsConnector, HttpsClient, Options};
 
 /// Who the caller is: a gateway key's identity, or the claims of a JWT of the gateway's issuer.
-pub type Identity = Either<String, Arc<JwtClaims>>;
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Key(KeyIdentity),
+    Jwt(Arc<JwtClaims>),
+}
 
-/// How the access log names a caller: the key's identity, or the JWT's subject (never the token).
-pub fn describe(identity: &Identity) -> String {
-    match identity {
-        Either::Left(key) => format!("key:{key}"),
-        Either::Right(claims) => format!(
-            "jwt:{}",
-            claims
-                .sub
-                .as_deref()
-                .or(claims.client_id.as_deref())
-                .unwrap_or("-")
-        ),
+impl Caller {
+    /// How the access log names the caller: `key:NAME`, or `jwt:SUBJECT` (never the token).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Key(key) => format!("key:{}", key.name()),
+            Self::Jwt(claims) => format!("jwt:{}", Self::subject(claims).unwrap_or("-")),
+        }
+    }
+
+    /// Who owns the MCP sessions the caller opens: the key's name, the JWT's issuer and subject, or for a JWT
+    /// with neither `sub` nor `client_id`, the token's digest (never the token). The prefixes keep a key and
+    /// a JWT subject of the same name apart.
+    pub fn owner(&self) -> String {
+        match self {
+            Self::Key(key) => format!("key:{}", key.name()),
+            Self::Jwt(claims) => match Self::subject(claims) {
+                Some(subject) => format!("jwt:{}:{subject}", claims.iss),
+                None => format!("jwt-token:{:x}", Sha256::digest(claims.token().as_bytes())),
+            },
+        }
+    }
+
+    fn subject(claims: &JwtClaims) -> Option<&str> {
+        claims.sub.as_deref().or(claims.client_id.as_deref())
+    }
+}
+
+impl From<Either<KeyIdentity, Arc<JwtClaims>>> for Caller {
+    fn from(either: Either<KeyIdentity, Arc<JwtClaims>>) -> Self {
+        match either {
+            Either::Left(key) => Self::Key(key),
+            Either::Right(claims) => Self::Jwt(claims),
+        }
+    }
+}
+
+/// A key may use the upstreams it was granted; a JWT was admitted only on the route its audience names.
+impl UpstreamAccess for Caller {
+    fn may_use(&self, upstream: &str) -> bool {
+        match self {
+            Self::Key(key) => key.may_use(upstream),
+            Self::Jwt(_) => true,
+        }
+    }
+}
+
+/// Only a JWT is a subject token to exchange; a key's caller carries none.
+impl SubjectToken for Caller {
+    fn subject_token(&self) -> Option<Subject<'_>> {
+        match self {
+            Self::Key(_) => None,
+            Self::Jwt(claims) => claims.subject_token(),
+        }
     }
 }
 
@@ -86,23 +134,37 @@ impl fmt::Debug for ExchangeSpec {
 
 /// The validator of one route: gateway keys, and with a JWT issuer, that route's JWTs after them.
 #[derive(Clone)]
-pub enum Admission {
+pub enum RouteValidator {
     Keys(KeyStore),
     KeysOrJwt(FirstOf<KeyStore, Jwt>),
 }
 
-impl Validator for Admission {
-    type Identity = Identity;
+impl Validator for RouteValidator {
+    type Identity = Caller;
     type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Verdict<Identity>, BoxError>>;
+    type Future = BoxFuture<'static, Result<Verdict<Caller>, BoxError>>;
 
     fn validate(&self, credential: &str) -> Self::Future {
         match self {
             Self::Keys(keys) => {
                 let lookup = keys.validate(credential);
-                Box::pin(async move { Ok(lookup.await?.map(Either::Left)) })
+                Box::pin(async move { Ok(lookup.await?.map(Caller::Key)) })
             }
-            Self::KeysOrJwt(both) => Box::pin(both.validate(credential)),
+            Self::KeysOrJwt(both) => {
+                let lookup = both.validate(credential);
+                Box::pin(async move { Ok(lookup.await?.map(Caller::from)) })
+            }
+        }
+    }
+
+    fn validate_now(&self, credential: &str) -> Option<Result<Verdict<Caller>, BoxError>> {
+        match self {
+            Self::Keys(keys) => keys
+                .validate_now(credential)
+                .map(|answer| answer.map(|verdict| verdict.map(Caller::Key))),
+            Self::KeysOrJwt(both) => both
+                .validate_now(credential)
+                .map(|answer| answer.map(|verdict| verdict.map(Caller::from))),
         }
     }
 }
@@ -201,7 +263,7 @@ pub fn exchanges(
 #[derive(Clone)]
 pub enum UpstreamClient {
     Plain(ForwardCredentials<HttpsClient>),
-    Exchange(ForwardCredentials<ExchangeToken<ExchangeClient, Identity>>),
+    Exchange(ForwardCredentials<ExchangeToken<ExchangeClient, Caller>>),
 }
 
 /// The client under an exchange: replayable bodies, and a mark on every response the upstream gave.
@@ -234,7 +296,7 @@ impl UpstreamClient {
                 ServiceBuilder::new().layer(forward).service(client.clone()),
             ));
         };
-        let exchange = ExchangeTokenLayer::<Identity>::new(exchange, target)
+        let exchange = ExchangeTokenLayer::<Caller>::new(exchange, target)
             .try_resource_metadata(metadata_url)
             .map_err(|e| format!("--public-url: {e}"))?;
         let replayable: Client<HttpsConnector, Full<Bytes>> =
@@ -256,7 +318,7 @@ impl UpstreamClient {
     pub async fn send(
         &self,
         request: axum::http::Request<Bytes>,
-    ) -> Result<Result<Response, Response>, hyper_util::client::legacy::Error> {
+    ) -> Result<Result<Response, Response>, BoxError> {
         match self {
             Self::Plain(client) => {
                 let response = client.clone().oneshot(request.map(Body::from)).await?;
@@ -279,12 +341,12 @@ impl UpstreamClient {
 /// Each route's authentication, with the URL of its metadata.
 type Routes<T> = Arc<HashMap<String, (T, String)>>;
 
-/// Authentication per route: each route's own [`Admission`] (its JWT audience), and the gateway keys alone on
+/// Authentication per route: each route's own [`RouteValidator`] (its JWT audience), and the gateway keys alone on
 /// paths that name no route. With a JWT issuer, every 401 of a route names the route's metadata.
 #[derive(Clone)]
 pub struct RouteAuthLayer {
-    default: McpAuthLayer<Admission>,
-    routes: Routes<McpAuthLayer<Admission>>,
+    default: McpAuthLayer<RouteValidator>,
+    routes: Routes<McpAuthLayer<RouteValidator>>,
 }
 
 impl RouteAuthLayer {
@@ -294,14 +356,17 @@ impl RouteAuthLayer {
         keys: &KeyStore,
         jwt: Option<&Jwt>,
         routes: impl IntoIterator<Item = (String, String, String)>,
-        make: impl Fn(Admission) -> Result<McpAuthLayer<Admission>, String>,
+        make: impl Fn(RouteValidator) -> Result<McpAuthLayer<RouteValidator>, String>,
     ) -> Result<Self, String> {
-        let default = make(Admission::Keys(keys.clone()))?;
+        let default = make(RouteValidator::Keys(keys.clone()))?;
         let mut per_route = HashMap::new();
         if let Some(jwt) = jwt {
             for (name, resource, metadata_url) in routes {
                 let validator = FirstOf::new(keys.clone(), jwt.for_audience(resource));
-                per_route.insert(name, (make(Admission::KeysOrJwt(validator))?, metadata_url));
+                per_route.insert(
+                    name,
+                    (make(RouteValidator::KeysOrJwt(validator))?, metadata_url),
+                );
             }
         }
         Ok(Self {
@@ -332,14 +397,16 @@ impl<S: Clone> Layer<S> for RouteAuthLayer {
 /// The service of [`RouteAuthLayer`].
 #[derive(Clone)]
 pub struct RouteAuth<S> {
-    default: McpAuth<S, Admission>,
-    routes: Routes<McpAuth<S, Admission>>,
+    default: McpAuth<S, RouteValidator>,
+    routes: Routes<McpAuth<S, RouteValidator>>,
 }
 
-impl<S> Service<Request> for RouteAuth<S>
+impl<S, B> Service<Request> for RouteAuth<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
     type Response = Response;
     type Error = Infallible;
@@ -387,6 +454,8 @@ fn point_at(response: &mut Response, metadata_url: &str) {
 
 #[cfg(test)]
 mod tests {
+    use tower_mcp_auth::permissions::Upstreams;
+
     use super::*;
 
     #[test]
@@ -395,13 +464,18 @@ mod tests {
             "iss": "https://idp.example", "sub": "alice", "aud": "https://gw.example/mcp/a", "exp": 4_000_000_000u64,
         }))
         .unwrap();
-        assert_eq!(describe(&Either::Right(Arc::new(claims))), "jwt:alice");
+        let alice = Caller::Jwt(Arc::new(claims));
+        assert_eq!(alice.describe(), "jwt:alice");
+        assert_eq!(alice.owner(), "jwt:https://idp.example:alice");
         let anonymous: JwtClaims = serde_json::from_value(serde_json::json!({
             "iss": "https://idp.example", "client_id": "agent-7", "exp": 4_000_000_000u64,
         }))
         .unwrap();
-        assert_eq!(describe(&Either::Right(Arc::new(anonymous))), "jwt:agent-7");
-        assert_eq!(describe(&Either::Left("ops".to_owned())), "key:ops");
+        assert_eq!(Caller::Jwt(Arc::new(anonymous)).describe(), "jwt:agent-7");
+        let ops = Caller::Key(KeyIdentity::new("ops", Upstreams::only(["a"])));
+        assert_eq!(ops.describe(), "key:ops");
+        assert_eq!(ops.owner(), "key:ops");
+        assert!(ops.may_use("a") && !ops.may_use("b") && ops.subject_token().is_none());
     }
 
     #[test]

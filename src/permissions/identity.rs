@@ -1,0 +1,54 @@
+//! `KeyIdentity`: a name and the upstreams it may use, the identity of permission-carrying key files.
+
+use std::{fmt, sync::Arc};
+
+use super::upstreams::{UpstreamAccess, Upstreams};
+
+/// The identity of a gateway key that carries its permissions: a display name and the [`Upstreams`] the key
+/// may use. Cloning it is two reference-count increments.
+///
+/// ```
+/// use tower_mcp_auth::permissions::{KeyIdentity, UpstreamAccess, Upstreams};
+///
+/// let alice = KeyIdentity::new("alice", Upstreams::only(["atl"]));
+/// assert_eq!(alice.name(), "alice");
+/// assert!(alice.may_use("atl") && !alice.may_use("priv"));
+/// assert_eq!(alice.to_string(), "alice");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyIdentity {
+    name: Arc<str>,
+    upstreams: Upstreams,
+}
+
+impl KeyIdentity {
+    /// An identity named `name` that may use `upstreams`.
+    pub fn new(name: impl Into<Arc<str>>, upstreams: Upstreams) -> Self {
+        Self {
+            name: name.into(),
+            upstreams,
+        }
+    }
+
+    /// The identity's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The upstreams it may use.
+    pub fn upstreams(&self) -> &Upstreams {
+        &self.upstreams
+    }
+}
+
+impl fmt::Display for KeyIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.name)
+    }
+}
+
+impl UpstreamAccess for KeyIdentity {
+    fn may_use(&self, upstream: &str) -> bool {
+        self.upstreams.allows(upstream)
+    }
+}

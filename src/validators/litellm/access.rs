@@ -1,0 +1,316 @@
+//! What LiteLLM lets a key do on its MCP routes: its team, its object permissions, its allowed routes.
+
+use std::collections::BTreeSet;
+
+use sqlx::{postgres::PgRow, Row};
+
+use crate::permissions::Upstreams;
+
+/// LiteLLM's dashboard team: keys of the admin UI carry it, and it has no row of its own.
+const UI_TEAM_ID: &str = "litellm-dashboard";
+/// In an object permission's `mcp_servers`: every MCP server of the proxy.
+const ALL_PROXY_SERVERS: &str = "all-proxy-mcpservers";
+
+/// The MCP servers the key's (or the team's) object permission lists, and its access groups.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Grants {
+    pub(super) servers: Vec<String>,
+    pub(super) groups: Vec<String>,
+}
+
+impl Grants {
+    pub(super) fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.groups.is_empty()
+    }
+
+    fn read(row: &PgRow, servers: &str, groups: &str) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            servers: row
+                .try_get::<Option<Vec<String>>, _>(servers)?
+                .unwrap_or_default(),
+            groups: row
+                .try_get::<Option<Vec<String>>, _>(groups)?
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// The key's team, as far as MCP access goes.
+#[derive(Clone, Debug)]
+pub(super) enum Team {
+    /// The key has no team (or the dashboard's).
+    None,
+    /// The key names a team that has no row: LiteLLM refuses such a key.
+    Missing,
+    /// The team's row.
+    Found {
+        blocked: bool,
+        spend: f64,
+        max_budget: Option<f64>,
+        grants: Grants,
+    },
+}
+
+/// The access facts of one key row: the columns [`LOOKUP`](super::LOOKUP) joins in.
+#[derive(Clone, Debug)]
+pub(super) struct Access {
+    pub(super) allowed_routes: Vec<String>,
+    pub(super) key: Grants,
+    pub(super) team: Team,
+}
+
+impl Access {
+    pub(super) fn read(row: &PgRow) -> Result<Self, sqlx::Error> {
+        let team_id: Option<String> = row.try_get("team_id")?;
+        let team_found: Option<String> = row.try_get("team_found")?;
+        let team = match (team_id.as_deref(), team_found) {
+            (None | Some(UI_TEAM_ID), _) => Team::None,
+            (Some(_), None) => Team::Missing,
+            (Some(_), Some(_)) => Team::Found {
+                blocked: row
+                    .try_get::<Option<bool>, _>("team_blocked")?
+                    .unwrap_or(false),
+                spend: row
+                    .try_get::<Option<f64>, _>("team_spend")?
+                    .unwrap_or_default(),
+                max_budget: row.try_get("team_max_budget")?,
+                grants: Grants::read(row, "team_mcp_servers", "team_mcp_access_groups")?,
+            },
+        };
+        Ok(Self {
+            allowed_routes: row
+                .try_get::<Option<Vec<String>>, _>("allowed_routes")?
+                .unwrap_or_default(),
+            key: Grants::read(row, "key_mcp_servers", "key_mcp_access_groups")?,
+            team,
+        })
+    }
+
+    /// Whether LiteLLM would refuse the key on account of its team or its routes.
+    pub(super) fn refused(&self) -> bool {
+        let team_refused = match &self.team {
+            Team::None => false,
+            Team::Missing => true,
+            Team::Found {
+                blocked,
+                spend,
+                max_budget,
+                ..
+            } => *blocked || max_budget.is_some_and(|budget| *spend >= budget),
+        };
+        team_refused || !allows_mcp_routes(&self.allowed_routes)
+    }
+
+    /// The server ids and access groups to look up in `"LiteLLM_MCPServerTable"`.
+    pub(super) fn lookups(&self) -> (Vec<String>, Vec<String>) {
+        let team = match &self.team {
+            Team::Found { grants, .. } => Some(grants),
+            _ => None,
+        };
+        let grants = std::iter::once(&self.key).chain(team);
+        let (mut ids, mut groups) = (Vec::new(), Vec::new());
+        for grant in grants {
+            ids.extend(grant.servers.iter().cloned());
+            groups.extend(grant.groups.iter().cloned());
+        }
+        (ids, groups)
+    }
+
+    /// The upstreams the key may use, as LiteLLM computes its MCP servers: the key's own list (servers and
+    /// access groups), narrowed by its team's where both have one, inherited from the team where the key has
+    /// none; plus the servers every key may use.
+    pub(super) fn upstreams(&self, servers: &[Server], open: &Upstreams) -> Upstreams {
+        let key = resolve(&self.key, servers);
+        let team = match &self.team {
+            Team::Found { grants, .. } => resolve(grants, servers),
+            _ => Level::Unrestricted,
+        };
+        let base = match (key, team) {
+            (Level::Unrestricted, team) => team,
+            (key, Level::Unrestricted) => key,
+            (Level::All, team) => team,
+            (key, Level::All) => key,
+            (Level::Only(key), Level::Only(team)) => {
+                Level::Only(key.intersection(&team).cloned().collect())
+            }
+        };
+        let mut names = match base {
+            Level::All => return Upstreams::all(),
+            // Neither the key nor its team lists a server: only those open to every key.
+            Level::Unrestricted => BTreeSet::new(),
+            Level::Only(names) => names,
+        };
+        if open.is_all() {
+            return Upstreams::all();
+        }
+        names.extend(open.names().into_iter().flatten().map(str::to_owned));
+        for server in servers.iter().filter(|s| s.allow_all_keys) {
+            names.extend(server.names());
+        }
+        Upstreams::only(names)
+    }
+}
+
+/// One level's grant, resolved to upstream names.
+enum Level {
+    /// This level lists nothing: it does not restrict.
+    Unrestricted,
+    /// Every server of the proxy.
+    All,
+    /// These servers.
+    Only(BTreeSet<String>),
+}
+
+fn resolve(grants: &Grants, servers: &[Server]) -> Level {
+    if grants.is_empty() {
+        return Level::Unrestricted;
+    }
+    if grants.servers.iter().any(|s| s == ALL_PROXY_SERVERS) {
+        return Level::All;
+    }
+    let mut names = BTreeSet::new();
+    for entry in &grants.servers {
+        // An entry is a server id (resolved to the server's names) or already a name or alias.
+        match servers.iter().find(|s| s.id == *entry) {
+            Some(server) => names.extend(server.names()),
+            None => {
+                names.insert(entry.to_ascii_lowercase());
+            }
+        }
+    }
+    for server in servers {
+        if server.groups.iter().any(|g| grants.groups.contains(g)) {
+            names.extend(server.names());
+        }
+    }
+    Level::Only(names)
+}
+
+/// Whether a key's `allowed_routes` let it reach MCP routes: empty (no restriction), LiteLLM's `mcp_routes`
+/// group, or a route under `/mcp`.
+fn allows_mcp_routes(routes: &[String]) -> bool {
+    routes.is_empty()
+        || routes.iter().any(|route| {
+            route == "mcp_routes"
+                || route == "/mcp"
+                || route.starts_with("/mcp/")
+                || route.starts_with("/mcp*")
+        })
+}
+
+/// One row of `"LiteLLM_MCPServerTable"`.
+#[derive(Clone, Debug)]
+pub(super) struct Server {
+    id: String,
+    name: Option<String>,
+    alias: Option<String>,
+    groups: Vec<String>,
+    allow_all_keys: bool,
+}
+
+impl Server {
+    pub(super) fn read(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("server_id")?,
+            name: row.try_get("server_name")?,
+            alias: row.try_get("alias")?,
+            groups: row
+                .try_get::<Option<Vec<String>>, _>("mcp_access_groups")?
+                .unwrap_or_default(),
+            allow_all_keys: row
+                .try_get::<Option<bool>, _>("allow_all_keys")?
+                .unwrap_or(false),
+        })
+    }
+
+    /// The names a gateway may give this server: its alias and its name, in lower case.
+    fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.alias
+            .iter()
+            .chain(self.name.iter())
+            .map(|n| n.to_ascii_lowercase())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants(servers: &[&str], groups: &[&str]) -> Grants {
+        Grants {
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn access(key: Grants, team: Option<Grants>) -> Access {
+        Access {
+            allowed_routes: Vec::new(),
+            key,
+            team: match team {
+                Some(grants) => Team::Found {
+                    blocked: false,
+                    spend: 0.0,
+                    max_budget: None,
+                    grants,
+                },
+                None => Team::None,
+            },
+        }
+    }
+
+    fn server(id: &str, name: &str, groups: &[&str], allow_all_keys: bool) -> Server {
+        Server {
+            id: id.to_owned(),
+            name: Some(name.to_owned()),
+            alias: None,
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            allow_all_keys,
+        }
+    }
+
+    #[test]
+    fn litellm_inheritance_and_intersection() {
+        let servers = [
+            server("id-atl", "atl", &["dev"], false),
+            server("id-priv", "priv", &[], false),
+            server("id-docs", "docs", &[], true),
+        ];
+        let none = Upstreams::only::<_, &str>([]);
+        let names = |u: Upstreams| u.names().map(|n| n.collect::<Vec<_>>().join(","));
+        // Key only: its own servers (by id or by name), plus the servers open to every key.
+        let a = access(grants(&["id-atl"], &[]), None);
+        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "atl,docs");
+        // Key without a list inherits the team's.
+        let a = access(Grants::default(), Some(grants(&["priv"], &[])));
+        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "docs,priv");
+        // Both list: the intersection.
+        let a = access(grants(&["atl", "priv"], &[]), Some(grants(&["priv"], &[])));
+        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "docs,priv");
+        // Access groups expand to the servers carrying them.
+        let a = access(grants(&[], &["dev"]), None);
+        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "atl,docs");
+        // Nothing anywhere: only the open servers.
+        let a = access(Grants::default(), None);
+        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "docs");
+        // The team's "every proxy server" lets the key's own list stand.
+        let a = access(
+            grants(&["atl"], &[]),
+            Some(grants(&[ALL_PROXY_SERVERS], &[])),
+        );
+        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "atl,docs");
+        let a = access(Grants::default(), Some(grants(&[ALL_PROXY_SERVERS], &[])));
+        assert!(a.upstreams(&servers, &none).is_all());
+    }
+
+    #[test]
+    fn routes() {
+        assert!(allows_mcp_routes(&[]));
+        for allowed in ["mcp_routes", "/mcp", "/mcp/atl", "/mcp*"] {
+            assert!(allows_mcp_routes(&[allowed.to_owned()]), "{allowed}");
+        }
+        for refused in ["llm_api_routes", "/chat/completions", "/mcpx"] {
+            assert!(!allows_mcp_routes(&[refused.to_owned()]), "{refused}");
+        }
+    }
+}
