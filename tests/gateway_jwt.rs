@@ -675,3 +675,100 @@ async fn the_gateway_against_oidc_provider() {
     .await;
     assert_eq!(on_b.status, StatusCode::OK);
 }
+
+// ---- Beside per-key permissions and caller-bound sessions ----
+
+#[tokio::test]
+async fn a_key_limited_to_one_route_stays_limited_beside_jwts() {
+    let s = Setup::new().await;
+    let gw = gateway(&args(&[
+        ("--key", "sk-only-b=b"),
+        ("--upstream", &format!("a={}{ROUTE}", s.upstream_url)),
+        ("--upstream", &format!("b={}", s.plain.url("/mcp"))),
+        ("--jwt-issuer", &s.issuer.url),
+        ("--jwt-jwks-uri", &s.issuer.jwks_uri().to_string()),
+    ]))
+    .await;
+    let on_a = post_init(
+        &format!("http://{gw}/mcp/a"),
+        &[("x-litellm-api-key", "sk-only-b")],
+    )
+    .await;
+    assert_eq!(on_a.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.upstream.hits(), 0);
+    let on_b = post_init(
+        &format!("http://{gw}/mcp/b"),
+        &[("x-litellm-api-key", "sk-only-b")],
+    )
+    .await;
+    assert_eq!(on_b.status, StatusCode::OK);
+    // A JWT is admitted on the route its audience names, and only there.
+    let token = s.issuer.token(&format!("http://{gw}/mcp/b"));
+    let jwt_on_b = post_init(
+        &format!("http://{gw}/mcp/b"),
+        &[("authorization", &bearer(&token))],
+    )
+    .await;
+    assert_eq!(jwt_on_b.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_session_opened_with_a_jwt_belongs_to_its_subject() {
+    let s = Setup::new().await;
+    let sessions =
+        Recorder::start(|_| answer(StatusCode::OK, &[("mcp-session-id", "session-1")], "{}")).await;
+    let gw = gateway(&args(&[
+        ("--key", KEY),
+        ("--upstream", &format!("s={}", sessions.url("/mcp"))),
+        ("--jwt-issuer", &s.issuer.url),
+        ("--jwt-jwks-uri", &s.issuer.jwks_uri().to_string()),
+    ]))
+    .await;
+    let route = format!("http://{gw}/mcp/s");
+    let alice = s.issuer.token(&route);
+    let opened = post_init(&route, &[("authorization", &bearer(&alice))]).await;
+    assert_eq!(opened.header("mcp-session-id"), Some("session-1"));
+    let with_session = |credential: (&'static str, String)| {
+        let route = route.clone();
+        async move {
+            post_init(
+                &route,
+                &[
+                    (credential.0, &credential.1),
+                    ("mcp-session-id", "session-1"),
+                ],
+            )
+            .await
+            .status
+        }
+    };
+    // Another token of the same subject continues it (the session is the subject's, not one token's).
+    let alice_again = s.issuer.sign("k1", &{
+        let mut claims = s.issuer.claims(&route, 1800);
+        claims["jti"] = json!("second");
+        claims
+    });
+    assert_eq!(
+        with_session(("authorization", bearer(&alice_again))).await,
+        StatusCode::OK
+    );
+    // Another subject, and a gateway key, do not.
+    let bob = s.issuer.sign("k1", &{
+        let mut claims = s.issuer.claims(&route, 3600);
+        claims["sub"] = json!("bob");
+        claims
+    });
+    assert_eq!(
+        with_session(("authorization", bearer(&bob))).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        with_session(("x-litellm-api-key", KEY.to_owned())).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        sessions.seen().len(),
+        2,
+        "refused session requests never reach the upstream"
+    );
+}
