@@ -412,16 +412,17 @@ where
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Response, Infallible>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Each call drives the chosen route's service to readiness itself (`oneshot` on a clone).
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The keys-only service is the one called without a JWT issuer; a route's own service is driven to
+        // readiness by `oneshot` on a clone.
+        self.default.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
         let (name, _) = route::split(request.uri().path());
         let Some((auth, metadata_url)) = self.routes.get(name).cloned() else {
-            let auth = self.default.clone();
-            return Box::pin(async move { Ok(auth.oneshot(request).await?.map(Body::new)) });
+            let answer = self.default.call(request);
+            return Box::pin(async move { Ok(answer.await?.map(Body::new)) });
         };
         Box::pin(async move {
             let mut response = auth.oneshot(request).await?.map(Body::new);
