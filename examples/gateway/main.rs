@@ -16,10 +16,6 @@
 
 mod app;
 
-/// mimalloc spends fewer instructions per proxied request than glibc's allocator (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::io::Write;
 
 use tokio::net::TcpListener;
