@@ -74,10 +74,15 @@ fn prepare(subject: Subject, kind: Kind) -> Prepared {
         service,
         request: request(kind),
     };
-    // Warm every lazy part (cache entry, tracing callsite interest, thread-locals) outside the count.
+    // Warm every lazy part (cache entry, tracing callsite interest, thread-locals) outside the count. The
+    // first call of a cached subject is a miss, answered by a spawned lookup: it needs the runtime to run.
     for _ in 0..2 {
         let warm = request(kind);
-        let _ = run(&mut prepared, warm);
+        let service = &mut prepared.service;
+        prepared
+            .runtime
+            .block_on(async { service.ready().await?.call(warm).await })
+            .unwrap();
     }
     prepared
 }

@@ -1,5 +1,6 @@
 //! An MCP Streamable HTTP gateway on axum and tower-mcp-auth: gateway keys, per-upstream OAuth passthrough,
-//! each upstream's own credential, and RFC 9728 discovery.
+//! each upstream's own credential, RFC 9728 discovery, and optionally JWT admission per route with RFC 8693
+//! token exchange per upstream.
 //!
 //! ```text
 //! cargo run --example gateway -- [--config FILE] [--listen ADDR] [--public-url URL] [--key KEY]...
@@ -7,6 +8,7 @@
 //!                                [--upstream-auth NAME=KIND:VALUE]... [--allow-origin ORIGIN]...
 //!                                [--tls-cert FILE --tls-key FILE] [--upstream-timeout SECS]
 //!                                [--max-body BYTES] [--drain-timeout SECS]
+//!                                [--jwt-issuer URL [--jwt-jwks-uri URL]] [--token-exchange NAME=TOKEN_ENDPOINT]...
 //! ```
 //!
 //! Without `--upstream` it starts a demo upstream MCP server in the same process (`demo`, passthrough, accepting

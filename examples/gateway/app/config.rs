@@ -10,8 +10,19 @@
 //!   atlassian:
 //!     url: https://mcp.atlassian.com/v1/mcp
 //!     auth_type: oauth_delegate   # or oauth_passthrough: true
+//!   internal:
+//!     url: https://mcp.internal.example/mcp
+//!     auth_type: oauth2_token_exchange          # RFC 8693, needs mcp_resource_server
+//!     token_exchange_endpoint: https://idp.example/oauth2/token
+//!     client_id: gateway
+//!     client_secret: os.environ/EXCHANGE_SECRET
+//!     audience: api://internal-mcp               # optional; else the upstream URL is the resource
+//!     scopes: [mcp.tools.read]                   # optional
 //! general_settings:
 //!   master_key: os.environ/LITELLM_MASTER_KEY
+//! mcp_resource_server:                           # this gateway's own section, not LiteLLM's
+//!   issuer: https://idp.example
+//!   jwks_uri: https://idp.example/jwks           # optional; else discovered from the issuer
 //! ```
 //!
 //! Every string may be `os.environ/VAR`, read from the environment. Fields this gateway does not use are
@@ -22,7 +33,7 @@ use std::{collections::BTreeMap, path::Path};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-use super::Options;
+use super::{resource_server::ExchangeSpec, Options};
 
 #[derive(Deserialize, Default)]
 struct File {
@@ -30,6 +41,8 @@ struct File {
     mcp_servers: BTreeMap<String, Server>,
     #[serde(default)]
     general_settings: General,
+    /// This gateway's own section: JWT admission (LiteLLM has no such field).
+    mcp_resource_server: Option<ResourceServer>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -46,11 +59,24 @@ struct Server {
     extra_headers: Option<Value>,
     #[serde(default)]
     oauth_passthrough: bool,
+    token_exchange_endpoint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    audience: Option<String>,
+    scopes: Option<Vec<String>>,
+    subject_token_type: Option<String>,
     /// LiteLLM's "every key may use this server", whatever the key's own MCP permissions.
     #[serde(default)]
     allow_all_keys: bool,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResourceServer {
+    issuer: String,
+    jwks_uri: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -70,6 +96,7 @@ struct ConfigServer {
     allow_all_keys: bool,
     auth: Option<String>,
     headers: Vec<(String, String)>,
+    exchange: Option<ExchangeSpec>,
 }
 
 /// What a config file contributes to the [`Options`].
@@ -78,6 +105,7 @@ pub struct Config {
     servers: Vec<ConfigServer>,
     master_key: Option<String>,
     database_url: Option<String>,
+    jwt: Option<(String, Option<String>)>,
     warning: Option<String>,
 }
 
@@ -146,7 +174,8 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Config
             .as_deref()
             .or(server.authentication_token.as_deref());
         let auth = match (auth_type, value) {
-            ("oauth_delegate" | "true_passthrough" | "none", _) | (_, None) => None,
+            ("oauth_delegate" | "true_passthrough" | "oauth2_token_exchange" | "none", _)
+            | (_, None) => None,
             (kind, Some(value)) => Some(format!("{kind}:{}", resolve(value, env)?)),
         };
         let mut headers = Vec::new();
@@ -178,6 +207,50 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Config
                 "mcp_servers.{name}.extra_headers (a list of client headers)"
             ));
         }
+        let exchange = if auth_type == "oauth2_token_exchange" {
+            let required = |field: &Option<String>, what: &str| {
+                field
+                    .as_deref()
+                    .ok_or_else(|| {
+                        format!("mcp_servers.{name}: oauth2_token_exchange needs {what}")
+                    })
+                    .and_then(|v| resolve(v, env))
+            };
+            let optional =
+                |field: &Option<String>| field.as_deref().map(|v| resolve(v, env)).transpose();
+            Some(ExchangeSpec {
+                endpoint: required(&server.token_exchange_endpoint, "token_exchange_endpoint")?,
+                client_id: required(&server.client_id, "client_id")?,
+                client_secret: required(&server.client_secret, "client_secret")?,
+                audience: optional(&server.audience)?,
+                scopes: server
+                    .scopes
+                    .iter()
+                    .flatten()
+                    .map(|s| resolve(s, env))
+                    .collect::<Result<_, _>>()?,
+                subject_token_type: optional(&server.subject_token_type)?,
+            })
+        } else {
+            let exchange_fields = [
+                (
+                    "token_exchange_endpoint",
+                    server.token_exchange_endpoint.is_some(),
+                ),
+                ("audience", server.audience.is_some()),
+                ("scopes", server.scopes.is_some()),
+                ("subject_token_type", server.subject_token_type.is_some()),
+                ("client_id", server.client_id.is_some()),
+                ("client_secret", server.client_secret.is_some()),
+            ];
+            unknown.extend(
+                exchange_fields
+                    .iter()
+                    .filter(|(_, set)| *set)
+                    .map(|(field, _)| format!("mcp_servers.{name}.{field}")),
+            );
+            None
+        };
         servers.push(ConfigServer {
             name: name.to_ascii_lowercase(),
             url: resolve(url, env)?,
@@ -185,6 +258,7 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Config
             allow_all_keys: server.allow_all_keys,
             auth,
             headers,
+            exchange,
         });
     }
     let general = file.general_settings;
@@ -205,6 +279,18 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Config
             .database_url
             .as_deref()
             .map(|v| resolve(v, env))
+            .transpose()?,
+        jwt: file
+            .mcp_resource_server
+            .map(|rs| -> Result<_, String> {
+                Ok((
+                    resolve(&rs.issuer, env)?,
+                    rs.jwks_uri
+                        .as_deref()
+                        .map(|v| resolve(v, env))
+                        .transpose()?,
+                ))
+            })
             .transpose()?,
         warning,
     })
@@ -229,6 +315,15 @@ impl Config {
                     options.upstream_auth.push((server.name.clone(), auth));
                 }
             }
+            if let Some(exchange) = server.exchange {
+                if !options
+                    .token_exchange
+                    .iter()
+                    .any(|(n, _)| *n == server.name)
+                {
+                    options.token_exchange.push((server.name.clone(), exchange));
+                }
+            }
             for (header, value) in server.headers {
                 options
                     .upstream_headers
@@ -238,6 +333,11 @@ impl Config {
         options.keys.extend(self.master_key);
         if options.database_url.is_none() {
             options.database_url = self.database_url;
+        }
+        if let (None, Some((issuer, jwks_uri))) = (&options.jwt_issuer, self.jwt) {
+            // `iss` is compared exactly: the issuer is kept as written.
+            options.jwt_issuer = Some(issuer);
+            options.jwt_jwks_uri = options.jwt_jwks_uri.take().or(jwks_uri);
         }
         options.warnings.extend(self.warning);
     }

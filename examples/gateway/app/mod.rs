@@ -2,7 +2,8 @@
 //!
 //! Every request passes, outermost first: the access log ([`ops`]), the `Origin`/`Host` checks ([`origin`]),
 //! CORS; then on `/mcp/` routes the path confinement ([`route`]), the scope hint of [`discovery::metadata`], the
-//! client-credential and authentication layers of tower-mcp-auth, and finally the relay ([`proxy`]).
+//! client-credential and authentication layers of tower-mcp-auth (per route with a JWT issuer:
+//! [`resource_server`]), and finally the relay ([`proxy`]).
 
 mod config;
 pub mod demo;
@@ -14,6 +15,7 @@ mod options;
 mod origin;
 mod permissions;
 mod proxy;
+pub mod resource_server;
 mod route;
 mod sessions;
 pub mod tls;
@@ -35,10 +37,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_mcp_auth::{
-    upstream::{
-        ForwardCredentials, ForwardCredentialsLayer, TakeClientCredentialsLayer, UpstreamAuth,
-        UpstreamConfig,
-    },
+    upstream::{TakeClientCredentialsLayer, UpstreamAuth, UpstreamConfig},
     McpAuthLayer, PassthroughPolicy,
 };
 
@@ -63,7 +62,7 @@ pub fn json_error(status: StatusCode, error: &str, description: &str) -> Respons
 /// One upstream: its configuration, its credential-forwarding client, and the gateway's URLs for it.
 pub struct Upstream {
     config: UpstreamConfig,
-    client: ForwardCredentials<HttpsClient>,
+    client: resource_server::UpstreamClient,
     /// The gateway's metadata document for this route.
     metadata_url: String,
     /// The gateway's URL of this route: `PUBLIC_URL/mcp/NAME`.
@@ -78,6 +77,8 @@ pub struct Gateway {
     discovery: discovery::upstream::Discovery,
     upstream_timeout: Duration,
     max_body: usize,
+    /// The JWT issuer every route names as its authorization server (`--jwt-issuer`).
+    jwt_issuer: Option<String>,
     sessions: sessions::Sessions,
 }
 
@@ -232,29 +233,52 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
     // A configuration the layer refuses is a start-up error, never a panic.
     let policy =
         PassthroughPolicy::try_path_prefixes(&passthrough_routes).map_err(|e| e.to_string())?;
-    let mut auth = McpAuthLayer::new(key_store.clone()).passthrough(policy);
-    for route in &passthrough_routes {
-        let name = route.trim_start_matches("/mcp/");
-        auth = auth
-            .try_resource_metadata(route, &metadata_url(&public, name))
-            .map_err(|e| format!("--public-url: {e}"))?;
-    }
+    let make_auth = |admission| {
+        let mut auth = McpAuthLayer::new(admission).passthrough(policy.clone());
+        for route in &passthrough_routes {
+            let name = route.trim_start_matches("/mcp/");
+            auth = auth
+                .try_resource_metadata(route, &metadata_url(&public, name))
+                .map_err(|e| format!("--public-url: {e}"))?;
+        }
+        Ok(auth)
+    };
+    let resource = |name: &str| format!("{public_url}/mcp/{name}");
+    let jwt = resource_server::jwt(&options, &connector, &resource("-"))?;
+    let auth = resource_server::RouteAuthLayer::new(
+        &key_store,
+        jwt.as_ref(),
+        configs.iter().map(|c| {
+            (
+                c.name().to_owned(),
+                resource(c.name()),
+                metadata_url(&public, c.name()),
+            )
+        }),
+        make_auth,
+    )?;
+    let mut exchanges = resource_server::exchanges(&options, &configs, &connector)?;
 
     let names: Vec<String> = configs.iter().map(|c| c.name().to_owned()).collect();
     let upstreams = configs
         .into_iter()
         .map(|config| {
+            let metadata_url = metadata_url(&public, config.name());
             let upstream = Upstream {
-                client: ServiceBuilder::new()
-                    .layer(ForwardCredentialsLayer::new(config.clone()))
-                    .service(client.clone()),
-                metadata_url: metadata_url(&public, config.name()),
-                resource: format!("{public_url}/mcp/{}", config.name()),
+                client: resource_server::UpstreamClient::new(
+                    &config,
+                    &connector,
+                    &client,
+                    exchanges.remove(config.name()),
+                    &metadata_url,
+                )?,
+                metadata_url,
+                resource: resource(config.name()),
                 config,
             };
-            (upstream.config.name().to_owned(), upstream)
+            Ok((upstream.config.name().to_owned(), upstream))
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     let gateway = Arc::new(Gateway {
         upstreams,
         public_path: public.path().trim_end_matches('/').to_owned(),
@@ -264,6 +288,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         ),
         upstream_timeout,
         max_body: options.max_body(),
+        jwt_issuer: options.jwt_issuer.clone(),
         sessions: sessions::Sessions::new(),
     });
 

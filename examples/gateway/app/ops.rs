@@ -19,9 +19,9 @@ use axum::{
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body::{Body as _, Frame, SizeHint};
-use tower_mcp_auth::{permissions::KeyIdentity, Authenticated, OAuthPassthrough};
+use tower_mcp_auth::{Authenticated, OAuthPassthrough};
 
-use super::json_error;
+use super::{json_error, resource_server::Caller};
 
 /// Asks the key store whether it answers.
 pub type ReadinessProbe = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
@@ -49,20 +49,21 @@ pub async fn readyz(State(probe): State<ReadinessProbe>) -> Response {
 /// How the caller of an exchange was admitted, for the access log: never a credential, at most a fingerprint.
 #[derive(Clone, Debug)]
 pub enum AuthOutcome {
-    Key(String),
+    /// `key:IDENTITY` or `jwt:SUBJECT`.
+    Caller(String),
     Passthrough(String),
-    KeyAndPassthrough(String, String),
+    CallerAndPassthrough(String, String),
 }
 
 impl AuthOutcome {
     pub fn of(
-        identity: Option<&Authenticated<KeyIdentity>>,
+        identity: Option<&Authenticated<Caller>>,
         passthrough: Option<&OAuthPassthrough>,
     ) -> Option<Self> {
         let token = passthrough.map(|p| p.fingerprint().to_string());
-        match (identity.map(|a| a.identity().name().to_owned()), token) {
-            (Some(id), Some(token)) => Some(Self::KeyAndPassthrough(id, token)),
-            (Some(id), None) => Some(Self::Key(id)),
+        match (identity.map(|a| a.identity().describe()), token) {
+            (Some(id), Some(token)) => Some(Self::CallerAndPassthrough(id, token)),
+            (Some(id), None) => Some(Self::Caller(id)),
             (None, Some(token)) => Some(Self::Passthrough(token)),
             (None, None) => None,
         }
@@ -72,9 +73,9 @@ impl AuthOutcome {
 impl fmt::Display for AuthOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Key(id) => write!(f, "key:{id}"),
+            Self::Caller(id) => write!(f, "{id}"),
             Self::Passthrough(token) => write!(f, "passthrough:{token}"),
-            Self::KeyAndPassthrough(id, token) => write!(f, "key:{id}+passthrough:{token}"),
+            Self::CallerAndPassthrough(id, token) => write!(f, "{id}+passthrough:{token}"),
         }
     }
 }

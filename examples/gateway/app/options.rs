@@ -31,6 +31,11 @@ pub struct Options {
     /// Upstreams every LiteLLM key may use whatever its own MCP permissions (config `allow_all_keys: true`).
     pub open_upstreams: Vec<String>,
     pub config: Option<PathBuf>,
+    /// JWT admission on every route: the issuer, and optionally its JWKS URL (else discovered).
+    pub jwt_issuer: Option<String>,
+    pub jwt_jwks_uri: Option<String>,
+    /// RFC 8693 token exchange per upstream (config file `auth_type: oauth2_token_exchange`).
+    pub token_exchange: Vec<(String, super::resource_server::ExchangeSpec)>,
     /// Things worth a warning at start-up (such as unknown config fields).
     pub warnings: Vec<String>,
 }
@@ -47,7 +52,8 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const USAGE: &str = "usage: gateway [--config FILE] [--listen ADDR] [--public-url URL] \
 [--key KEY[=NAME,...]]... [--key-file FILE]... [--upstream NAME=URL]... [--passthrough NAME]... \
 [--upstream-auth NAME=KIND:VALUE]... [--allow-origin ORIGIN]... [--tls-cert FILE --tls-key FILE] \
-[--upstream-timeout SECS] [--max-body BYTES] [--drain-timeout SECS]";
+[--upstream-timeout SECS] [--max-body BYTES] [--drain-timeout SECS] \
+[--jwt-issuer URL [--jwt-jwks-uri URL]] [--token-exchange NAME=TOKEN_ENDPOINT]...";
 
 impl Options {
     /// Parses the arguments (without the program name) and the comma-separated `MCP_GATEWAY_KEYS` value, then
@@ -108,6 +114,16 @@ impl Options {
                     );
                 }
                 "--config" => options.config = Some(value()?.into()),
+                // `iss` is compared exactly: the issuer is kept as written.
+                "--jwt-issuer" => options.jwt_issuer = Some(value()?),
+                "--jwt-jwks-uri" => options.jwt_jwks_uri = Some(value()?),
+                "--token-exchange" => {
+                    let (name, endpoint) =
+                        pair(&value()?, "--token-exchange", "NAME=TOKEN_ENDPOINT")?;
+                    options
+                        .token_exchange
+                        .push((name, exchange_client(endpoint)?));
+                }
                 "-h" | "--help" => return Err(USAGE.to_owned()),
                 other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
             }
@@ -142,6 +158,20 @@ impl Options {
     pub fn drain_timeout(&self) -> Duration {
         self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT)
     }
+}
+
+/// `--token-exchange`'s client credentials come from the environment, never from the command line.
+fn exchange_client(endpoint: String) -> Result<super::resource_server::ExchangeSpec, String> {
+    let var = |name: &str| {
+        std::env::var(name)
+            .map_err(|_| format!("--token-exchange needs the environment variable {name}"))
+    };
+    Ok(super::resource_server::ExchangeSpec {
+        endpoint,
+        client_id: var("MCP_GATEWAY_EXCHANGE_CLIENT_ID")?,
+        client_secret: var("MCP_GATEWAY_EXCHANGE_CLIENT_SECRET")?,
+        ..Default::default()
+    })
 }
 
 fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
@@ -195,6 +225,9 @@ impl fmt::Debug for Options {
                 &self.database_url.as_ref().map(|_| "[redacted]"),
             )
             .field("config", &self.config)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_jwks_uri", &self.jwt_jwks_uri)
+            .field("token_exchange", &self.token_exchange)
             .finish()
     }
 }

@@ -4,10 +4,12 @@
 //! `priv`; a LiteLLM key what LiteLLM grants it. The check is the crate's `RequireUpstreamLayer`: a key that may
 //! not use the upstream a path names gets `403 access_denied`, and the upstream never sees the request.
 
-use tower_mcp_auth::permissions::{KeyIdentity, PathSegment, RequireUpstreamLayer};
+use tower_mcp_auth::permissions::{PathSegment, RequireUpstreamLayer};
+
+use super::resource_server::Caller;
 
 /// The permission check: the upstream is the path segment after `/mcp/`, as [`route::split`](super::route::split)
 /// reads it.
-pub fn require_upstream() -> RequireUpstreamLayer<KeyIdentity, PathSegment> {
+pub fn require_upstream() -> RequireUpstreamLayer<Caller, PathSegment> {
     RequireUpstreamLayer::path_segment("/mcp/")
 }

@@ -13,9 +13,7 @@ use axum::{
     http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode, Uri},
     response::Response,
 };
-use tower::ServiceExt;
 use tower_mcp_auth::{
-    permissions::KeyIdentity,
     upstream::{remove_hop_by_hop, with_resource_metadata, Refused},
     Authenticated, OAuthPassthrough,
 };
@@ -23,6 +21,7 @@ use tower_mcp_auth::{
 use super::{
     json_error,
     ops::AuthOutcome,
+    resource_server::Caller,
     route,
     sessions::{Owner, SESSION_HEADER},
     tls, Gateway, Upstream,
@@ -181,7 +180,7 @@ async fn read_body(parts: &Parts, body: Body, max: usize) -> Result<axum::body::
 /// The handler behind the auth layers for every `/mcp/...` path.
 pub async fn handle(
     State(gateway): State<Arc<Gateway>>,
-    identity: Option<Authenticated<KeyIdentity>>,
+    identity: Option<Authenticated<Caller>>,
     passthrough: Option<OAuthPassthrough>,
     request: Request,
 ) -> Response {
@@ -234,14 +233,11 @@ async fn relay(gateway: &Gateway, request: Request, owner: Option<Owner>) -> Res
         parts.headers.remove(name);
     }
     let method = parts.method.clone();
-    let request = Request::from_parts(parts, Body::from(body));
+    // Kept whole, the body can be sent again: the token-exchange retry after an upstream 401 needs it.
+    let request = axum::http::Request::from_parts(parts, body);
 
     // The timeout covers connecting and the response head; an event stream that follows is not cut by it.
-    let sent = tokio::time::timeout(
-        gateway.upstream_timeout,
-        upstream.client.clone().oneshot(request),
-    )
-    .await;
+    let sent = tokio::time::timeout(gateway.upstream_timeout, upstream.client.send(request)).await;
     let response = match sent {
         Err(_) => {
             tracing::warn!(upstream = upstream.config.name(), %method, "upstream timed out");
@@ -275,7 +271,9 @@ async fn relay(gateway: &Gateway, request: Request, owner: Option<Owner>) -> Res
                 "the upstream MCP server is unreachable",
             );
         }
-        Ok(Ok(response)) => response,
+        // The gateway's own answer (a refused or failed token exchange), not the upstream's.
+        Ok(Ok(Err(answer))) => return answer,
+        Ok(Ok(Ok(response))) => response,
     };
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
@@ -345,7 +343,7 @@ async fn relay(gateway: &Gateway, request: Request, owner: Option<Owner>) -> Res
     } else if challenged {
         parts.headers.remove(header::WWW_AUTHENTICATE);
     }
-    Response::from_parts(parts, Body::new(body))
+    Response::from_parts(parts, body)
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ use std::{sync::Arc, time::Duration};
 
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
-use tower_mcp_auth::{permissions::KeyIdentity, Authenticated, OAuthPassthrough};
+use tower_mcp_auth::{Authenticated, OAuthPassthrough};
+
+use super::resource_server::Caller;
 
 /// The MCP session header.
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -32,11 +34,11 @@ pub enum Owner {
 impl Owner {
     /// The caller of an admitted request: its identity if it has one, else its passthrough token.
     pub fn of(
-        identity: Option<&Authenticated<KeyIdentity>>,
+        identity: Option<&Authenticated<Caller>>,
         passthrough: Option<&OAuthPassthrough>,
     ) -> Option<Self> {
         match (identity, passthrough) {
-            (Some(caller), _) => Some(Self::Identity(Arc::from(caller.identity().name()))),
+            (Some(caller), _) => Some(Self::Identity(Arc::from(caller.identity().owner()))),
             (None, Some(token)) => Some(Self::Token(
                 Sha256::digest(token.expose_token().as_bytes()).into(),
             )),

@@ -1,4 +1,5 @@
-//! The gateway's RFC 9728 protected-resource metadata for each passthrough route, built from the upstream's.
+//! The gateway's RFC 9728 protected-resource metadata for each passthrough route, built from the upstream's;
+//! with a JWT issuer (`--jwt-issuer`), for every route, naming that issuer first.
 
 use std::sync::Arc;
 
@@ -12,28 +13,52 @@ use axum::{
 
 use super::super::{json_error, proxy::Relayed, route, Gateway, Upstream};
 
-fn document(upstream: &Upstream, metadata: &super::upstream::UpstreamMetadata) -> Response {
+fn document(
+    gateway: &Gateway,
+    upstream: &Upstream,
+    metadata: Option<&super::upstream::UpstreamMetadata>,
+) -> Response {
+    // The gateway's own issuer first: its JWTs are what every route admits besides keys.
+    let mut servers: Vec<serde_json::Value> = gateway
+        .jwt_issuer
+        .iter()
+        .map(|i| i.as_str().into())
+        .collect();
+    servers.extend(
+        metadata
+            .and_then(|m| m.authorization_servers.as_array())
+            .into_iter()
+            .flatten()
+            .cloned(),
+    );
     let mut document = serde_json::json!({
         "resource": upstream.resource,
-        "authorization_servers": metadata.authorization_servers,
+        "authorization_servers": servers,
         "bearer_methods_supported": ["header"],
     });
-    if let Some(scopes) = &metadata.scopes_supported {
+    if let Some(scopes) = metadata.and_then(|m| m.scopes_supported.as_ref()) {
         document["scopes_supported"] = scopes.clone();
     }
     Json(document).into_response()
 }
 
 async fn answer(gateway: &Gateway, upstream: Option<&Upstream>) -> Response {
-    let Some(upstream) = upstream.filter(|u| u.config.accepts_passthrough()) else {
+    let Some(upstream) =
+        upstream.filter(|u| u.config.accepts_passthrough() || gateway.jwt_issuer.is_some())
+    else {
         return json_error(StatusCode::NOT_FOUND, "not_found", "no metadata here");
     };
+    if !upstream.config.accepts_passthrough() {
+        return document(gateway, upstream, None);
+    }
     match gateway
         .discovery
         .metadata(upstream.config.name(), upstream.config.url())
         .await
     {
-        Ok(metadata) => document(upstream, &metadata),
+        Ok(metadata) => document(gateway, upstream, Some(&metadata)),
+        // The gateway's issuer is a way in even when the upstream's metadata is out of reach.
+        Err(_) if gateway.jwt_issuer.is_some() => document(gateway, upstream, None),
         Err(error) => {
             tracing::warn!(upstream = upstream.config.name(), %error, "upstream metadata unavailable");
             json_error(
