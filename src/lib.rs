@@ -112,6 +112,7 @@ mod form;
 mod future;
 mod identity;
 mod layer;
+pub mod metrics;
 mod passthrough;
 mod path;
 pub mod permissions;

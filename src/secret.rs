@@ -24,6 +24,11 @@ impl Fingerprint {
     /// Fingerprints a credential.
     pub fn of(credential: &str) -> Self {
         let digest = sha256(credential);
+        Self::from_digest(&digest)
+    }
+
+    /// The fingerprint of the credential whose SHA-256 digest is `digest`.
+    pub(crate) fn from_digest(digest: &[u8; 32]) -> Self {
         Self([digest[0], digest[1], digest[2], digest[3]])
     }
 }

@@ -28,6 +28,7 @@ pub(crate) fn record(
         Outcome::Denied => ("denied", false),
         Outcome::Error => ("error", false),
     };
+    crate::metrics::decision(label, source);
     tracing::debug!(
         target: "tower_mcp_auth",
         outcome = label,

@@ -490,3 +490,34 @@ async fn an_exchanged_token_is_never_kept_past_its_subjects_expiry() {
     );
     assert_eq!(exchanges(&setup), 3);
 }
+
+/// The generic revocation hook: a revocation source that knows only the subject's SHA-256 (LiteLLM's key
+/// table) drops the tokens exchanged for it.
+#[tokio::test]
+async fn a_revoked_digest_drops_the_exchanged_tokens_through_the_revocation_hook() {
+    use tower_mcp_auth::validators::{Revocation, RevocationSink};
+
+    let setup = setup().await;
+    let token = setup.issuer.token(&setup.route_url());
+    assert_eq!(
+        initialize(setup.route_url(), &token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(exchanges(&setup), 1);
+    // A flush only says notifications may have been lost: exchanged tokens stay.
+    setup.exchange.revoke(&Revocation::All).await;
+    assert_eq!(
+        initialize(setup.route_url(), &token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(exchanges(&setup), 1);
+
+    setup.endpoint.revoked.lock().unwrap().insert(token.clone());
+    let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()).into();
+    setup.exchange.revoke(&Revocation::Digest(digest)).await;
+    assert_eq!(
+        initialize(setup.route_url(), &token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(exchanges(&setup), 2, "the cached token was dropped");
+}

@@ -459,7 +459,14 @@ impl TokenExchange {
     /// Drops every token exchanged from `subject_token`, cached or in flight: call it when the subject is
     /// revoked. The next request with that subject exchanges again, and the authorization server decides.
     pub fn invalidate_subject(&self, subject_token: &str) {
-        let subject: [u8; 32] = Sha256::digest(subject_token.as_bytes()).into();
+        self.invalidate_subject_digest(&Sha256::digest(subject_token.as_bytes()).into());
+    }
+
+    /// [`invalidate_subject`](TokenExchange::invalidate_subject) by the subject token's SHA-256 digest, for
+    /// revocation sources that only know digests (LiteLLM's key table); also reached through
+    /// [`RevocationSink`](crate::validators::RevocationSink).
+    pub fn invalidate_subject_digest(&self, subject: &[u8; 32]) {
+        let subject = *subject;
         {
             let mut in_flight = self.inner.lock_in_flight();
             in_flight.retain(|_, flight| {

@@ -20,7 +20,9 @@ use moka::Expiry;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 
+use super::TrustGate;
 use crate::{
+    metrics::{self, CacheLookup},
     secret::sha256,
     validate::{BoxError, Validator, Verdict},
 };
@@ -88,6 +90,11 @@ type InFlight<I> = Mutex<HashMap<[u8; 32], (u64, Lookup<I>)>>;
 /// [`invalidate`](Cache::invalidate) (or [`invalidate_digest`](Cache::invalidate_digest), for stores that
 /// only know digests) after the store change is committed to end that delay at once; a lookup that was
 /// already in flight when you invalidated may still store the answer it read before the change.
+///
+/// Across several replicas, a revocation source drives [`invalidate_digest`](Cache::invalidate_digest) through
+/// [`RevocationSink`](super::RevocationSink) (for LiteLLM's tables: `LiteLlmRevocations`, feature `postgres`),
+/// and [`trust_gate`](CacheBuilder::trust_gate) bounds how long `Valid` answers are trusted when that source
+/// goes quiet.
 ///
 /// ```
 /// use std::{convert::Infallible, time::Duration};
@@ -158,9 +165,16 @@ struct Policy<I> {
     denied_ttl: Duration,
     lookup_timeout: Duration,
     expiry: Option<Box<ExpiryFn<I>>>,
+    gate: Option<TrustGate>,
 }
 
 impl<I> Policy<I> {
+    /// Whether a cached verdict may be served now: a `Valid` one only while the trust gate, if any, is open.
+    fn serves(&self, verdict: &Verdict<I>) -> bool {
+        !matches!(verdict, Verdict::Valid(_))
+            || self.gate.as_ref().is_none_or(TrustGate::is_trusted)
+    }
+
     fn answer(&self, verdict: Verdict<I>) -> Answer<I> {
         let ttl = match &verdict {
             Verdict::Valid(identity) => {
@@ -194,7 +208,11 @@ impl<V: Validator> Cache<V> {
             .now_or_never()
             .flatten()
             .filter(|answer| answer.is_fresh(tokio::time::Instant::now()))
-            .map(|answer| answer.verdict)
+            .filter(|answer| self.policy.serves(&answer.verdict))
+            .map(|answer| {
+                metrics::cache_lookup(CacheLookup::Hit);
+                answer.verdict
+            })
     }
 
     /// Caches `inner`'s answers with the defaults: `Valid` for 60 s, `Unknown` and `Denied` for 10 s, at most
@@ -238,6 +256,7 @@ impl<V: Validator> Cache<V> {
             max_bytes: None,
             weigher: None,
             expiry: None,
+            gate: None,
             lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
         }
     }
@@ -413,6 +432,7 @@ where
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if let Some((_, lookup)) = in_flight.get(&key) {
+                metrics::cache_lookup(CacheLookup::Coalesced);
                 return lookup.clone();
             }
             // A lookup may have stored its answer and left since `validate` missed.
@@ -436,6 +456,7 @@ where
             key,
             id,
         };
+        metrics::cache_lookup(CacheLookup::Miss);
         // Detached: dropping the handle does not cancel the task, and no caller ever holds it.
         drop(tokio::spawn(lookup(
             Arc::clone(&self.inner),
@@ -468,7 +489,7 @@ async fn lookup<V>(
     V: Validator,
     V::Future: Send + 'static,
 {
-    let asked = inner.validate(credential.expose_secret());
+    let asked = metrics::validation::<V, _, _>(inner.validate(credential.expose_secret()));
     // The future owns what it needs; the copy of the credential is zeroed now.
     drop(credential);
     let answered = match tokio::time::timeout(policy.lookup_timeout, asked).await {
@@ -557,6 +578,7 @@ pub struct CacheBuilder<V: Validator> {
     max_bytes: Option<u64>,
     weigher: Option<Box<WeigherFn<V::Identity>>>,
     expiry: Option<Box<ExpiryFn<V::Identity>>>,
+    gate: Option<TrustGate>,
     lookup_timeout: Duration,
 }
 
@@ -698,6 +720,23 @@ impl<V: Validator> CacheBuilder<V> {
         self
     }
 
+    /// Serves cached `Valid` answers only while `gate` is open: once the revocation source that feeds the gate
+    /// has been silent for longer than its bound, every credential is validated by the store again (and an
+    /// outage of the store then fails closed instead of admitting keys that may have been revoked meanwhile).
+    /// See [`TrustGate`] and `LiteLlmRevocations` (feature `postgres`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_mcp_auth::validators::{Cache, StaticKeys, TrustGate};
+    /// let gate = TrustGate::new(Duration::from_secs(2));
+    /// let cache = Cache::builder(StaticKeys::<()>::new()).trust_gate(gate.clone()).build();
+    /// # let _ = cache;
+    /// ```
+    pub fn trust_gate(mut self, gate: TrustGate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
     /// Builds the cache.
     ///
     /// ```
@@ -715,6 +754,7 @@ impl<V: Validator> CacheBuilder<V> {
             max_bytes,
             weigher,
             expiry,
+            gate,
             lookup_timeout,
         } = self;
         let builder = moka::future::Cache::builder().expire_after(PerAnswer);
@@ -746,6 +786,7 @@ impl<V: Validator> CacheBuilder<V> {
                 denied_ttl,
                 lookup_timeout,
                 expiry,
+                gate,
             }),
             in_flight: Arc::default(),
         }

@@ -12,6 +12,9 @@
 //! - [`FirstOf`]: asks two validators in order, so a gateway can accept its keys and JWTs side by side.
 //! - `LiteLlmKeys` (feature `postgres`): reads LiteLLM's key tables, so a gateway admits exactly the keys an
 //!   existing LiteLLM deployment issued, with the MCP servers LiteLLM would let each use.
+//! - `LiteLlmRevocations` (feature `postgres`): watches LiteLLM's key tables and sends each revoked key to
+//!   [`RevocationSink`]s (a [`Cache`], the tokens exchanged for it), so that several replicas refuse a revoked key
+//!   within a bound; with a [`TrustGate`], a cache stops trusting its `Valid` answers when the watcher is blind.
 //!
 //! Putting the cache in front of a store:
 //!
@@ -42,6 +45,9 @@ mod jwks;
 mod jwt;
 #[cfg(feature = "postgres")]
 mod litellm;
+#[cfg(feature = "postgres")]
+mod litellm_watch;
+mod revocation;
 mod static_keys;
 
 pub use cache::{Cache, CacheBuilder, CacheError, CacheFuture};
@@ -52,4 +58,7 @@ pub use introspection::{ClientAuth, Introspection, IntrospectionClaims, Introspe
 pub use jwt::{Jwt, JwtBuilder, JwtClaims, JwtError};
 #[cfg(feature = "postgres")]
 pub use litellm::{KeyInfo, LiteLlmError, LiteLlmKeys};
+#[cfg(feature = "postgres")]
+pub use litellm_watch::LiteLlmRevocations;
+pub use revocation::{revocation_fn, Revocation, RevocationFn, RevocationSink, TrustGate};
 pub use static_keys::{FromKeyEntry, StaticKeys, StaticKeysError};

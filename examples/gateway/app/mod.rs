@@ -9,6 +9,7 @@ mod config;
 pub mod demo;
 mod discovery;
 mod keys;
+mod metrics;
 mod ops;
 mod options;
 mod origin;
@@ -292,7 +293,13 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
     });
 
     let protected = Router::new()
-        .route("/mcp/{*rest}", any(proxy::handle))
+        .route(
+            "/mcp/{*rest}",
+            any(proxy::handle).layer(middleware::from_fn_with_state(
+                metrics::Upstreams::new(&names),
+                metrics::track,
+            )),
+        )
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn(route::confine))
@@ -305,9 +312,11 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
                 .layer(permissions::require_upstream()),
         )
         .with_state(gateway.clone());
+    metrics::install();
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(metrics::scrape))
         .with_state(key_store.readiness());
     let app = Router::new()
         .route(

@@ -1,0 +1,97 @@
+//! `GET /metrics`: the layer's metrics (feature `metrics`) and the gateway's own per-upstream requests, in
+//! Prometheus' text format.
+//!
+//! The recorder is the `metrics` facade's global one, installed once per process; a real deployment would serve
+//! this on an internal port only, away from MCP clients.
+
+use std::{
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
+
+use axum::{
+    extract::{Request, State},
+    http::{header, Method},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Per-upstream requests, by the OpenTelemetry HTTP client convention's name; counts, statuses and latency.
+const UPSTREAM_REQUESTS: &str = "http.client.request.duration";
+
+/// The process's Prometheus recorder, installed on first use.
+fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let handle = PrometheusBuilder::new()
+            .install_recorder()
+            .expect("no other metrics recorder is installed");
+        tower_mcp_auth::metrics::describe();
+        metrics::describe_histogram!(
+            UPSTREAM_REQUESTS,
+            metrics::Unit::Seconds,
+            "Requests relayed to each upstream MCP server, by method and status"
+        );
+        handle
+    })
+}
+
+/// Installs the recorder, so that what happens before the first scrape is counted too.
+pub fn install() {
+    handle();
+}
+
+/// `GET /metrics`.
+pub async fn scrape() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle().render(),
+    )
+}
+
+/// Records every request the relay handles (`route_layer` around the relay, inside authentication): the
+/// upstream's configured name, the method and the status the gateway answered with (the upstream's, or the
+/// gateway's 502/504 when it failed), and the time to the response head.
+///
+/// Labels come only from the configuration and a fixed list: a path naming no configured upstream is not
+/// recorded, and a method outside the ones MCP uses is `_OTHER` (OpenTelemetry's convention), so a client can
+/// neither grow the label set nor place a credential in it.
+pub async fn track(State(upstreams): State<Upstreams>, request: Request, next: Next) -> Response {
+    let upstream = request
+        .uri()
+        .path()
+        .strip_prefix("/mcp/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|name| upstreams.0.iter().find(|known| known.as_str() == name))
+        .cloned();
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "_OTHER",
+    };
+    let started = Instant::now();
+    let response = next.run(request).await;
+    if let Some(upstream) = upstream {
+        metrics::histogram!(
+            UPSTREAM_REQUESTS,
+            "upstream" => upstream,
+            "http.request.method" => method,
+            "http.response.status_code" => response.status().as_u16().to_string()
+        )
+        .record(started.elapsed().as_secs_f64());
+    }
+    response
+}
+
+/// The configured upstream names, the only values of the `upstream` label.
+#[derive(Clone)]
+pub struct Upstreams(Arc<[String]>);
+
+impl Upstreams {
+    pub fn new(names: &[String]) -> Self {
+        Self(names.into())
+    }
+}

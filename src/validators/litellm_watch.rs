@@ -1,0 +1,336 @@
+//! `LiteLlmRevocations`: watches LiteLLM's key tables and turns every revocation into cache invalidations, so
+//! that every replica refuses a revoked key within a bound.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use sqlx::{postgres::PgPool, Row};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::{Revocation, RevocationSink, TrustGate};
+use crate::metrics;
+
+/// The default overlap of consecutive polls: a change stamped up to this long before the previous poll but
+/// committed after it is still seen.
+const DEFAULT_OVERLAP: Duration = Duration::from_secs(10);
+
+/// One round trip per poll. The cursor is the database's own clock (UTC, as Prisma stores `DateTime`), so the
+/// clocks of the replicas do not matter; `$1` is the previous poll's clock (NULL on the first), `$2` the
+/// overlap in seconds. A key is reported when:
+/// - its row in `"LiteLLM_VerificationToken"` changed (`updated_at`: blocked, expiry, budget, permissions…);
+/// - it was deleted (`"LiteLLM_DeletedVerificationToken"`, `deleted_at`);
+/// - it was rotated out (`"LiteLLM_DeprecatedVerificationToken"`: a new row, `created_at`), and again when its
+///   grace period ends (`revoke_at`).
+const CHANGES: &str = r#"
+WITH clock AS (SELECT statement_timestamp() AT TIME ZONE 'UTC' AS now),
+     since AS (
+         SELECT COALESCE(to_timestamp($1) AT TIME ZONE 'UTC', clock.now) - make_interval(secs => $2) AS at
+           FROM clock
+     )
+SELECT EXTRACT(EPOCH FROM clock.now)::double precision AS now,
+       ARRAY(
+           SELECT t.token FROM "LiteLLM_VerificationToken" t, since WHERE t.updated_at > since.at
+           UNION
+           SELECT d.token FROM "LiteLLM_DeletedVerificationToken" d, since WHERE d.deleted_at > since.at
+           UNION
+           SELECT r.token FROM "LiteLLM_DeprecatedVerificationToken" r, since, clock
+            WHERE r.created_at > since.at OR (r.revoke_at > since.at AND r.revoke_at <= clock.now)
+       ) AS tokens
+  FROM clock"#;
+
+/// Watches LiteLLM's key tables in PostgreSQL and sends every revoked key to its [`RevocationSink`]s (a
+/// [`Cache`](super::Cache), the tokens exchanged for a key, …), so that a gateway running as several replicas,
+/// each with its own cache, refuses a revoked key on every replica within a bound (2 s by default).
+///
+/// # How the bound is kept
+///
+/// - **Polling.** Every [`poll_interval`](LiteLlmRevocations::poll_interval) (a quarter of the bound), one
+///   query reads the keys that changed since the previous poll: rows of `"LiteLLM_VerificationToken"` whose
+///   `updated_at` moved (LiteLLM stamps it when a key is blocked, or its expiry, budget or permissions change),
+///   rows added to `"LiteLLM_DeletedVerificationToken"` (a deleted key), and rows of
+///   `"LiteLLM_DeprecatedVerificationToken"` (a rotated key: when rotated, and again when its grace period
+///   ends). Their `token` column is the key's SHA-256, hex: each becomes a [`Revocation::Digest`].
+/// - **Overlap.** Each poll looks back [`overlap`](LiteLlmRevocations::overlap) (10 s) before the previous
+///   poll's time, on the database's clock, so a change stamped before a poll but committed after it is not
+///   missed. A key is therefore invalidated on several consecutive polls, which also undoes a lookup that was
+///   in flight during the first invalidation and stored the state it read before the change. Changes the
+///   database makes without moving these columns are seen only when the cached answer expires.
+/// - **The trust gate.** Each successful poll [`confirm`](TrustGate::confirm)s the [`TrustGate`] given to
+///   [`new`](LiteLlmRevocations::new), as of the moment the poll was sent. Give the same gate to the cache
+///   ([`CacheBuilder::trust_gate`](super::CacheBuilder::trust_gate)): when the database cannot be reached for
+///   longer than the bound, the cache stops answering `Valid` from memory, and every key is validated by the
+///   store again, failing closed (503) while it is down.
+/// - **`LISTEN`/`NOTIFY`** (optional, [`listen`](LiteLlmRevocations::listen)): with the trigger of
+///   `sql/litellm_revocation_notify.sql` installed by the operator, each revocation is also delivered at once.
+///   Notifications sent while the listening connection is down are lost, so every (re)connection flushes the
+///   sinks ([`Revocation::All`]). Polling goes on regardless and remains what the bound rests on.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_mcp_auth::{
+///     validators::{Cache, KeyInfo, LiteLlmKeys, LiteLlmRevocations, TrustGate},
+///     McpAuthLayer,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keys = LiteLlmKeys::connect_lazy("postgres://litellm@db.internal/litellm")?;
+/// let gate = TrustGate::new(Duration::from_secs(2)); // the revocation bound
+/// let cache = Cache::builder(keys.clone()).expiry(KeyInfo::expires_at).trust_gate(gate.clone()).build();
+/// let _watcher = LiteLlmRevocations::new(keys.pool().clone(), gate).sink(cache.clone()).spawn();
+/// let layer = McpAuthLayer::new(cache);
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+pub struct LiteLlmRevocations {
+    pool: PgPool,
+    gate: TrustGate,
+    sinks: Vec<Arc<dyn RevocationSink>>,
+    poll_interval: Duration,
+    overlap: Duration,
+    channel: Option<String>,
+}
+
+impl LiteLlmRevocations {
+    /// Watches the tables through `pool`, keeping `gate` open while the database is reachable; the revocation
+    /// bound is the gate's [`bound`](TrustGate::bound). Add sinks with [`sink`](LiteLlmRevocations::sink).
+    pub fn new(pool: PgPool, gate: TrustGate) -> Self {
+        let poll_interval = gate.bound() / 4;
+        Self {
+            pool,
+            gate,
+            sinks: Vec::new(),
+            poll_interval,
+            overlap: DEFAULT_OVERLAP,
+            channel: None,
+        }
+    }
+
+    /// Sends revocations to `sink` too (in the order the sinks were added).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use tower_mcp_auth::validators::{revocation_fn, Cache, LiteLlmKeys, LiteLlmRevocations, TrustGate};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let keys = LiteLlmKeys::connect_lazy("postgres://db/litellm").unwrap();
+    /// # let cache = Cache::new(keys.clone());
+    /// let watcher = LiteLlmRevocations::new(keys.pool().clone(), TrustGate::new(Duration::from_secs(2)))
+    ///     .sink(cache.clone())
+    ///     .sink(revocation_fn(|revoked| async move {
+    ///         // e.g. drop the upstream tokens obtained by exchanging this key
+    ///         let _ = revoked;
+    ///     }));
+    /// # let _ = watcher;
+    /// # }
+    /// ```
+    pub fn sink(mut self, sink: impl RevocationSink + 'static) -> Self {
+        self.sinks.push(Arc::new(sink));
+        self
+    }
+
+    /// How often the tables are read (default: a quarter of the gate's bound, 500 ms for 2 s). Keep it well
+    /// under the bound: a revoked key is refused within about one interval plus one query.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// How far each poll looks back before the previous one (default 10 s): longer than the longest
+    /// transaction that changes a key, plus any skew between LiteLLM's clock and the database's.
+    pub fn overlap(mut self, overlap: Duration) -> Self {
+        self.overlap = overlap;
+        self
+    }
+
+    /// Also `LISTEN`s on `channel` for the notifications of the operator-installed trigger in
+    /// `sql/litellm_revocation_notify.sql` (whose payload is the key's `token`), for revocations faster than
+    /// the poll interval. Nothing is installed in the database by this crate.
+    pub fn listen(mut self, channel: &str) -> Self {
+        self.channel = Some(channel.to_owned());
+        self
+    }
+
+    /// The gate the watcher keeps open.
+    pub fn trust_gate(&self) -> &TrustGate {
+        &self.gate
+    }
+
+    /// Runs the watcher on its own Tokio task until the handle is aborted (dropping the handle detaches it).
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+
+    /// Runs the watcher in the current task; never returns.
+    pub async fn run(self) {
+        match &self.channel {
+            Some(channel) => {
+                futures_util::future::join(self.poll_loop(), self.listen_loop(channel)).await;
+            }
+            None => self.poll_loop().await,
+        }
+    }
+
+    async fn poll_loop(&self) {
+        let mut since: Option<f64> = None;
+        let mut last_success = Instant::now();
+        let mut ticks = tokio::time::interval(self.poll_interval.max(Duration::from_millis(1)));
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let sent = Instant::now();
+            // A hung connection must not hold the watcher past the bound: the gate closes meanwhile anyway.
+            let polled =
+                tokio::time::timeout(self.gate.bound().max(self.poll_interval), self.poll(since))
+                    .await
+                    .unwrap_or_else(|_| Err(PollError::TimedOut));
+            match polled {
+                Ok((now, tokens)) => {
+                    since = Some(now);
+                    for token in &tokens {
+                        match digest(token) {
+                            Some(digest) => self.send(&Revocation::Digest(digest)).await,
+                            None => tracing::debug!(
+                                target: "tower_mcp_auth",
+                                "LiteLLM token column holds no SHA-256 digest; skipped"
+                            ),
+                        }
+                    }
+                    self.gate.confirm(sent);
+                    last_success = sent;
+                    metrics::revocation_poll(sent.elapsed(), tokens.len());
+                }
+                Err(error) => {
+                    metrics::revocation_error("poll");
+                    tracing::warn!(
+                        target: "tower_mcp_auth",
+                        %error,
+                        since_last_success_ms = u64::try_from(last_success.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        trusted = self.gate.is_trusted(),
+                        "LiteLLM revocation poll failed"
+                    );
+                }
+            }
+            metrics::revocation_staleness(last_success.elapsed());
+        }
+    }
+
+    /// The database's clock and the tokens that changed since `since` (minus the overlap).
+    async fn poll(&self, since: Option<f64>) -> Result<(f64, Vec<String>), PollError> {
+        let row = sqlx::query(CHANGES)
+            .bind(since)
+            .bind(self.overlap.as_secs_f64())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get("now")?, row.try_get("tokens")?))
+    }
+
+    async fn listen_loop(&self, channel: &str) {
+        loop {
+            if let Err(error) = self.listen_once(channel).await {
+                metrics::revocation_error("listen");
+                tracing::warn!(target: "tower_mcp_auth", %error, "LiteLLM revocation listener disconnected");
+            }
+            // Soon, but not in a tight loop while the database is down.
+            tokio::time::sleep(
+                self.poll_interval
+                    .clamp(Duration::from_millis(100), Duration::from_secs(1)),
+            )
+            .await;
+        }
+    }
+
+    /// Listens until the connection is lost. Every connection starts with a flush: what was notified while
+    /// no connection listened is lost.
+    async fn listen_once(&self, channel: &str) -> Result<(), PollError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(channel).await?;
+        self.send(&Revocation::All).await;
+        loop {
+            // `try_recv` answers `None` when the connection was lost (and reconnects on the next call): flush.
+            match listener.try_recv().await? {
+                Some(notification) => {
+                    if let Some(digest) = digest(notification.payload()) {
+                        self.send(&Revocation::Digest(digest)).await;
+                        metrics::revocation_notified();
+                    }
+                }
+                None => self.send(&Revocation::All).await,
+            }
+        }
+    }
+
+    async fn send(&self, revocation: &Revocation) {
+        for sink in &self.sinks {
+            sink.revoke(revocation).await;
+        }
+    }
+}
+
+impl fmt::Debug for LiteLlmRevocations {
+    // The pool's options hold the database password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiteLlmRevocations")
+            .field("gate", &self.gate)
+            .field("sinks", &self.sinks.len())
+            .field("poll_interval", &self.poll_interval)
+            .field("overlap", &self.overlap)
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why one poll failed.
+#[derive(Debug)]
+enum PollError {
+    Database(sqlx::Error),
+    TimedOut,
+}
+
+impl From<sqlx::Error> for PollError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error)
+    }
+}
+
+impl fmt::Display for PollError {
+    // sqlx's messages name the failure, never bound parameters or the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Database(error) => fmt::Display::fmt(error, f),
+            Self::TimedOut => f.write_str("the poll did not finish within the revocation bound"),
+        }
+    }
+}
+
+/// LiteLLM's `token` column, the hex SHA-256 of a key, as a digest; `None` for anything else.
+fn digest(token: &str) -> Option<[u8; 32]> {
+    let token = token.as_bytes();
+    if token.len() != 64 {
+        return None;
+    }
+    let mut digest = [0; 32];
+    for (byte, pair) in digest.iter_mut().zip(token.chunks_exact(2)) {
+        let high = char::from(pair[0]).to_digit(16)?;
+        let low = char::from(pair[1]).to_digit(16)?;
+        *byte = u8::try_from(high << 4 | low).ok()?;
+    }
+    Some(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::sha256;
+
+    #[test]
+    fn token_column_is_a_digest() {
+        // hashlib.sha256(b"sk-1234").hexdigest()
+        let token = "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b";
+        assert_eq!(digest(token), Some(sha256("sk-1234")));
+        assert_eq!(digest(&token.to_uppercase()), Some(sha256("sk-1234")));
+        assert_eq!(digest("sk-1234"), None);
+        assert_eq!(digest(&token[..62]), None);
+        assert_eq!(digest(&format!("{}zz", &token[..62])), None);
+    }
+}
