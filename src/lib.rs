@@ -107,7 +107,7 @@ mod credentials;
 mod decision;
 #[cfg(feature = "axum")]
 mod extract;
-#[cfg(feature = "token-exchange")]
+#[cfg(any(feature = "token-exchange", feature = "introspection"))]
 mod form;
 mod future;
 mod identity;

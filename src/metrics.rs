@@ -214,6 +214,7 @@ pub(crate) fn cache_lookup(result: CacheLookup) {
 }
 
 /// Awaits `validation` by validator `V`, recording its latency and result.
+#[cfg_attr(not(feature = "metrics"), allow(clippy::extra_unused_type_parameters))]
 pub(crate) async fn validation<V, I, E>(
     validation: impl Future<Output = Result<Verdict<I>, E>>,
 ) -> Result<Verdict<I>, E> {

@@ -262,7 +262,7 @@ impl<C> Introspection<C> {
     }
 
     fn request(&self, credential: &str) -> Request<Full<Bytes>> {
-        let body = format!("token={}", form_encode(credential));
+        let body = crate::form::encode_pairs([("token", credential)]);
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.endpoint.clone();
@@ -368,7 +368,11 @@ impl ClientAuth {
     /// # let _ = auth;
     /// ```
     pub fn basic(client_id: &str, client_secret: &str) -> Self {
-        let credentials = format!("{}:{}", form_encode(client_id), form_encode(client_secret));
+        let credentials = format!(
+            "{}:{}",
+            crate::form::encode(client_id),
+            crate::form::encode(client_secret)
+        );
         let value = format!("Basic {}", STANDARD.encode(credentials));
         Self::new("Basic", &value)
     }
@@ -543,26 +547,6 @@ fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>
     })
 }
 
-/// `application/x-www-form-urlencoded` encoding of one value (WHATWG URL §5.2).
-fn form_encode(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len() * 3);
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                encoded.push(char::from(byte));
-            }
-            b' ' => encoded.push('+'),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                encoded.push('%');
-                encoded.push(char::from(HEX[usize::from(byte >> 4)]));
-                encoded.push(char::from(HEX[usize::from(byte & 0xf)]));
-            }
-        }
-    }
-    encoded
-}
-
 /// Why an introspection reached no verdict. Its `Display` names the failure, never the credential or the
 /// response body.
 ///
@@ -678,13 +662,6 @@ impl Error for IntrospectionError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn form_encoding() {
-        assert_eq!(form_encode("abc-._*XYZ09"), "abc-._*XYZ09");
-        assert_eq!(form_encode("a b+c/d=e&f%"), "a+b%2Bc%2Fd%3De%26f%25");
-        assert_eq!(form_encode("~"), "%7E");
-    }
 
     #[test]
     fn verdicts() {
