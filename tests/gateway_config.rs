@@ -338,7 +338,7 @@ async fn database_url_admits_litellm_keys_from_a_live_table() {
     let upstream = app::demo::start(TOKEN).await.unwrap();
     let yaml = format!(
         "mcp_servers:\n  github:\n    url: {}\n    auth_type: bearer_token\n    auth_value: os.environ/GATEWAY_CFG_TEST_GITHUB_TOKEN\n    allow_all_keys: true\n\
-         general_settings:\n  database_url: os.environ/{URL_VAR}\n",
+         general_settings:\n  database_url: os.environ/{URL_VAR}\n  master_key: os.environ/GATEWAY_CFG_TEST_MASTER_KEY\n",
         upstream.url()
     );
     let file = temp_file("config.yaml", &yaml);
@@ -356,6 +356,13 @@ async fn database_url_admits_litellm_keys_from_a_live_table() {
     );
     assert_eq!(
         tools(format!("http://{gw}/mcp/github"), None, Some(&valid))
+            .await
+            .unwrap(),
+        ["add", "echo"]
+    );
+    // The config file's master key is admitted by the key table too, as LiteLLM admits it.
+    assert_eq!(
+        tools(format!("http://{gw}/mcp/github"), None, Some(MASTER_KEY))
             .await
             .unwrap(),
         ["add", "echo"]

@@ -330,7 +330,8 @@ impl Config {
                     .push((server.name.clone(), header, value));
             }
         }
-        options.keys.extend(self.master_key);
+        options.keys.extend(self.master_key.clone());
+        options.master_key = self.master_key;
         if options.database_url.is_none() {
             options.database_url = self.database_url;
         }

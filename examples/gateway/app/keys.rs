@@ -29,7 +29,11 @@ impl KeyStore {
     /// The key store `options` describe, or why there is none.
     pub fn from_options(options: &Options) -> Result<Self, String> {
         if let Some(url) = &options.database_url {
-            return Self::database(url, Upstreams::only(&options.open_upstreams));
+            return Self::database(
+                url,
+                Upstreams::only(&options.open_upstreams),
+                options.master_key.as_deref(),
+            );
         }
         let mut entries = String::new();
         for key in &options.keys {
@@ -60,17 +64,24 @@ impl KeyStore {
         Ok(Self::Static(Arc::new(keys)))
     }
 
-    /// LiteLLM's key table; `open` are the upstreams every key may use (LiteLLM's `allow_all_keys`).
+    /// LiteLLM's key table; `open` are the upstreams every key may use (LiteLLM's `allow_all_keys`), and the
+    /// master key, when there is one, is admitted as LiteLLM admits it (compared by digest).
     #[cfg(feature = "postgres")]
-    fn database(url: &str, open: Upstreams) -> Result<Self, String> {
+    fn database(url: &str, open: Upstreams, master: Option<&str>) -> Result<Self, String> {
         tower_mcp_auth::validators::LiteLlmKeys::connect_lazy(url)
-            .map(|keys| Self::LiteLlm(keys.open_upstreams(open)))
+            .map(|keys| {
+                let keys = keys.open_upstreams(open);
+                Self::LiteLlm(match master {
+                    Some(master) => keys.master_key(master),
+                    None => keys,
+                })
+            })
             // The URL may hold a password: never repeat it.
             .map_err(|_| "general_settings.database_url: not a usable PostgreSQL URL".to_owned())
     }
 
     #[cfg(not(feature = "postgres"))]
-    fn database(_: &str, _: Upstreams) -> Result<Self, String> {
+    fn database(_: &str, _: Upstreams, _: Option<&str>) -> Result<Self, String> {
         Err(
             "general_settings.database_url needs the gateway built with --features postgres"
                 .to_owned(),

@@ -28,6 +28,9 @@ pub struct Options {
     pub extra_roots: Option<PathBuf>,
     /// LiteLLM's key table instead of static keys (config file `general_settings.database_url`).
     pub database_url: Option<String>,
+    /// LiteLLM's master key (config file `general_settings.master_key`): a gateway key with static keys, and
+    /// the master key of LiteLLM's key table when `database_url` selects it.
+    pub master_key: Option<String>,
     /// Upstreams every LiteLLM key may use whatever its own MCP permissions (config `allow_all_keys: true`).
     pub open_upstreams: Vec<String>,
     pub config: Option<PathBuf>,
@@ -224,6 +227,7 @@ impl fmt::Debug for Options {
                 "database_url",
                 &self.database_url.as_ref().map(|_| "[redacted]"),
             )
+            .field("master_key", &self.master_key.as_ref().map(|_| "[redacted]"))
             .field("config", &self.config)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_jwks_uri", &self.jwt_jwks_uri)
