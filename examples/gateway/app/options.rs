@@ -227,7 +227,10 @@ impl fmt::Debug for Options {
                 "database_url",
                 &self.database_url.as_ref().map(|_| "[redacted]"),
             )
-            .field("master_key", &self.master_key.as_ref().map(|_| "[redacted]"))
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| "[redacted]"),
+            )
             .field("config", &self.config)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_jwks_uri", &self.jwt_jwks_uri)
