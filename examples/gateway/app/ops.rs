@@ -19,7 +19,7 @@ use axum::{
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body::{Body as _, Frame, SizeHint};
-use tower_mcp_auth::{Authenticated, OAuthPassthrough};
+use tower_mcp_auth::Authenticated;
 
 use super::{json_error, resource_server::Caller};
 
@@ -56,11 +56,14 @@ pub enum AuthOutcome {
 }
 
 impl AuthOutcome {
+    /// `token_digest` is the SHA-256 digest of the passthrough token, if any; the log shows its fingerprint
+    /// (the first eight hex digits, as [`tower_mcp_auth::Fingerprint`] shows a credential).
     pub fn of(
         identity: Option<&Authenticated<Caller>>,
-        passthrough: Option<&OAuthPassthrough>,
+        token_digest: Option<&[u8; 32]>,
     ) -> Option<Self> {
-        let token = passthrough.map(|p| p.fingerprint().to_string());
+        let token =
+            token_digest.map(|d| format!("{:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3]));
         match (identity.map(|a| a.identity().describe()), token) {
             (Some(id), Some(token)) => Some(Self::CallerAndPassthrough(id, token)),
             (Some(id), None) => Some(Self::Caller(id)),
