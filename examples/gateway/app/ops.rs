@@ -94,11 +94,26 @@ fn refused(status: StatusCode) -> &'static str {
     }
 }
 
+/// How the caller of a logged exchange was admitted: formatted only when the line is written.
+enum Auth {
+    Outcome(AuthOutcome),
+    Other(&'static str),
+}
+
+impl fmt::Display for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Outcome(outcome) => outcome.fmt(f),
+            Self::Other(other) => f.write_str(other),
+        }
+    }
+}
+
 struct Entry {
     method: Method,
     route: String,
     status: StatusCode,
-    auth: String,
+    auth: Auth,
     started: Instant,
 }
 
@@ -168,12 +183,12 @@ pub async fn access_log(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request.uri().path().to_owned();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     let status = response.status();
-    let auth = match response.extensions().get::<Option<AuthOutcome>>() {
-        Some(Some(outcome)) => outcome.to_string(),
-        Some(None) => "none".to_owned(),
-        None => refused(status).to_owned(),
+    let auth = match response.extensions_mut().remove::<Option<AuthOutcome>>() {
+        Some(Some(outcome)) => Auth::Outcome(outcome),
+        Some(None) => Auth::Other("none"),
+        None => Auth::Other(refused(status)),
     };
     response.map(|inner| {
         Body::new(Logged {
