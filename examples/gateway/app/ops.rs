@@ -19,7 +19,7 @@ use axum::{
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body::{Body as _, Frame, SizeHint};
-use tower_mcp_auth::{Authenticated, OAuthPassthrough};
+use tower_mcp_auth::Authenticated;
 
 use super::{json_error, resource_server::Caller};
 
@@ -56,11 +56,14 @@ pub enum AuthOutcome {
 }
 
 impl AuthOutcome {
+    /// `token_digest` is the SHA-256 digest of the passthrough token, if any; the log shows its fingerprint
+    /// (the first eight hex digits, as [`tower_mcp_auth::Fingerprint`] shows a credential).
     pub fn of(
         identity: Option<&Authenticated<Caller>>,
-        passthrough: Option<&OAuthPassthrough>,
+        token_digest: Option<&[u8; 32]>,
     ) -> Option<Self> {
-        let token = passthrough.map(|p| p.fingerprint().to_string());
+        let token =
+            token_digest.map(|d| format!("{:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3]));
         match (identity.map(|a| a.identity().describe()), token) {
             (Some(id), Some(token)) => Some(Self::CallerAndPassthrough(id, token)),
             (Some(id), None) => Some(Self::Caller(id)),
@@ -91,11 +94,26 @@ fn refused(status: StatusCode) -> &'static str {
     }
 }
 
+/// How the caller of a logged exchange was admitted: formatted only when the line is written.
+enum Auth {
+    Outcome(AuthOutcome),
+    Other(&'static str),
+}
+
+impl fmt::Display for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Outcome(outcome) => outcome.fmt(f),
+            Self::Other(other) => f.write_str(other),
+        }
+    }
+}
+
 struct Entry {
     method: Method,
     route: String,
     status: StatusCode,
-    auth: String,
+    auth: Auth,
     started: Instant,
 }
 
@@ -165,12 +183,12 @@ pub async fn access_log(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request.uri().path().to_owned();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     let status = response.status();
-    let auth = match response.extensions().get::<Option<AuthOutcome>>() {
-        Some(Some(outcome)) => outcome.to_string(),
-        Some(None) => "none".to_owned(),
-        None => refused(status).to_owned(),
+    let auth = match response.extensions_mut().remove::<Option<AuthOutcome>>() {
+        Some(Some(outcome)) => Auth::Outcome(outcome),
+        Some(None) => Auth::Other("none"),
+        None => Auth::Other(refused(status)),
     };
     response.map(|inner| {
         Body::new(Logged {

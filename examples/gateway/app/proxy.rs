@@ -13,6 +13,7 @@ use axum::{
     http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode, Uri},
     response::Response,
 };
+use sha2::{Digest, Sha256};
 use tower_mcp_auth::{
     upstream::{remove_hop_by_hop, with_resource_metadata, Refused},
     Authenticated, OAuthPassthrough,
@@ -184,8 +185,12 @@ pub async fn handle(
     passthrough: Option<OAuthPassthrough>,
     request: Request,
 ) -> Response {
-    let outcome = AuthOutcome::of(identity.as_ref(), passthrough.as_ref());
-    let owner = Owner::of(identity.as_ref(), passthrough.as_ref());
+    // One digest of the passthrough token serves both the access log's fingerprint and the session owner.
+    let token_digest: Option<[u8; 32]> = passthrough
+        .as_ref()
+        .map(|p| Sha256::digest(p.expose_token().as_bytes()).into());
+    let outcome = AuthOutcome::of(identity.as_ref(), token_digest.as_ref());
+    let owner = Owner::of(identity.as_ref(), token_digest);
     let mut response = relay(&gateway, request, owner).await;
     response.extensions_mut().insert(outcome);
     response

@@ -16,16 +16,22 @@ pub fn is_canonical(rest: &str) -> bool {
     if rest.contains('\\') {
         return false;
     }
-    let lower = rest.to_ascii_lowercase();
-    if ["%2f", "%5c", "%2e"].iter().any(|e| lower.contains(e)) {
+    let encoded = |w: &[u8]| {
+        [b"%2f", b"%5c", b"%2e"]
+            .iter()
+            .any(|e| w.eq_ignore_ascii_case(*e))
+    };
+    if rest.as_bytes().windows(3).any(encoded) {
         return false;
     }
-    let segments: Vec<&str> = rest.split('/').collect();
-    let last = segments.len() - 1;
-    segments
-        .iter()
-        .enumerate()
-        .all(|(i, s)| !matches!(*s, "." | "..") && (!s.is_empty() || i == last && i > 0))
+    let mut segments = rest.split('/').enumerate().peekable();
+    while let Some((i, s)) = segments.next() {
+        let last = segments.peek().is_none();
+        if matches!(s, "." | "..") || (s.is_empty() && !(last && i > 0)) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Middleware, outside authentication: a non-canonical path below `/mcp/` is a 400 whoever asks.

@@ -10,8 +10,7 @@
 use std::{sync::Arc, time::Duration};
 
 use moka::future::Cache;
-use sha2::{Digest, Sha256};
-use tower_mcp_auth::{Authenticated, OAuthPassthrough};
+use tower_mcp_auth::Authenticated;
 
 use super::resource_server::Caller;
 
@@ -32,16 +31,15 @@ pub enum Owner {
 }
 
 impl Owner {
-    /// The caller of an admitted request: its identity if it has one, else its passthrough token.
+    /// The caller of an admitted request: its identity if it has one, else its passthrough token's SHA-256
+    /// digest.
     pub fn of(
         identity: Option<&Authenticated<Caller>>,
-        passthrough: Option<&OAuthPassthrough>,
+        token_digest: Option<[u8; 32]>,
     ) -> Option<Self> {
-        match (identity, passthrough) {
+        match (identity, token_digest) {
             (Some(caller), _) => Some(Self::Identity(Arc::from(caller.identity().owner()))),
-            (None, Some(token)) => Some(Self::Token(
-                Sha256::digest(token.expose_token().as_bytes()).into(),
-            )),
+            (None, Some(digest)) => Some(Self::Token(digest)),
             (None, None) => None,
         }
     }
