@@ -29,34 +29,7 @@ command -v wrk >/dev/null 2>&1 || need+=(wrk)
 if [ "${#need[@]}" -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release --example bench_server --example gateway >&2
-BIN=target/release/examples
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/bench-cpu-nginx.XXXXXX")
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# start ARGS... : runs a server, waits for its `listening on` line, sets $URL and $PID.
-start() {
-    local log="$work/$RANDOM.log"
-    "$@" >"$log" 2>/dev/null &
-    PID=$!
-    pids+=("$PID")
-    for _ in $(seq 1 100); do
-        if grep -q '^listening on ' "$log"; then
-            URL=$(sed -n 's/^listening on //p' "$log" | head -n 1)
-            return
-        fi
-        sleep 0.1
-    done
-    echo "server did not start: $*" >&2
-    exit 1
-}
+source scripts/bench-lib.sh
 
 start "$BIN/bench_server" mcp-upstream
 UPSTREAM=$URL
@@ -98,32 +71,9 @@ CONF
 /usr/sbin/nginx -p "$work/nginx" -c "$work/nginx.conf"
 for _ in $(seq 1 50); do [ -s "$work/nginx.pid" ] && break; sleep 0.1; done
 NGINX_MASTER=$(cat "$work/nginx.pid")
+pids+=("$NGINX_MASTER")
 NGINX="http://127.0.0.1:$NGINX_PORT"
 
-TOKEN='authorization: Bearer bench-oauth-token'
-INIT='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"wrk","version":"0"}}}'
-session() {
-    local url=$1 id
-    id=$(curl -s -D - -o /dev/null "$url" -H "$TOKEN" -H 'content-type: application/json' \
-        -H 'accept: application/json, text/event-stream' -d "$INIT" | awk -F': ' 'tolower($1) == "mcp-session-id" {print $2}' | tr -d '\r')
-    curl -s -o /dev/null "$url" -H "$TOKEN" -H "mcp-session-id: $id" -H 'mcp-protocol-version: 2025-06-18' \
-        -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
-        -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
-    if [ -z "$id" ]; then
-        echo "no MCP session through $url" >&2
-        exit 1
-    fi
-    echo "$id"
-}
-LUA="$work/tools-list.lua"
-cat >"$LUA" <<'LUA'
--- Each request has its own JSON-RPC id: the server answers concurrent requests of one session by id.
-local id = 1000
-request = function()
-    id = id + 1
-    return wrk.format("POST", nil, nil, '{"jsonrpc":"2.0","id":' .. id .. ',"method":"tools/list","params":{}}')
-end
-LUA
 GATEWAY_SESSION=$(session "$GATEWAY/mcp/demo")
 NGINX_SESSION=$(session "$NGINX/mcp")
 
@@ -144,9 +94,7 @@ round() {
     shift 3
     local before after out total non2xx errors rps
     before=$(ticks "$@")
-    out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s "$LUA" -H "$TOKEN" -H "mcp-session-id: $session" \
-        -H 'mcp-protocol-version: 2025-06-18' -H 'content-type: application/json' \
-        -H 'accept: application/json, text/event-stream' "$url")
+    out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "${MCP_WRK[@]}" -H "mcp-session-id: $session" "$url")
     after=$(ticks "$@")
     total=$(awk '/requests in/ {print $1}' <<<"$out")
     non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")

@@ -15,29 +15,7 @@ COALESCE_DURATION=${COALESCE_DURATION:-10s}
 if ! command -v wrk >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --example bench_server --example gateway >&2
-BIN=target/release/examples
-
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-# start NAME ARGS... : runs a server, waits for its `listening on` line, sets $URL.
-start() {
-    local log
-    log=$(mktemp)
-    "$@" >"$log" 2>/dev/null &
-    pids+=($!)
-    for _ in $(seq 1 100); do
-        if grep -q '^listening on ' "$log"; then
-            URL=$(sed -n 's/^listening on //p' "$log" | head -n 1)
-            return
-        fi
-        sleep 0.1
-    done
-    echo "server did not start: $*" >&2
-    exit 1
-}
+source scripts/bench-lib.sh
 
 # load LABEL URL [wrk args...] : one wrk run; appends "LABEL rps p99_ms non2xx" to $RESULTS.
 load() {
@@ -51,7 +29,7 @@ load() {
     echo "$label $rps $p99 ${errors:-0}" >>"$RESULTS"
 }
 
-RESULTS=$(mktemp)
+RESULTS="$work/results"
 start "$BIN/bench_server" bare
 BARE=$URL
 start "$BIN/bench_server" layer
@@ -76,31 +54,10 @@ start "$BIN/bench_server" mcp-upstream
 UPSTREAM=$URL
 start "$BIN/gateway" --listen 127.0.0.1:0 --key sk-bench --upstream "demo=$UPSTREAM/mcp" --passthrough demo
 GATEWAY=$URL
-TOKEN='authorization: Bearer bench-oauth-token'
-INIT='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"wrk","version":"0"}}}'
-session() {
-    local url=$1 id
-    id=$(curl -s -D - -o /dev/null "$url" -H "$TOKEN" -H 'content-type: application/json' \
-        -H 'accept: application/json, text/event-stream' -d "$INIT" | awk -F': ' 'tolower($1) == "mcp-session-id" {print $2}' | tr -d '\r')
-    curl -s -o /dev/null "$url" -H "$TOKEN" -H "mcp-session-id: $id" -H 'mcp-protocol-version: 2025-06-18' \
-        -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
-        -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
-    echo "$id"
-}
-LUA=$(mktemp --suffix=.lua)
-cat >"$LUA" <<'LUA'
--- Each request has its own JSON-RPC id: the server answers concurrent requests of one session by id.
-local id = 1000
-request = function()
-    id = id + 1
-    return wrk.format("POST", nil, nil, '{"jsonrpc":"2.0","id":' .. id .. ',"method":"tools/list","params":{}}')
-end
-LUA
 DIRECT_SESSION=$(session "$UPSTREAM/mcp")
 GATEWAY_SESSION=$(session "$GATEWAY/mcp/demo")
 mcp_load() {
-    load "$1" "$2" -s "$LUA" -H "$TOKEN" -H "mcp-session-id: $3" -H 'mcp-protocol-version: 2025-06-18' \
-        -H 'content-type: application/json' -H 'accept: application/json, text/event-stream'
+    load "$1" "$2" "${MCP_WRK[@]}" -H "mcp-session-id: $3"
 }
 for round in $(seq 1 "$ROUNDS"); do
     mcp_load mcp_direct "$UPSTREAM/mcp" "$DIRECT_SESSION"

@@ -4,13 +4,13 @@
 #[path = "../examples/gateway/app/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod app;
+mod gateway_support;
 
-use std::{collections::HashMap, io::Write, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, net::SocketAddr};
 
-use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use gateway_support::{send, temp_file, INIT};
 use rmcp::{
     model::ClientConfig,
     transport::{
@@ -25,7 +25,6 @@ const KEY_A: &str = "sk-gateway-key-a";
 const KEY_B: &str = "sk-gateway-key-b";
 const KEY_ALL: &str = "sk-gateway-key-all";
 const KEY_FILE: &str = "sk-gateway-key-from-file";
-const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"test","version":"0"}}}"#;
 
 struct Setup {
     gateway: SocketAddr,
@@ -38,15 +37,10 @@ struct Setup {
 async fn setup() -> Setup {
     let atl = app::demo::start(UPSTREAM_TOKEN).await.unwrap();
     let private = app::demo::start(UPSTREAM_TOKEN).await.unwrap();
-    static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = FILES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let key_file = std::env::temp_dir().join(format!(
-        "tower-mcp-auth-gateway-keys-{}-{n}",
-        std::process::id()
-    ));
-    let mut file = std::fs::File::create(&key_file).unwrap();
-    writeln!(file, "# keys with their upstreams\n{KEY_FILE}=priv filer").unwrap();
-    drop(file);
+    let key_file = temp_file(
+        "keys",
+        &format!("# keys with their upstreams\n{KEY_FILE}=priv filer\n"),
+    );
     let args = [
         "--key",
         &format!("{KEY_A}=atl"),
@@ -115,31 +109,24 @@ async fn post(
     headers: &[(&str, &str)],
     body: &'static str,
 ) -> (StatusCode, http::HeaderMap, String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut request = Request::post(format!("http://{}/mcp/{upstream}", setup.gateway))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = client
-        .request(
-            request
-                .body(Full::new(Bytes::from_static(body.as_bytes())))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    // An SSE answer may stay open: read what comes within a second, bounded.
-    let body = tokio::time::timeout(Duration::from_secs(1), body.collect())
-        .await
-        .map(|b| b.unwrap().to_bytes())
-        .unwrap_or_default();
+    let mut all = vec![
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    all.extend_from_slice(headers);
+    let url = format!("http://{}/mcp/{upstream}", setup.gateway);
+    // An SSE answer may stay open: `send` reads what comes within a second.
+    let answer = send(
+        Method::POST,
+        &url,
+        &all,
+        Bytes::from_static(body.as_bytes()),
+    )
+    .await;
     (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
+        answer.status,
+        answer.headers,
+        String::from_utf8_lossy(&answer.body).into_owned(),
     )
 }
 

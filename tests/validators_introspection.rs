@@ -381,22 +381,25 @@ async fn cached_introspection_with_exp_capping_the_ttl() {
     assert_eq!(endpoint.calls.load(Ordering::SeqCst), 6);
 }
 
+/// The inner service behind the layer: answers with the gateway identity's `sub` and whether the request was
+/// passed through.
+async fn identity_echo(req: Request<()>) -> Result<http::Response<String>, Infallible> {
+    let sub = req
+        .extensions()
+        .get::<Authenticated<IntrospectionClaims>>()
+        .and_then(|a| a.identity().sub.clone());
+    let passthrough = req.extensions().get::<OAuthPassthrough>().is_some();
+    Ok(http::Response::new(format!("{sub:?} {passthrough}")))
+}
+
 #[tokio::test]
 async fn behind_the_layer() {
     let (_, url) = start().await;
     let layer = McpAuthLayer::new(Cache::new(validator(&url)))
         .passthrough(PassthroughPolicy::path_prefixes(["/mcp/atlassian"]));
-    let gateway =
-        ServiceBuilder::new()
-            .layer(layer)
-            .service(service_fn(|req: Request<()>| async move {
-                let sub = req
-                    .extensions()
-                    .get::<Authenticated<IntrospectionClaims>>()
-                    .and_then(|a| a.identity().sub.clone());
-                let passthrough = req.extensions().get::<OAuthPassthrough>().is_some();
-                Ok::<_, Infallible>(http::Response::new(format!("{sub:?} {passthrough}")))
-            }));
+    let gateway = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(identity_echo));
     let call = |path: &str, token: &str| {
         let req = Request::post(path)
             .header("authorization", format!("Bearer {token}"))
@@ -499,17 +502,9 @@ async fn an_upstream_token_never_becomes_a_gateway_identity_behind_the_layer() {
     let (_, url) = start().await;
     let layer = McpAuthLayer::new(bound(&url))
         .passthrough(PassthroughPolicy::path_prefixes(["/mcp/atlassian"]));
-    let gateway =
-        ServiceBuilder::new()
-            .layer(layer)
-            .service(service_fn(|req: Request<()>| async move {
-                let sub = req
-                    .extensions()
-                    .get::<Authenticated<IntrospectionClaims>>()
-                    .and_then(|a| a.identity().sub.clone());
-                let passthrough = req.extensions().get::<OAuthPassthrough>().is_some();
-                Ok::<_, Infallible>(http::Response::new(format!("{sub:?} {passthrough}")))
-            }));
+    let gateway = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(identity_echo));
     let call = |path: &str, token: &str| {
         let req = Request::post(path)
             .header("authorization", format!("Bearer {token}"))

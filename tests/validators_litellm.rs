@@ -7,8 +7,6 @@
 
 use std::{
     convert::Infallible,
-    io::Write,
-    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -22,36 +20,12 @@ use tower_mcp_auth::{
     Authenticated, McpAuthLayer, OAuthPassthrough, PassthroughPolicy, Validator, Verdict,
 };
 
-const URL_VAR: &str = "TOWER_MCP_AUTH_TEST_DATABASE_URL";
-
-/// The pool, or `None` after printing why the test is skipped.
-async fn pool(test: &str) -> Option<PgPool> {
-    let Ok(url) = std::env::var(URL_VAR) else {
-        // Straight to stderr: the test harness captures `eprintln!` of passing tests.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped {test}: {URL_VAR} is not set (run under scripts/with-postgres.sh)"
-        );
-        return None;
-    };
-    Some(
-        PgPoolOptions::new()
-            .max_connections(4)
-            .connect(&url)
-            .await
-            .unwrap(),
-    )
-}
+mod postgres;
+use postgres::{pool, URL_VAR};
 
 /// A key no other test uses.
 fn new_key(label: &str) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    format!("sk-{label}-{}-{nanos}-{n}", std::process::id())
+    format!("sk-{}", postgres::unique(label))
 }
 
 /// A row as LiteLLM would write it: `token` is computed by the database, as LiteLLM's hex SHA-256.

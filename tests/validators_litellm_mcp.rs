@@ -5,7 +5,6 @@
 #![cfg(feature = "postgres")]
 
 use std::{
-    io::Write,
     net::SocketAddr,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -19,7 +18,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
 use tower_mcp_auth::{
     permissions::{RequireUpstreamLayer, UpstreamAccess},
@@ -28,35 +27,8 @@ use tower_mcp_auth::{
     BoxError, McpAuthLayer, PassthroughPolicy, Validator, Verdict,
 };
 
-const URL_VAR: &str = "TOWER_MCP_AUTH_TEST_DATABASE_URL";
-
-async fn pool(test: &str) -> Option<PgPool> {
-    let Ok(url) = std::env::var(URL_VAR) else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped {test}: {URL_VAR} is not set (run under scripts/with-postgres.sh)"
-        );
-        return None;
-    };
-    Some(
-        PgPoolOptions::new()
-            .max_connections(4)
-            .connect(&url)
-            .await
-            .unwrap(),
-    )
-}
-
-/// A tag no other test (or earlier run) uses, for keys, teams and permission ids.
-fn unique(label: &str) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    format!("{label}-{}-{nanos}-{n}", std::process::id())
-}
+mod postgres;
+use postgres::{pool, unique};
 
 fn now() -> f64 {
     SystemTime::now()
