@@ -129,7 +129,7 @@ pub(crate) fn decision(outcome: &'static str, source: &'static str) {
     #[cfg(feature = "metrics")]
     {
         let index = |all: &[&str], value: &str| all.iter().position(|known| *known == value);
-        match (index(&OUTCOMES, outcome), index(&SOURCES, source)) {
+        match (index(OUTCOMES, outcome), index(SOURCES, source)) {
             (Some(o), Some(s)) => metrics::with_recorder(|recorder| {
                 recorder
                     .register_counter(&DECISION_KEYS[o][s], &METADATA)
@@ -144,22 +144,14 @@ pub(crate) fn decision(outcome: &'static str, source: &'static str) {
 }
 
 /// The decisions' label values, known in advance so that counting a request allocates nothing: the keys of
-/// every combination are built at compile time.
+/// every combination are built at compile time, from the one list of each.
 #[cfg(feature = "metrics")]
-const OUTCOMES: [&str; 5] = [
-    "authenticated",
-    "passthrough",
-    "rejected",
-    "denied",
-    "error",
-];
-#[cfg(feature = "metrics")]
-const SOURCES: [&str; 5] = ["key_header", "bearer", "none", "authorization", "request"];
-
-#[cfg(feature = "metrics")]
-macro_rules! decision_keys {
+macro_rules! decision_table {
     ([$($outcome:literal),*], $sources:tt) => {
-        [$(decision_keys!(@row $outcome, $sources)),*]
+        const OUTCOMES: &[&str] = &[$($outcome),*];
+        const SOURCES: &[&str] = &$sources;
+        static DECISION_KEYS: [[metrics::Key; SOURCES.len()]; OUTCOMES.len()] =
+            [$(decision_table!(@row $outcome, $sources)),*];
     };
     (@row $outcome:literal, [$($source:literal),*]) => {
         [$({
@@ -173,7 +165,7 @@ macro_rules! decision_keys {
 }
 
 #[cfg(feature = "metrics")]
-static DECISION_KEYS: [[metrics::Key; 5]; 5] = decision_keys!(
+decision_table!(
     [
         "authenticated",
         "passthrough",

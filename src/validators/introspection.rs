@@ -10,7 +10,7 @@ use base64::{engine::general_purpose::STANDARD, Engine as _};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper_util::{
     client::legacy::{connect::Connect, Client},
     rt::TokioExecutor,
@@ -18,6 +18,7 @@ use hyper_util::{
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+use super::http_fetch::{fetch, FetchFailure};
 use crate::{
     tls::{https_connector, HttpsConnector},
     validate::{BoxError, Validator, Verdict},
@@ -303,30 +304,16 @@ where
         let (timeout, limit) = (self.timeout, self.max_response_bytes);
         let binding = self.binding.clone();
         Box::pin(async move {
-            let exchange = async {
-                let response = client
-                    .request(request)
-                    .await
-                    .map_err(|e| IntrospectionError::new(Kind::Transport, Some(e.into())))?;
-                let status = response.status();
-                if status != StatusCode::OK {
-                    return Err(IntrospectionError::new(Kind::Status(status), None));
-                }
-                let body = Limited::new(response.into_body(), limit)
-                    .collect()
-                    .await
-                    .map_err(|e| {
-                        if e.is::<LengthLimitError>() {
-                            IntrospectionError::new(Kind::TooLarge(limit), None)
-                        } else {
-                            IntrospectionError::new(Kind::Transport, Some(e))
-                        }
-                    })?;
-                Ok(body.to_bytes())
-            };
-            let body = tokio::time::timeout(timeout, exchange)
+            let (_, body) = fetch(&client, request, timeout, limit)
                 .await
-                .map_err(|_| IntrospectionError::new(Kind::Timeout(timeout), None))??;
+                .map_err(|failure| match failure {
+                    FetchFailure::Transport(e) => IntrospectionError::new(Kind::Transport, Some(e)),
+                    FetchFailure::Status(status) => {
+                        IntrospectionError::new(Kind::Status(status), None)
+                    }
+                    FetchFailure::TooLarge => IntrospectionError::new(Kind::TooLarge(limit), None),
+                    FetchFailure::Timeout => IntrospectionError::new(Kind::Timeout(timeout), None),
+                })?;
             let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
                 IntrospectionError::new(
                     Kind::Json {

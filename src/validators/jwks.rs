@@ -17,8 +17,8 @@ use futures_util::{
     future::{BoxFuture, Shared},
     FutureExt as _,
 };
-use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Uri};
+use http_body_util::Full;
 use hyper_util::client::legacy::{connect::Connect, Client};
 use jsonwebtoken::{
     jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse},
@@ -26,6 +26,8 @@ use jsonwebtoken::{
 };
 use serde::Deserialize;
 use tokio::time::Instant;
+
+use super::http_fetch::{fetch, FetchFailure};
 
 /// Where the key set is found.
 #[derive(Clone, Debug)]
@@ -250,31 +252,16 @@ where
             .headers_mut()
             .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         let limit = self.settings.max_response_bytes;
-        let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| FetchError::with_source("transport error", e))?;
-            if response.status() != StatusCode::OK {
-                return Err(FetchError::new(format!(
-                    "{uri} answered {}",
-                    response.status()
-                )));
-            }
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, limit).collect().await.map_err(|e| {
-                if e.is::<LengthLimitError>() {
-                    FetchError::new(format!("{uri} answered more than {limit} bytes"))
-                } else {
-                    FetchError::with_source("transport error", e)
-                }
-            })?;
-            Ok((parts.headers, body.to_bytes()))
-        };
-        tokio::time::timeout(self.settings.timeout, exchange)
+        fetch(&self.client, request, self.settings.timeout, limit)
             .await
-            .map_err(|_| FetchError::new(format!("{uri} did not answer in time")))?
+            .map_err(|failure| match failure {
+                FetchFailure::Transport(e) => FetchError::with_source("transport error", e),
+                FetchFailure::Status(status) => FetchError::new(format!("{uri} answered {status}")),
+                FetchFailure::TooLarge => {
+                    FetchError::new(format!("{uri} answered more than {limit} bytes"))
+                }
+                FetchFailure::Timeout => FetchError::new(format!("{uri} did not answer in time")),
+            })
     }
 }
 
