@@ -110,6 +110,7 @@ mod extract;
 #[cfg(any(feature = "token-exchange", feature = "introspection"))]
 mod form;
 mod future;
+mod http_fetch;
 mod identity;
 mod layer;
 pub mod metrics;

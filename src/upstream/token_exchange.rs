@@ -23,7 +23,7 @@ use futures_util::{
     FutureExt as _,
 };
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper_util::{
     client::legacy::{connect::Connect, Client},
     rt::TokioExecutor,
@@ -37,6 +37,7 @@ use tower_service::Service;
 use crate::{
     body::ResponseBody,
     form,
+    http_fetch::{read_capped, ReadError},
     identity::Authenticated,
     response::{is_grpc, Challenges, Rejection},
     secret::Fingerprint,
@@ -745,20 +746,19 @@ impl TokenExchangeBuilder {
                         source: Some(Arc::new(e)),
                     })?;
                     let status = response.status();
-                    let body = Limited::new(response.into_body(), limit)
-                        .collect()
-                        .await
-                        .map_err(|e| {
-                            if e.is::<LengthLimitError>() {
-                                ExchangeError::new(ErrorKind::TooLarge(limit))
-                            } else {
-                                ExchangeError {
+                    let body =
+                        read_capped(response.into_body(), limit)
+                            .await
+                            .map_err(|e| match e {
+                                ReadError::TooLarge => {
+                                    ExchangeError::new(ErrorKind::TooLarge(limit))
+                                }
+                                ReadError::Body(e) => ExchangeError {
                                     kind: ErrorKind::Transport,
                                     source: Some(Arc::from(e)),
-                                }
-                            }
-                        })?;
-                    Ok((status, body.to_bytes()))
+                                },
+                            })?;
+                    Ok((status, body))
                 };
                 tokio::time::timeout(timeout, exchange)
                     .await
