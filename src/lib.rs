@@ -110,6 +110,7 @@ mod extract;
 #[cfg(any(feature = "token-exchange", feature = "introspection"))]
 mod form;
 mod future;
+#[cfg(feature = "token-exchange")]
 mod http_fetch;
 mod identity;
 mod layer;
