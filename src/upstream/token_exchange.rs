@@ -16,7 +16,6 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use base64::{engine::general_purpose::STANDARD, Engine as _};
 use bytes::Bytes;
 use futures_util::{
     future::{BoxFuture, Shared},
@@ -767,14 +766,11 @@ impl TokenExchangeBuilder {
             .boxed()
         };
         let basic = (self.auth.method == AuthMethod::Basic).then(|| {
-            let credentials = format!(
-                "{}:{}",
-                form::encode(&self.auth.client_id),
-                form::encode(&self.auth.client_secret)
-            );
-            let mut value =
-                HeaderValue::try_from(format!("Basic {}", STANDARD.encode(credentials)))
-                    .expect("base64 is a valid header value");
+            let mut value = HeaderValue::try_from(form::basic_authorization(
+                &self.auth.client_id,
+                &self.auth.client_secret,
+            ))
+            .expect("base64 is a valid header value");
             value.set_sensitive(true);
             value
         });
@@ -1029,6 +1025,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::{engine::general_purpose::STANDARD, Engine as _};
 
     #[test]
     fn an_exchanged_token_is_kept_no_longer_than_either_lifetime() {
