@@ -110,6 +110,8 @@ mod extract;
 #[cfg(any(feature = "token-exchange", feature = "introspection"))]
 mod form;
 mod future;
+#[cfg(feature = "token-exchange")]
+mod http_fetch;
 mod identity;
 mod layer;
 pub mod metrics;

@@ -153,11 +153,7 @@ impl Rejection {
         let mut response = if grpc {
             grpc_response(status, description)
         } else {
-            let body = serde_json::json!({ "error": error, "error_description": description });
-            let mut response = Response::new(Bytes::from(body.to_string()));
-            *response.status_mut() = status;
-            response.headers_mut().insert(CONTENT_TYPE, JSON);
-            response
+            json_error(status, error, description)
         };
         let headers = response.headers_mut();
         if let Some(challenge) = challenge {
@@ -165,6 +161,15 @@ impl Rejection {
         }
         response
     }
+}
+
+/// An OAuth-style JSON error answer: `{"error": …, "error_description": …}` with `status`.
+pub(crate) fn json_error(status: StatusCode, error: &str, description: &str) -> Response<Bytes> {
+    let body = serde_json::json!({ "error": error, "error_description": description });
+    let mut response = Response::new(Bytes::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, JSON);
+    response
 }
 
 /// A trailers-only gRPC answer carrying the status that corresponds to the HTTP one.

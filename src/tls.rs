@@ -99,23 +99,19 @@ pub fn trust_roots() -> Result<RootCertStore, TrustError> {
 ///
 /// When the bundle holds no certificate, or one that is malformed.
 pub fn add_pem_certificates(roots: &mut RootCertStore, pem: &[u8]) -> Result<usize, TrustError> {
+    fn invalid(reason: impl ToString) -> TrustError {
+        TrustError::Invalid {
+            path: None,
+            reason: reason.to_string(),
+        }
+    }
     let mut added = 0;
     for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|error| TrustError::Invalid {
-            path: None,
-            reason: error.to_string(),
-        })?;
-        roots.add(cert).map_err(|error| TrustError::Invalid {
-            path: None,
-            reason: error.to_string(),
-        })?;
+        roots.add(cert.map_err(invalid)?).map_err(invalid)?;
         added += 1;
     }
     if added == 0 {
-        return Err(TrustError::Invalid {
-            path: None,
-            reason: "no certificate in the PEM data".to_owned(),
-        });
+        return Err(invalid("no certificate in the PEM data"));
     }
     Ok(added)
 }

@@ -9,7 +9,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -17,6 +17,7 @@ use tower_service::Service;
 use super::upstreams::UpstreamAccess;
 use crate::{
     admission::Admission, body::ResponseBody, identity::Authenticated, path::is_canonical,
+    response::json_error,
 };
 
 /// Which upstream a request targets: a closure `Fn(&Uri, &HeaderMap) -> Option<String>`, or
@@ -186,16 +187,11 @@ fn permitted<I: UpstreamAccess + Send + Sync + 'static>(
 
 /// `403 access_denied`, naming the upstream (the client named it; JSON-escaped).
 fn denied(upstream: &str) -> Response<Bytes> {
-    let body = serde_json::json!({
-        "error": "access_denied",
-        "error_description": format!("this caller may not use the upstream MCP server {upstream:?}"),
-    });
-    let mut response = Response::new(Bytes::from(body.to_string()));
-    *response.status_mut() = StatusCode::FORBIDDEN;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    json_error(
+        StatusCode::FORBIDDEN,
+        "access_denied",
+        &format!("this caller may not use the upstream MCP server {upstream:?}"),
+    )
 }
 
 impl<S, I, T, ReqBody, ResBody> Service<Request<ReqBody>> for RequireUpstream<S, I, T>

@@ -16,14 +16,13 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use base64::{engine::general_purpose::STANDARD, Engine as _};
 use bytes::Bytes;
 use futures_util::{
     future::{BoxFuture, Shared},
     FutureExt as _,
 };
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper_util::{
     client::legacy::{connect::Connect, Client},
     rt::TokioExecutor,
@@ -37,6 +36,7 @@ use tower_service::Service;
 use crate::{
     body::ResponseBody,
     form,
+    http_fetch::{read_capped, ReadError},
     identity::Authenticated,
     response::{is_grpc, Challenges, Rejection},
     secret::Fingerprint,
@@ -745,20 +745,19 @@ impl TokenExchangeBuilder {
                         source: Some(Arc::new(e)),
                     })?;
                     let status = response.status();
-                    let body = Limited::new(response.into_body(), limit)
-                        .collect()
-                        .await
-                        .map_err(|e| {
-                            if e.is::<LengthLimitError>() {
-                                ExchangeError::new(ErrorKind::TooLarge(limit))
-                            } else {
-                                ExchangeError {
+                    let body =
+                        read_capped(response.into_body(), limit)
+                            .await
+                            .map_err(|e| match e {
+                                ReadError::TooLarge => {
+                                    ExchangeError::new(ErrorKind::TooLarge(limit))
+                                }
+                                ReadError::Body(e) => ExchangeError {
                                     kind: ErrorKind::Transport,
                                     source: Some(Arc::from(e)),
-                                }
-                            }
-                        })?;
-                    Ok((status, body.to_bytes()))
+                                },
+                            })?;
+                    Ok((status, body))
                 };
                 tokio::time::timeout(timeout, exchange)
                     .await
@@ -767,14 +766,11 @@ impl TokenExchangeBuilder {
             .boxed()
         };
         let basic = (self.auth.method == AuthMethod::Basic).then(|| {
-            let credentials = format!(
-                "{}:{}",
-                form::encode(&self.auth.client_id),
-                form::encode(&self.auth.client_secret)
-            );
-            let mut value =
-                HeaderValue::try_from(format!("Basic {}", STANDARD.encode(credentials)))
-                    .expect("base64 is a valid header value");
+            let mut value = HeaderValue::try_from(form::basic_authorization(
+                &self.auth.client_id,
+                &self.auth.client_secret,
+            ))
+            .expect("base64 is a valid header value");
             value.set_sensitive(true);
             value
         });
@@ -1029,6 +1025,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::{engine::general_purpose::STANDARD, Engine as _};
 
     #[test]
     fn an_exchanged_token_is_kept_no_longer_than_either_lifetime() {
