@@ -492,19 +492,22 @@ async fn lookup<V>(
     let asked = metrics::validation::<V, _, _>(inner.validate(credential.expose_secret()));
     // The future owns what it needs; the copy of the credential is zeroed now.
     drop(credential);
-    let outcome = match tokio::time::timeout(policy.lookup_timeout, asked).await {
-        Ok(Ok(verdict)) => {
-            let answer = policy.answer(verdict);
+    let answered = match tokio::time::timeout(policy.lookup_timeout, asked).await {
+        Ok(Ok(verdict)) => Ok(policy.answer(verdict)),
+        Ok(Err(err)) => Err(CacheError(Arc::new(err.into()))),
+        Err(_) => Err(CacheError(Arc::new(Box::new(LookupFailed::TimedOut(
+            policy.lookup_timeout,
+        ))))),
+    };
+    let outcome = match answered {
+        Ok(answer) => {
             let verdict = answer.verdict.clone();
             if !answer.ttl.is_zero() {
                 answers.insert(key, answer).await;
             }
             Ok(verdict)
         }
-        Ok(Err(err)) => Err(CacheError(Arc::new(err.into()))),
-        Err(_) => Err(CacheError(Arc::new(Box::new(LookupFailed::TimedOut(
-            policy.lookup_timeout,
-        ))))),
+        Err(err) => Err(err),
     };
     // Nobody waiting is fine: the answer is stored for the next request.
     let _ = reply.send(outcome);
