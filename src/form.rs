@@ -36,7 +36,6 @@ pub(crate) fn encode_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str
 
 /// The `Authorization` value of HTTP Basic client authentication (RFC 6749 §2.3.1): `Basic ` and the base64 of
 /// the form-encoded client id and secret joined by `:`.
-#[cfg(feature = "token-exchange")]
 pub(crate) fn basic_authorization(client_id: &str, client_secret: &str) -> String {
     use base64::{engine::general_purpose::STANDARD, Engine as _};
     let credentials = format!("{}:{}", encode(client_id), encode(client_secret));

@@ -110,7 +110,7 @@ mod extract;
 #[cfg(any(feature = "token-exchange", feature = "introspection"))]
 mod form;
 mod future;
-#[cfg(feature = "token-exchange")]
+#[cfg(any(feature = "token-exchange", feature = "introspection", feature = "jwt"))]
 mod http_fetch;
 mod identity;
 mod layer;

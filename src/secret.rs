@@ -27,8 +27,16 @@ impl Fingerprint {
         Self::from_digest(&digest)
     }
 
-    /// The fingerprint of the credential whose SHA-256 digest is `digest`.
-    pub(crate) fn from_digest(digest: &[u8; 32]) -> Self {
+    /// The fingerprint of the credential whose SHA-256 digest is `digest`, for code that already hashed it.
+    ///
+    /// ```
+    /// use sha2::{Digest, Sha256};
+    /// use tower_mcp_auth::Fingerprint;
+    ///
+    /// let digest: [u8; 32] = Sha256::digest(b"sk-secret").into();
+    /// assert_eq!(Fingerprint::from_digest(&digest), Fingerprint::of("sk-secret"));
+    /// ```
+    pub fn from_digest(digest: &[u8; 32]) -> Self {
         Self([digest[0], digest[1], digest[2], digest[3]])
     }
 }

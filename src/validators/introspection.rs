@@ -6,7 +6,6 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use base64::{engine::general_purpose::STANDARD, Engine as _};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
@@ -18,7 +17,7 @@ use hyper_util::{
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use super::http_fetch::{fetch, FetchFailure};
+use crate::http_fetch::{fetch, FetchFailure};
 use crate::{
     tls::{https_connector, HttpsConnector},
     validate::{BoxError, Validator, Verdict},
@@ -355,13 +354,10 @@ impl ClientAuth {
     /// # let _ = auth;
     /// ```
     pub fn basic(client_id: &str, client_secret: &str) -> Self {
-        let credentials = format!(
-            "{}:{}",
-            crate::form::encode(client_id),
-            crate::form::encode(client_secret)
-        );
-        let value = format!("Basic {}", STANDARD.encode(credentials));
-        Self::new("Basic", &value)
+        Self::new(
+            "Basic",
+            &crate::form::basic_authorization(client_id, client_secret),
+        )
     }
 
     /// A bearer token that the endpoint accepts from the gateway.

@@ -27,7 +27,7 @@ use jsonwebtoken::{
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::http_fetch::{fetch, FetchFailure};
+use crate::http_fetch::{fetch, FetchFailure};
 
 /// Where the key set is found.
 #[derive(Clone, Debug)]

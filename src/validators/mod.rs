@@ -37,8 +37,6 @@
 
 mod cache;
 mod first_of;
-#[cfg(any(feature = "introspection", feature = "jwt"))]
-mod http_fetch;
 #[cfg(feature = "introspection")]
 mod introspection;
 #[cfg(feature = "jwt")]

@@ -19,7 +19,7 @@ use axum::{
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body::{Body as _, Frame, SizeHint};
-use tower_mcp_auth::Authenticated;
+use tower_mcp_auth::{Authenticated, Fingerprint};
 
 use super::{json_error, resource_server::Caller};
 
@@ -57,13 +57,12 @@ pub enum AuthOutcome {
 
 impl AuthOutcome {
     /// `token_digest` is the SHA-256 digest of the passthrough token, if any; the log shows its fingerprint
-    /// (the first eight hex digits, as [`tower_mcp_auth::Fingerprint`] shows a credential).
+    /// (the first eight hex digits, as [`Fingerprint`] shows a credential).
     pub fn of(
         identity: Option<&Authenticated<Caller>>,
         token_digest: Option<&[u8; 32]>,
     ) -> Option<Self> {
-        let token =
-            token_digest.map(|d| format!("{:02x}{:02x}{:02x}{:02x}", d[0], d[1], d[2], d[3]));
+        let token = token_digest.map(|d| Fingerprint::from_digest(d).to_string());
         match (identity.map(|a| a.identity().describe()), token) {
             (Some(id), Some(token)) => Some(Self::CallerAndPassthrough(id, token)),
             (Some(id), None) => Some(Self::Caller(id)),
