@@ -35,7 +35,7 @@ start "$BIN/bench_server" mcp-upstream
 UPSTREAM=$URL
 UPSTREAM_HOSTPORT=${UPSTREAM#http://}
 # shellcheck disable=SC2086
-TOKIO_WORKER_THREADS=$GATEWAY_WORKERS start "${GATEWAY_BIN:-$BIN/gateway}" --listen 127.0.0.1:0 --key sk-bench \
+TOKIO_WORKER_THREADS=$GATEWAY_WORKERS start "${GATEWAY_BIN:-$GATEWAY_BINARY}" --listen 127.0.0.1:0 --key sk-bench \
     --upstream "demo=$UPSTREAM/mcp" --passthrough demo ${GATEWAY_ARGS:-}
 GATEWAY=$URL
 GATEWAY_PID=$PID

@@ -52,7 +52,7 @@ STORE_CALLS=$(curl -s "$COALESCE/stats" | awk '{print $2}')
 echo "# 3. MCP tools/list through the gateway vs direct" >&2
 start "$BIN/bench_server" mcp-upstream
 UPSTREAM=$URL
-start "$BIN/gateway" --listen 127.0.0.1:0 --key sk-bench --upstream "demo=$UPSTREAM/mcp" --passthrough demo
+start "$GATEWAY_BINARY" --listen 127.0.0.1:0 --key sk-bench --upstream "demo=$UPSTREAM/mcp" --passthrough demo
 GATEWAY=$URL
 DIRECT_SESSION=$(session "$UPSTREAM/mcp")
 GATEWAY_SESSION=$(session "$GATEWAY/mcp/demo")

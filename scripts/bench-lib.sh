@@ -1,10 +1,11 @@
 # Shared by the wrk benchmarks (bench-http.sh, bench-cpu-nginx.sh); sourced from the repository root.
-# Builds the examples ($BIN), makes a scratch directory ($work) removed on exit with every server in $pids
+# Builds the benchmark servers ($BIN) and the gateway ($GATEWAY_BINARY), makes a scratch directory ($work) removed on exit with every server in $pids
 # killed, and provides `start`, `session` and the wrk arguments of the MCP tools/list load ($MCP_WRK).
 # shellcheck shell=bash
 
-cargo build --release --example bench_server --example gateway >&2
+cargo build --release -p mcp-gateway --example bench_server --bin mcp-gateway >&2
 BIN=${CARGO_TARGET_DIR:-target}/release/examples
+GATEWAY_BINARY=${CARGO_TARGET_DIR:-target}/release/mcp-gateway
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
 pids=()

@@ -8,7 +8,7 @@
 //! read the provider's counters and the last one rotates its key.
 #![cfg(all(feature = "jwt", feature = "token-exchange", feature = "introspection"))]
 
-mod resource_server;
+use testkit::resource_server;
 
 use std::{io::Write, time::Duration};
 

@@ -3,8 +3,8 @@
 //! upstream that itself admits only tokens for its own audience (with this crate's `Jwt`) lists its tools.
 #![cfg(all(feature = "jwt", feature = "token-exchange"))]
 
-mod issuer;
-mod resource_server;
+use testkit::issuer;
+use testkit::resource_server;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -25,7 +25,7 @@ use issuer::{Issuer, Shared};
 use resource_server::{
     initialize, mcp_client, start_gateway, start_upstream, Identity, UpstreamLog, METADATA, ROUTE,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::net::TcpListener;
 use tower_mcp_auth::{
     upstream::{ExchangeTarget, Subject, TokenClientAuth, TokenExchange},
@@ -133,20 +133,6 @@ fn invalid_grant() -> Response {
         Json(json!({"error": "invalid_grant"})),
     )
         .into_response()
-}
-
-impl Issuer {
-    /// The claims of `token` when this issuer signed it and it has not expired.
-    fn verify_any_audience(&self, token: &str) -> Option<Value> {
-        let data = jsonwebtoken::decode::<Value>(token, &self.decoding_key("k1"), &{
-            let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
-            v.validate_aud = false;
-            v.set_issuer(&[&self.url]);
-            v
-        })
-        .ok()?;
-        Some(data.claims)
-    }
 }
 
 // ---- The loopback set-up ----

@@ -2,7 +2,7 @@
 //! answers for JWTs of our issuer (never passthrough, never 403).
 #![cfg(feature = "jwt")]
 
-mod issuer;
+use testkit::issuer;
 
 use std::{convert::Infallible, io, sync::Arc, time::Duration};
 
@@ -342,9 +342,7 @@ async fn first_of_asks_in_order_and_fails_closed() {
     assert_eq!(never.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
-#[path = "support/tls.rs"]
-#[allow(dead_code)]
-mod tls;
+use testkit::tls;
 
 #[tokio::test]
 async fn keys_are_fetched_over_https_from_a_trusted_issuer_only() {

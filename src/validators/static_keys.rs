@@ -258,6 +258,23 @@ impl<I: FromKeyEntry> StaticKeys<I> {
             .ok_or_else(|| StaticKeysError::EnvNotUnicode {
                 var: var.to_owned(),
             })?;
+        Self::parse_env(text)
+    }
+
+    /// Reads keys from the text of an environment variable, by [`from_env`](Self::from_env)'s rules: entries
+    /// separated by newlines or commas, and no server lists. For programs that read the variable themselves.
+    ///
+    /// ```
+    /// use tower_mcp_auth::validators::{StaticKeys, StaticKeysError};
+    ///
+    /// assert_eq!(StaticKeys::<String>::parse_env("sk-a alice,sk-b").unwrap().len(), 2);
+    /// // `sk-a=atl,priv` would otherwise be `sk-a` limited to `atl` plus an unrestricted key `priv`.
+    /// assert!(matches!(
+    ///     StaticKeys::<String>::parse_env("sk-a=atl,priv"),
+    ///     Err(StaticKeysError::UpstreamsInEnv { .. })
+    /// ));
+    /// ```
+    pub fn parse_env(text: &str) -> Result<Self, StaticKeysError> {
         Self::parse_entries(text.split(['\n', ',']), true)
     }
 

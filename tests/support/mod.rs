@@ -3,7 +3,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod contract;
-pub mod tls;
+#[allow(unused_imports)]
+pub use testkit::tls;
 
 use std::{
     convert::Infallible,

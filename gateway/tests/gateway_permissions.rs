@@ -1,9 +1,7 @@
 //! The gateway example with per-key upstream permissions and caller-bound MCP sessions, end to end: rmcp
 //! upstreams on loopback, the gateway in front, rmcp clients (or plain HTTP where the status line is the point).
 
-#[path = "../examples/gateway/app/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod app;
+use mcp_gateway as app;
 mod gateway_support;
 
 use std::{collections::HashMap, net::SocketAddr};

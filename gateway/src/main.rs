@@ -1,20 +1,12 @@
-//! An MCP Streamable HTTP gateway on axum and tower-mcp-auth: gateway keys, per-upstream OAuth passthrough,
-//! each upstream's own credential, RFC 9728 discovery, and optionally JWT admission per route with RFC 8693
-//! token exchange per upstream.
+//! `mcp-gateway`: an MCP Streamable HTTP gateway on axum and tower-mcp-auth: gateway keys, per-upstream OAuth
+//! passthrough, each upstream's own credential, RFC 9728 discovery, and optionally JWT admission per route with
+//! RFC 8693 token exchange per upstream. `mcp-gateway --help` lists every flag and its environment variable.
 //!
-//! ```text
-//! cargo run --example gateway -- [--config FILE] [--listen ADDR] [--public-url URL] [--key KEY]...
-//!                                [--key-file FILE]... [--upstream NAME=URL]... [--passthrough NAME]...
-//!                                [--upstream-auth NAME=KIND:VALUE]... [--allow-origin ORIGIN]...
-//!                                [--tls-cert FILE --tls-key FILE] [--upstream-timeout SECS]
-//!                                [--max-body BYTES] [--drain-timeout SECS]
-//!                                [--jwt-issuer URL [--jwt-jwks-uri URL]] [--token-exchange NAME=TOKEN_ENDPOINT]...
-//! ```
-//!
-//! Without `--upstream` it starts a demo upstream MCP server in the same process (`demo`, passthrough, accepting
-//! `Authorization: Bearer demo-oauth-token`), with the gateway key `sk-demo` unless keys are given.
+//! Without an upstream and without `--config` (or with `--demo`) it starts a demo upstream MCP server in the
+//! same process (`demo`, passthrough, accepting `Authorization: Bearer demo-oauth-token`), with the gateway key
+//! `sk-demo` unless keys are given.
 
-mod app;
+use mcp_gateway as app;
 
 use std::io::Write;
 
@@ -65,20 +57,25 @@ async fn main() {
         // Colour codes only for a terminal: in a log file they are noise, and writing them costs CPU per line.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let options = match app::Options::parse(
-        std::env::args().skip(1),
-        std::env::var("MCP_GATEWAY_KEYS").ok(),
-    ) {
+    // `--help`, `--version` and malformed flags end here, as clap prints and exits for them.
+    let cli = <app::cli::Cli as clap::Parser>::parse();
+    let env_keys = std::env::var_os(app::config::KEYS_VAR).map(|value| {
+        value.into_string().unwrap_or_else(|_| {
+            eprintln!("{} is not valid UTF-8", app::config::KEYS_VAR);
+            std::process::exit(2);
+        })
+    });
+    let options = match app::Options::from_cli(cli, env_keys, &|var| std::env::var(var).ok()) {
         Ok(options) => options,
         Err(message) => {
             eprintln!("{message}");
             std::process::exit(2);
         }
     };
-    let listener = match TcpListener::bind(options.listen()).await {
+    let listener = match TcpListener::bind(options.listen.as_str()).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("cannot listen on {}: {error}", options.listen());
+            eprintln!("cannot listen on {}: {error}", options.listen);
             std::process::exit(1);
         }
     };
@@ -88,7 +85,7 @@ async fn main() {
     let prepared = match app::prepare(options, addr).await {
         Ok(prepared) => prepared,
         Err(message) => {
-            eprintln!("{message}\n{}", app::USAGE);
+            eprintln!("{message}\n(mcp-gateway --help lists every flag)");
             std::process::exit(2);
         }
     };

@@ -1,9 +1,7 @@
 //! The gateway against slow, dead and oversized traffic: upstream timeouts (504), unreachable upstreams (502),
 //! the body cap (413), event streams that outlive the timeout, and the drain timeout of a graceful shutdown.
 
-#[path = "../examples/gateway/app/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod app;
+use mcp_gateway as app;
 mod gateway_support;
 
 use std::{convert::Infallible, sync::Arc, time::Duration};

@@ -1,10 +1,7 @@
 //! The gateway example's `GET /metrics` after real MCP traffic through it: the decisions the layer made and
 //! the requests relayed to each upstream are there, and no credential, nor its fingerprint or digest, is.
-#![cfg(feature = "metrics")]
 
-#[path = "../examples/gateway/app/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod app;
+use mcp_gateway as app;
 
 use std::net::SocketAddr;
 

@@ -208,7 +208,11 @@ pub fn exchanges(
     connector: &HttpsConnector,
 ) -> Result<HashMap<String, (TokenExchange, ExchangeTarget)>, String> {
     let mut built = HashMap::new();
-    for (name, spec) in &options.token_exchange {
+    for (name, spec) in options
+        .servers
+        .iter()
+        .filter_map(|s| Some((s.name(), s.exchange.as_ref()?)))
+    {
         let flag = format!("token exchange for {name}");
         let config = configs
             .iter()
@@ -254,7 +258,7 @@ pub fn exchanges(
         if !spec.scopes.is_empty() {
             target = target.with_scope(spec.scopes.join(" "));
         }
-        built.insert(name.clone(), (exchange, target));
+        built.insert(name.to_owned(), (exchange, target));
     }
     Ok(built)
 }

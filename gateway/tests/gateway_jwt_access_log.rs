@@ -1,13 +1,9 @@
 //! The access log of a JWT caller: `auth=jwt:SUBJECT`, never the token, and a token for another route logged
 //! as challenged. Its own binary, like `gateway_access_log`: `tracing` caches per-callsite interest
 //! process-wide, so the capturing subscriber must be the only one any test here installs.
-#![cfg(feature = "jwt")]
 
-#[path = "../examples/gateway/app/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod app;
 mod gateway_support;
-mod issuer;
+use testkit::issuer;
 
 use axum::http::StatusCode;
 use gateway_support::*;

@@ -31,7 +31,7 @@ impl KeyStore {
         if let Some(url) = &options.database_url {
             return Self::database(
                 url,
-                Upstreams::only(&options.open_upstreams),
+                Upstreams::only(options.open_upstreams()),
                 options.master_key.as_deref(),
             );
         }
@@ -43,6 +43,10 @@ impl KeyStore {
                 .filter(|(k, list)| !k.is_empty() && !list.is_empty())
                 .map_or(key.as_str(), |(k, _)| k);
             let _ = writeln!(entries, "{key} key-{}", Fingerprint::of(secret));
+        }
+        for entry in &options.env_keys {
+            // Already checked by the library's rules for keys in the environment: no server lists.
+            let _ = writeln!(entries, "{entry}");
         }
         for path in &options.key_files {
             let text = std::fs::read_to_string(path)

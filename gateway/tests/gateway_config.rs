@@ -2,9 +2,7 @@
 //! passthrough) drives the same flows as the flags; flags override it; what it cannot do is an error or a
 //! warning at start-up.
 
-#[path = "../examples/gateway/app/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod app;
+use mcp_gateway as app;
 mod gateway_support;
 
 use std::{collections::HashMap, sync::OnceLock};

@@ -2,14 +2,11 @@
 //! the route's own URL (beside gateway keys), the route's RFC 9728 metadata names the issuer, and a route with
 //! `oauth2_token_exchange` exchanges the JWT (RFC 8693) for a token of the upstream's audience, which an rmcp
 //! upstream that admits only tokens for itself accepts. The config file drives the same flow.
-#![cfg(all(feature = "jwt", feature = "token-exchange"))]
 
-#[path = "../examples/gateway/app/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod app;
+use mcp_gateway as app;
 mod gateway_support;
-mod issuer;
-mod resource_server;
+use testkit::issuer;
+use testkit::resource_server;
 
 use std::{
     collections::HashMap,
@@ -192,7 +189,7 @@ impl Setup {
     async fn gateway(&self) -> SocketAddr {
         let spec = self.exchange_spec();
         gateway_with(&self.args(), move |o| {
-            o.token_exchange.push(("a".to_owned(), spec));
+            o.server("a").unwrap().exchange = Some(spec);
         })
         .await
     }
@@ -541,7 +538,7 @@ async fn misconfigurations_are_start_up_errors() {
         without_jwt,
         Box::new({
             let spec = spec.clone();
-            move |o| o.token_exchange.push(("a".into(), spec))
+            move |o| o.server("a").unwrap().exchange = Some(spec)
         }),
     )
     .await
@@ -554,7 +551,7 @@ async fn misconfigurations_are_start_up_errors() {
         both,
         Box::new({
             let spec = spec.clone();
-            move |o| o.token_exchange.push(("a".into(), spec))
+            move |o| o.server("a").unwrap().exchange = Some(spec)
         }),
     )
     .await
@@ -658,7 +655,7 @@ async fn the_gateway_against_oidc_provider() {
             ("--upstream", &format!("b={}", plain.url("/mcp"))),
             ("--jwt-issuer", &issuer),
         ]),
-        move |o| o.token_exchange.push(("a".to_owned(), spec)),
+        move |o| o.server("a").unwrap().exchange = Some(spec),
     )
     .await;
     let route = format!("http://{gw}/mcp/a");

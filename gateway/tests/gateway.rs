@@ -1,9 +1,7 @@
 //! The gateway example end to end: an rmcp Streamable HTTP server that requires its own OAuth token, the
 //! gateway in front of it, and an rmcp client (or plain HTTP where the point is the status line) through it.
 
-#[path = "../examples/gateway/app/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod app;
+use mcp_gateway as app;
 
 use std::{collections::HashMap, convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -418,18 +416,8 @@ fn async_stream(
 
 /// The example's command line, as a process: the one `listening on` line, a working demo, a clean exit on SIGTERM.
 #[tokio::test]
-async fn the_example_binary_serves_its_demo_and_stops_on_sigterm() {
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("examples").join("gateway"))
-        .unwrap();
-    assert!(
-        binary.exists(),
-        "{} is missing: `cargo test` builds the examples; run `cargo build --example gateway` first",
-        binary.display()
-    );
+async fn the_binary_serves_its_demo_and_stops_on_sigterm() {
+    let binary = env!("CARGO_BIN_EXE_mcp-gateway");
     let mut child = tokio::process::Command::new(&binary)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())

@@ -2,15 +2,11 @@
 //! and the demo MCP upstream. Not an example to copy: a fixture for the HTTP-level benchmarks.
 //!
 //! ```text
-//! cargo run --release --example bench_server -- MODE
+//! cargo run --release -p mcp-gateway --example bench_server -- MODE
 //! ```
 //! MODE is `bare`, `layer` (static keys behind the cache; passthrough on `/mcp/atlassian`), `coalesce` (the
 //! same, over a key store that takes 5 ms and counts its calls, reported at `/stats`) or `mcp-upstream` (the
 //! demo MCP server, accepting `Authorization: Bearer bench-oauth-token`). Prints `listening on http://ADDR`.
-
-#[path = "gateway/app/demo.rs"]
-#[allow(dead_code)]
-mod demo;
 
 use std::{
     convert::Infallible,
@@ -86,7 +82,7 @@ async fn main() {
             )
         }
         "mcp-upstream" => {
-            let upstream = demo::start("bench-oauth-token")
+            let upstream = mcp_gateway::demo::start("bench-oauth-token")
                 .await
                 .expect("demo upstream");
             println!("listening on http://{}", upstream.addr);

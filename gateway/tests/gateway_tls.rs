@@ -2,13 +2,9 @@
 //! trusted through `SSL_CERT_FILE` (set once, in this binary only), an untrusted CA as a 502, and the gateway
 //! serving HTTPS itself with `--tls-cert`/`--tls-key`.
 
-#[path = "../examples/gateway/app/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod app;
+use mcp_gateway as app;
 mod gateway_support;
-#[path = "support/tls.rs"]
-#[allow(dead_code)]
-mod tls_support;
+use testkit::tls as tls_support;
 
 use std::{sync::OnceLock, time::Duration};
 
@@ -211,15 +207,10 @@ async fn the_gateway_serves_https_with_tls_cert_and_tls_key() {
 
 /// The example binary's ready line names the scheme it serves.
 #[tokio::test]
-async fn the_example_binary_announces_https() {
+async fn the_binary_announces_https() {
     let ca = trusted_ca();
     let (cert, key) = leaf_files(ca);
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("examples").join("gateway"))
-        .unwrap();
+    let binary = env!("CARGO_BIN_EXE_mcp-gateway");
     let mut child = tokio::process::Command::new(&binary)
         .args(["--listen", "127.0.0.1:0", "--tls-cert"])
         .arg(&cert)

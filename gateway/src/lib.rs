@@ -1,17 +1,19 @@
-//! The gateway: configuration into a router, and serving it until shutdown.
+//! An MCP Streamable HTTP gateway built on tower-mcp-auth, as a library: [`Options`] (from the command line
+//! and the config file) into a router ([`prepare`]), and serving it until shutdown ([`run`]). The binary
+//! `mcp-gateway` is a thin `main` around these.
 //!
 //! Every request passes, outermost first: the access log ([`ops`]), the `Origin`/`Host` checks ([`origin`]),
 //! CORS; then on `/mcp/` routes the path confinement ([`route`]), the scope hint of [`discovery::metadata`], the
 //! client-credential and authentication layers of tower-mcp-auth (per route with a JWT issuer:
 //! [`resource_server`]), and finally the relay ([`proxy`]).
 
-mod config;
+pub mod cli;
+pub mod config;
 pub mod demo;
 mod discovery;
 mod keys;
 mod metrics;
 mod ops;
-mod options;
 mod origin;
 mod permissions;
 mod proxy;
@@ -37,11 +39,11 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_mcp_auth::{
-    upstream::{TakeClientCredentialsLayer, UpstreamAuth, UpstreamConfig},
+    upstream::{TakeClientCredentialsLayer, UpstreamConfig},
     McpAuthLayer, PassthroughPolicy,
 };
 
-pub use options::{Options, USAGE};
+pub use config::Options;
 
 /// The OAuth token the embedded demo upstream accepts.
 pub const DEMO_TOKEN: &str = "demo-oauth-token";
@@ -141,15 +143,22 @@ fn cors(origins: &origin::Origins) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// Builds the gateway for a listener already bound to `addr`. Without `--upstream`, starts the demo upstream.
+/// Builds the gateway for a listener already bound to `addr`; with [`Options::demo`], starts the demo upstream.
 pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, String> {
     let mut options = options;
     let mut demo = None;
-    if options.upstreams.is_empty() {
+    if options.demo {
         let upstream = demo::start(DEMO_TOKEN).await.map_err(|e| e.to_string())?;
-        options.upstreams.push(("demo".to_owned(), upstream.url()));
-        options.passthrough.push("demo".to_owned());
-        if options.keys.is_empty() && options.key_files.is_empty() && options.database_url.is_none()
+        let mut server = config::Server::new("demo", &upstream.url(), "--demo".to_owned())?;
+        server.config = server.config.clone().with_passthrough(true);
+        if options.servers.iter().any(|s| s.name() == "demo") {
+            return Err("--demo: an upstream is already named demo".to_owned());
+        }
+        options.servers.push(server);
+        if options.keys.is_empty()
+            && options.env_keys.is_empty()
+            && options.key_files.is_empty()
+            && options.database_url.is_none()
         {
             options.keys.push(DEMO_KEY.to_owned());
         }
@@ -183,46 +192,10 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         &options.allow_origins,
         loopback,
     )?);
-
-    let mut configs: Vec<UpstreamConfig> = Vec::new();
-    for (name, url) in &options.upstreams {
-        if configs.iter().any(|c| c.name() == name) {
-            return Err(format!("--upstream {name}: the name is given twice"));
-        }
-        let config = UpstreamConfig::new(name, url)
-            .map_err(|e| format!("--upstream {name}: {e}"))?
-            .with_passthrough(options.passthrough.contains(name));
-        configs.push(config);
-    }
-    let find = |configs: &mut Vec<UpstreamConfig>, name: &str| {
-        configs
-            .iter()
-            .position(|c| c.name() == name)
-            .ok_or_else(|| format!("{name:?} is not an --upstream"))
-    };
-    for name in &options.passthrough {
-        find(&mut configs, name)?;
-    }
-    for (name, auth) in &options.upstream_auth {
-        let auth: UpstreamAuth = auth
-            .parse()
-            .map_err(|e| format!("--upstream-auth {name}: {e}"))?;
-        let at = find(&mut configs, name)?;
-        configs[at] = configs[at].clone().with_auth(auth);
-    }
-    for (name, header, value) in &options.upstream_headers {
-        let at = find(&mut configs, name)?;
-        let header = HeaderName::try_from(header.as_str())
-            .map_err(|_| format!("mcp_servers.{name}: {header:?} is not a header name"))?;
-        // The value may be a credential: never repeat it.
-        let value = HeaderValue::try_from(value.as_str()).map_err(|_| {
-            format!("mcp_servers.{name}: the value of {header} is not a header value")
-        })?;
-        configs[at] = configs[at].clone().with_header(header, value);
-    }
+    let configs: Vec<UpstreamConfig> = options.servers.iter().map(|s| s.config.clone()).collect();
 
     let connector = tls::https_connector(options.extra_roots.as_deref())?;
-    let upstream_timeout = options.upstream_timeout();
+    let upstream_timeout = options.upstream_timeout;
     let client: HttpsClient = Client::builder(TokioExecutor::new()).build(connector.clone());
     let passthrough_routes: Vec<String> = configs
         .iter()
@@ -287,7 +260,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
             upstream_timeout.min(Duration::from_secs(10)),
         ),
         upstream_timeout,
-        max_body: options.max_body(),
+        max_body: options.max_body,
         jwt_issuer: options.jwt_issuer.clone(),
         sessions: sessions::Sessions::new(),
     });
@@ -338,7 +311,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         public_url,
         demo,
         tls,
-        drain_timeout: options.drain_timeout(),
+        drain_timeout: options.drain_timeout,
         warnings: options.warnings,
     })
 }

@@ -2,9 +2,6 @@
 //! a credential. Its own binary: `tracing` caches per-callsite interest process-wide, so the capturing
 //! subscriber must be the only one any test here installs.
 
-#[path = "../examples/gateway/app/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod app;
 mod gateway_support;
 
 use axum::http::StatusCode;

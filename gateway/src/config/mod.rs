@@ -1,0 +1,367 @@
+//! The gateway's configuration: one typed, validated model that the command line ([`Cli`]) and the YAML file
+//! ([`file`]) both produce. Every error names its source — the flag, or the YAML path — and never a secret
+//! value; what [`crate::prepare`] receives is already valid.
+
+pub mod file;
+mod server;
+
+use std::{fmt, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use tower_mcp_auth::validators::StaticKeys;
+
+pub use server::Server;
+
+use crate::{cli::Cli, resource_server::ExchangeSpec};
+
+/// The default listening address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+/// How long the upstream may take to connect and answer with its response head.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest request body relayed upstream.
+pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+/// How long a graceful shutdown waits for requests in flight.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The environment variable of extra gateway keys (`KEY [identity]`, separated by commas or newlines).
+pub const KEYS_VAR: &str = "MCP_GATEWAY_KEYS";
+
+/// What the gateway was asked to do, validated.
+#[derive(Clone)]
+pub struct Options {
+    /// `HOST:PORT` to listen on.
+    pub listen: String,
+    /// The public URL, absolute http(s), without a trailing `/`.
+    pub public_url: Option<String>,
+    /// Key entries `KEY[=NAME,...]` from `--key` and the config file's `master_key`.
+    pub keys: Vec<String>,
+    /// Key entries `KEY [identity]` from `MCP_GATEWAY_KEYS` (server lists are refused there).
+    pub env_keys: Vec<String>,
+    /// Key files in the static key file format (`key[=NAME,...] [identity]` per line).
+    pub key_files: Vec<PathBuf>,
+    /// The upstreams, flags first, then the config file's.
+    pub servers: Vec<Server>,
+    /// Browser origins allowed besides the public URL's.
+    pub allow_origins: Vec<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// A PEM bundle trusted for upstream TLS besides the platform's roots and `SSL_CERT_FILE`'s.
+    pub extra_roots: Option<PathBuf>,
+    pub upstream_timeout: Duration,
+    pub max_body: usize,
+    pub drain_timeout: Duration,
+    /// LiteLLM's key table instead of static keys (config file `general_settings.database_url`).
+    pub database_url: Option<String>,
+    /// LiteLLM's master key (config file `general_settings.master_key`): a gateway key with static keys, and
+    /// the master key of LiteLLM's key table when `database_url` selects it.
+    pub master_key: Option<String>,
+    /// JWT admission on every route: the issuer, and optionally its JWKS URL (else discovered).
+    pub jwt_issuer: Option<String>,
+    pub jwt_jwks_uri: Option<String>,
+    /// Run the demo upstream in the same process.
+    pub demo: bool,
+    /// Things worth a warning at start-up (such as unknown config fields).
+    pub warnings: Vec<String>,
+}
+
+impl Options {
+    /// Parses the arguments (without the program name), with `env_keys` as the value of `MCP_GATEWAY_KEYS`,
+    /// then fills what the flags left open from the `--config` file. `--help` and `--version` come back as the
+    /// error text clap renders.
+    pub fn parse(
+        args: impl IntoIterator<Item = String>,
+        env_keys: Option<String>,
+    ) -> Result<Self, String> {
+        let cli = Cli::try_parse_from(std::iter::once("mcp-gateway".to_owned()).chain(args))
+            .map_err(|e| e.render().to_string())?;
+        Self::from_cli(cli, env_keys, &|var| std::env::var(var).ok())
+    }
+
+    /// Validates the command line and merges the config file it names; `env` looks up the file's
+    /// `os.environ/` references and the token-exchange client credentials.
+    pub fn from_cli(
+        cli: Cli,
+        env_keys: Option<String>,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let listen = cli.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        check_listen(&listen)?;
+        let public_url = cli
+            .public_url
+            .map(|url| check_public_url(url.trim_end_matches('/')))
+            .transpose()?;
+        let mut options = Self {
+            listen,
+            public_url,
+            keys: cli.keys,
+            env_keys: env_entries(env_keys.as_deref())?,
+            key_files: cli.key_files,
+            servers: Vec::new(),
+            allow_origins: cli.allow_origin,
+            tls_cert: cli.tls_cert,
+            tls_key: cli.tls_key,
+            extra_roots: cli.upstream_ca,
+            upstream_timeout: cli.upstream_timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
+            max_body: cli.max_body.unwrap_or(DEFAULT_MAX_BODY),
+            drain_timeout: cli.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+            database_url: None,
+            master_key: None,
+            jwt_issuer: cli.jwt_issuer,
+            jwt_jwks_uri: cli.jwt_jwks_uri,
+            demo: cli.demo,
+            warnings: Vec::new(),
+        };
+        for upstream in &cli.upstreams {
+            let (name, url) = server::pair(upstream, "--upstream", "NAME=URL")?;
+            let source = format!("--upstream {name}");
+            if options
+                .servers
+                .iter()
+                .any(|s| s.name().eq_ignore_ascii_case(&name))
+            {
+                return Err(format!(
+                    "{source}: the name is given twice (names are compared ignoring case)"
+                ));
+            }
+            options.servers.push(Server::new(&name, &url, source)?);
+        }
+        if let Some(path) = &cli.config {
+            let display = path.display();
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("--config {display}: {e}"))?;
+            let file = file::parse(&text, env).map_err(|e| format!("--config {display}: {e}"))?;
+            if file.servers.is_empty() {
+                return Err(format!(
+                    "--config {display}: no upstream is configured (mcp_servers is missing or empty)"
+                ));
+            }
+            options.fill(file);
+        }
+        for name in &cli.passthrough {
+            let server = options.server_mut(name, "--passthrough")?;
+            server.config = server.config.clone().with_passthrough(true);
+        }
+        for auth in &cli.upstream_auth {
+            let (name, auth) = server::pair(auth, "--upstream-auth", "NAME=KIND:VALUE")?;
+            let source = format!("--upstream-auth {}", name.to_ascii_lowercase());
+            options
+                .server_mut(&name, "--upstream-auth")?
+                .set_auth(&auth, &source)?;
+        }
+        for exchange in &cli.token_exchange {
+            let (name, endpoint) =
+                server::pair(exchange, "--token-exchange", "NAME=TOKEN_ENDPOINT")?;
+            let spec = exchange_client(endpoint, env)?;
+            options.server_mut(&name, "--token-exchange")?.exchange = Some(spec);
+        }
+        if options.servers.is_empty() && cli.config.is_none() {
+            options.demo = true;
+        }
+        Ok(options)
+    }
+
+    /// Adds what the flags did not set: servers whose names no `--upstream` took, the master key, the
+    /// database, the JWT issuer.
+    fn fill(&mut self, file: file::FileConfig) {
+        for server in file.servers {
+            if !self.servers.iter().any(|s| s.name() == server.name()) {
+                self.servers.push(server);
+            }
+        }
+        self.keys.extend(file.master_key.clone());
+        self.master_key = file.master_key;
+        self.database_url = file.database_url;
+        if let (None, Some((issuer, jwks_uri))) = (&self.jwt_issuer, file.jwt) {
+            // `iss` is compared exactly: the issuer is kept as written.
+            self.jwt_issuer = Some(issuer);
+            self.jwt_jwks_uri = self.jwt_jwks_uri.take().or(jwks_uri);
+        }
+        self.warnings.extend(file.warning);
+    }
+
+    /// The upstream named `name` (compared ignoring case).
+    pub fn server(&mut self, name: &str) -> Option<&mut Server> {
+        self.servers
+            .iter_mut()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    fn server_mut(&mut self, name: &str, flag: &str) -> Result<&mut Server, String> {
+        self.server(name)
+            .ok_or_else(|| format!("{flag} {name}: not an upstream (--upstream or mcp_servers)"))
+    }
+
+    /// The upstreams every LiteLLM key may use (`allow_all_keys: true`).
+    pub fn open_upstreams(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .filter(|s| s.allow_all_keys)
+            .map(|s| s.name().to_owned())
+            .collect()
+    }
+}
+
+/// `HOST:PORT`, where HOST is an address or a name (resolved when the listener is bound).
+fn check_listen(listen: &str) -> Result<(), String> {
+    let valid = listen
+        .rsplit_once(':')
+        .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        .is_some();
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("--listen {listen:?}: expected HOST:PORT"))
+    }
+}
+
+fn check_public_url(url: &str) -> Result<String, String> {
+    url.parse::<axum::http::Uri>()
+        .ok()
+        .filter(|u| u.authority().is_some() && matches!(u.scheme_str(), Some("http" | "https")))
+        .map(|_| url.to_owned())
+        .ok_or_else(|| format!("--public-url {url:?}: not an absolute http(s) URL"))
+}
+
+/// `MCP_GATEWAY_KEYS` read by the library's own rules for keys in the environment (`StaticKeys::parse_env`):
+/// entries separated by commas or newlines, `KEY [identity]`, and no server lists — a comma inside a list would
+/// otherwise turn the rest of it into a new, unrestricted key.
+fn env_entries(value: Option<&str>) -> Result<Vec<String>, String> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    StaticKeys::<String>::parse_env(value).map_err(|e| format!("{KEYS_VAR}: {e}"))?;
+    Ok(value
+        .split(['\n', ','])
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty() && !entry.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// `--token-exchange`'s client credentials come from the environment, never from the command line.
+fn exchange_client(
+    endpoint: String,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<ExchangeSpec, String> {
+    let var = |name: &str| {
+        env(name).ok_or_else(|| format!("--token-exchange needs the environment variable {name}"))
+    };
+    Ok(ExchangeSpec {
+        endpoint,
+        client_id: var("MCP_GATEWAY_EXCHANGE_CLIENT_ID")?,
+        client_secret: var("MCP_GATEWAY_EXCHANGE_CLIENT_SECRET")?,
+        ..Default::default()
+    })
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("keys", &format_args!("[{} redacted]", self.keys.len()))
+            .field(
+                "env_keys",
+                &format_args!("[{} redacted]", self.env_keys.len()),
+            )
+            .field("key_files", &self.key_files)
+            .field("servers", &self.servers)
+            .field("allow_origins", &self.allow_origins)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("extra_roots", &self.extra_roots)
+            .field("upstream_timeout", &self.upstream_timeout)
+            .field("max_body", &self.max_body)
+            .field("drain_timeout", &self.drain_timeout)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_jwks_uri", &self.jwt_jwks_uri)
+            .field("demo", &self.demo)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, String> {
+        Options::parse(args.iter().map(|a| a.to_string()), None)
+    }
+
+    #[test]
+    fn listen_takes_names_and_addresses() {
+        assert_eq!(
+            parse(&["--listen", "localhost:4000"]).unwrap().listen,
+            "localhost:4000"
+        );
+        assert_eq!(parse(&["--listen", "[::1]:0"]).unwrap().listen, "[::1]:0");
+        assert!(parse(&["--listen", "localhost"])
+            .unwrap_err()
+            .contains("--listen"));
+    }
+
+    #[test]
+    fn durations_take_units() {
+        let options = parse(&["--upstream-timeout", "30s", "--drain-timeout", "2"]).unwrap();
+        assert_eq!(options.upstream_timeout, Duration::from_secs(30));
+        assert_eq!(options.drain_timeout, Duration::from_secs(2));
+        let error = parse(&["--upstream-timeout", "soon"]).unwrap_err();
+        assert!(error.contains("--upstream-timeout"), "{error}");
+    }
+
+    #[test]
+    fn the_demo_runs_only_without_upstreams_and_without_a_config_file() {
+        assert!(parse(&[]).unwrap().demo);
+        assert!(
+            !parse(&["--upstream", "a=http://127.0.0.1:1/mcp"])
+                .unwrap()
+                .demo
+        );
+        assert!(
+            parse(&["--upstream", "a=http://127.0.0.1:1/mcp", "--demo"])
+                .unwrap()
+                .demo
+        );
+    }
+
+    #[test]
+    fn keys_in_the_environment_take_no_lists() {
+        let error = Options::parse([], Some("sk-alice=atl,priv".to_owned())).unwrap_err();
+        assert!(
+            error.contains(KEYS_VAR) && !error.contains("sk-alice"),
+            "{error}"
+        );
+        let options = Options::parse([], Some("sk-a alice, sk-b\nsk-c".to_owned())).unwrap();
+        assert_eq!(options.env_keys, ["sk-a alice", "sk-b", "sk-c"]);
+    }
+
+    #[test]
+    fn flags_name_upstreams_that_exist() {
+        let error = parse(&[
+            "--upstream",
+            "a=http://127.0.0.1:1/mcp",
+            "--passthrough",
+            "b",
+        ])
+        .unwrap_err();
+        assert!(error.starts_with("--passthrough b"), "{error}");
+        let error = parse(&[
+            "--upstream",
+            "a=http://127.0.0.1:1/mcp",
+            "--upstream-auth",
+            "a=bogus:sk-secret",
+        ])
+        .unwrap_err();
+        assert!(
+            error.starts_with("--upstream-auth a") && !error.contains("sk-secret"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! One upstream MCP server of the configuration, already valid: a normalised name, its [`UpstreamConfig`]
+//! (URL, credential, headers, passthrough), and what else the gateway does for it.
+
+use std::fmt;
+
+use tower_mcp_auth::upstream::{UpstreamAuth, UpstreamConfig};
+
+use crate::resource_server::ExchangeSpec;
+
+/// An upstream of the configuration.
+#[derive(Clone)]
+pub struct Server {
+    /// The upstream: name (lower case), URL, credential, extra headers, passthrough.
+    pub config: UpstreamConfig,
+    /// LiteLLM's `allow_all_keys`: every LiteLLM key may use it, whatever the key's own MCP permissions.
+    pub allow_all_keys: bool,
+    /// RFC 8693 token exchange for this upstream.
+    pub exchange: Option<ExchangeSpec>,
+    /// Where it was defined (`--upstream a`, or `mcp_servers.A`), for errors that name the source.
+    pub source: String,
+}
+
+impl Server {
+    /// An upstream named `name` at `url`; `source` names where they were written.
+    pub fn new(name: &str, url: &str, source: String) -> Result<Self, String> {
+        let config = UpstreamConfig::new(name, url).map_err(|e| format!("{source}: {e}"))?;
+        Ok(Self {
+            config,
+            allow_all_keys: false,
+            exchange: None,
+            source,
+        })
+    }
+
+    /// The normalised (lower-case) name: the route is `/mcp/NAME`.
+    pub fn name(&self) -> &str {
+        self.config.name()
+    }
+
+    /// Sets the gateway's own credential from `KIND:VALUE`; the error names `source`, never the value.
+    pub fn set_auth(&mut self, auth: &str, source: &str) -> Result<(), String> {
+        let auth: UpstreamAuth = auth.parse().map_err(|e| format!("{source}: {e}"))?;
+        self.config = self.config.clone().with_auth(auth);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .field("allow_all_keys", &self.allow_all_keys)
+            .field("exchange", &self.exchange)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// Splits `NAME=REST` as the repeatable flags write it; the error names the flag and the shape, never the value
+/// (it may hold a credential).
+pub fn pair(value: &str, flag: &str, shape: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((name, rest)) if !name.is_empty() && !rest.is_empty() => {
+            Ok((name.to_owned(), rest.to_owned()))
+        }
+        _ => Err(format!("{flag} takes {shape}")),
+    }
+}
