@@ -114,6 +114,8 @@ mod future;
 mod http_fetch;
 mod identity;
 mod layer;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod metrics;
 mod passthrough;
 mod path;
