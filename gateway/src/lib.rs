@@ -21,6 +21,7 @@ pub mod resource_server;
 mod route;
 mod sessions;
 pub mod tls;
+mod tools;
 
 use std::{collections::HashMap, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -82,6 +83,7 @@ pub struct Gateway {
     /// The JWT issuer every route names as its authorization server (`--jwt-issuer`).
     jwt_issuer: Option<String>,
     sessions: sessions::Sessions,
+    tools: tools::Policy,
 }
 
 /// A gateway ready to serve: the router, how to serve it, plus what a caller may want to print.
@@ -134,12 +136,20 @@ fn cors(origins: &origin::Origins) -> CorsLayer {
             header::ACCEPT,
             mcp("mcp-session-id"),
             mcp("mcp-protocol-version"),
+            mcp("mcp-method"),
+            mcp("mcp-name"),
             mcp("last-event-id"),
             mcp("x-litellm-api-key"),
             mcp("x-mcp-servers"),
             mcp("x-mcp-auth"),
         ])
-        .expose_headers([header::WWW_AUTHENTICATE, mcp("mcp-session-id")])
+        .expose_headers([
+            header::WWW_AUTHENTICATE,
+            mcp("mcp-session-id"),
+            mcp("mcp-protocol-version"),
+            mcp("mcp-method"),
+            mcp("mcp-name"),
+        ])
         .max_age(Duration::from_secs(600))
 }
 
@@ -193,6 +203,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         loopback,
     )?);
     let configs: Vec<UpstreamConfig> = options.servers.iter().map(|s| s.config.clone()).collect();
+    let tool_policy = tools::Policy::new(&options.servers, |name| metadata_url(&public, name));
 
     let connector = tls::https_connector(options.extra_roots.as_deref())?;
     let upstream_timeout = options.upstream_timeout;
@@ -263,6 +274,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         max_body: options.max_body,
         jwt_issuer: options.jwt_issuer.clone(),
         sessions: sessions::Sessions::new(),
+        tools: tool_policy.clone(),
     });
 
     let protected = Router::new()
@@ -282,7 +294,17 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
                 ))
                 .layer(TakeClientCredentialsLayer::new().servers(&names))
                 .layer(auth)
-                .layer(permissions::require_upstream()),
+                .layer(permissions::require_upstream())
+                .layer(middleware::from_fn_with_state(
+                    tool_policy.clone(),
+                    tools::record,
+                ))
+                .layer(tools::Policy::request_layer(options.max_body))
+                .layer(tool_policy.require_tools())
+                .layer(middleware::from_fn_with_state(
+                    tool_policy,
+                    tools::require_scopes,
+                )),
         )
         .with_state(gateway.clone());
     metrics::install();

@@ -28,7 +28,7 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt as _};
 use tower_mcp_auth::{
-    permissions::{KeyIdentity, UpstreamAccess},
+    permissions::{KeyIdentity, Tools, UpstreamAccess},
     upstream::{
         with_resource_metadata, ExchangeTarget, ExchangeToken, ExchangeTokenLayer,
         ForwardCredentials, ForwardCredentialsLayer, TokenClientAuth, TokenExchange,
@@ -90,6 +90,15 @@ impl UpstreamAccess for Caller {
         match self {
             Self::Key(key) => key.may_use(upstream),
             Self::Jwt(_) => true,
+        }
+    }
+
+    /// A key calls the tools it was granted; a JWT any tool, as far as grants go (`tool_scopes` asks it for
+    /// scopes instead).
+    fn tools(&self, upstream: &str) -> Option<Tools> {
+        match self {
+            Self::Key(key) => key.tools(upstream),
+            Self::Jwt(_) => Some(Tools::all()),
         }
     }
 }

@@ -45,6 +45,15 @@ pub struct PathSegment {
     prefix: String,
 }
 
+impl PathSegment {
+    /// The segment right after `prefix` (`"/mcp/"`).
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+}
+
 impl TargetUpstream for PathSegment {
     fn target(&self, uri: &Uri, _: &HeaderMap) -> Option<String> {
         let path = uri.path();

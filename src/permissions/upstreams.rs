@@ -1,8 +1,12 @@
-//! `Upstreams`: a set of upstream names, or all of them; and `UpstreamAccess`, the question identities answer.
+//! `Upstreams`: a set of upstream names (each with the [`Tools`] it grants), or all of them; and
+//! `UpstreamAccess`, the question identities answer.
 
 use std::{fmt, sync::Arc};
 
-/// The upstream MCP servers an identity may use: every one, or those named.
+use super::tools::Tools;
+
+/// The upstream MCP servers an identity may use: every one, or those named, each with the [`Tools`] of it that
+/// may be called (all of them unless narrowed by [`with_tools`](Self::with_tools)).
 ///
 /// Names are compared ASCII case-insensitively, as [`UpstreamConfig`](crate::upstream::UpstreamConfig) stores
 /// them in lower case. An empty list allows nothing.
@@ -19,16 +23,39 @@ use std::{fmt, sync::Arc};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Upstreams(Repr);
 
+/// Entries are sorted by name, one per name.
+type Entries = Arc<[(Box<str>, Tools)]>;
+
 #[derive(Clone, PartialEq, Eq)]
 enum Repr {
-    All,
-    Only(Arc<[Box<str>]>),
+    /// Every upstream; those listed with their tools narrowed.
+    All(Entries),
+    /// The upstreams listed, and no other.
+    Only(Entries),
 }
+
+fn normalise(name: &str) -> Box<str> {
+    name.trim().to_ascii_lowercase().into_boxed_str()
+}
+
+fn find<'a>(entries: &'a [(Box<str>, Tools)], upstream: &str) -> Option<&'a Tools> {
+    entries
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(upstream))
+        .map(|(_, tools)| tools)
+}
+
+fn sorted(mut entries: Vec<(Box<str>, Tools)>) -> Entries {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.into()
+}
+
+static ALL_TOOLS: std::sync::OnceLock<Tools> = std::sync::OnceLock::new();
 
 impl Upstreams {
     /// Every upstream.
     pub fn all() -> Self {
-        Self(Repr::All)
+        Self(Repr::All(Arc::new([])))
     }
 
     /// The upstreams named, and no other.
@@ -37,53 +64,125 @@ impl Upstreams {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut names: Vec<Box<str>> = names
-            .into_iter()
-            .map(|name| name.as_ref().trim().to_ascii_lowercase().into_boxed_str())
-            .filter(|name| !name.is_empty())
-            .collect();
-        names.sort();
-        names.dedup();
-        Self(Repr::Only(names.into()))
+        Self::grants(names.into_iter().map(|name| (name, Tools::all())))
+    }
+
+    /// The upstreams named, each with the tools of it that may be called; a name given twice grants the union
+    /// of its tools.
+    ///
+    /// ```
+    /// use tower_mcp_auth::permissions::{Tools, Upstreams};
+    ///
+    /// let grants = Upstreams::grants([("gh", Tools::only(["echo"])), ("gh", Tools::only(["add"])), ("atl", Tools::all())]);
+    /// assert_eq!(grants.tools("gh"), Some(&Tools::only(["add", "echo"])));
+    /// assert_eq!(grants.tools("ATL"), Some(&Tools::all()));
+    /// assert_eq!(grants.tools("priv"), None);
+    /// ```
+    pub fn grants<I, S>(grants: I) -> Self
+    where
+        I: IntoIterator<Item = (S, Tools)>,
+        S: AsRef<str>,
+    {
+        let mut entries: Vec<(Box<str>, Tools)> = Vec::new();
+        for (name, tools) in grants {
+            let name = normalise(name.as_ref());
+            if name.is_empty() {
+                continue;
+            }
+            match entries.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, held)) => *held = held.union(&tools),
+                None => entries.push((name, tools)),
+            }
+        }
+        Self(Repr::Only(sorted(entries)))
+    }
+
+    /// The same set, with the tools of `upstream` narrowed to those `tools` also allows.
+    ///
+    /// ```
+    /// use tower_mcp_auth::permissions::{Tools, Upstreams};
+    ///
+    /// let all = Upstreams::all().with_tools("gh", Tools::except(["add"]));
+    /// assert!(all.allows("atl") && all.may_call("gh", "echo") && !all.may_call("gh", "add"));
+    /// assert!(!Upstreams::only(["atl"]).with_tools("gh", Tools::all()).allows("gh"));
+    /// ```
+    pub fn with_tools(&self, upstream: &str, tools: Tools) -> Self {
+        let narrow = Self(Repr::All(Arc::new([(normalise(upstream), tools)])));
+        self.intersect(&narrow)
     }
 
     /// Whether `upstream` is in the set.
     pub fn allows(&self, upstream: &str) -> bool {
+        self.tools(upstream).is_some()
+    }
+
+    /// The tools of `upstream` that may be called; `None` when the upstream is not in the set.
+    pub fn tools(&self, upstream: &str) -> Option<&Tools> {
         match &self.0 {
-            Repr::All => true,
-            Repr::Only(names) => names.iter().any(|n| n.eq_ignore_ascii_case(upstream)),
+            Repr::All(narrowed) => {
+                Some(find(narrowed, upstream).unwrap_or_else(|| ALL_TOOLS.get_or_init(Tools::all)))
+            }
+            Repr::Only(entries) => find(entries, upstream),
         }
     }
 
-    /// Whether the set is "every upstream".
+    /// Whether `tool` of `upstream` may be called.
+    pub fn may_call(&self, upstream: &str, tool: &str) -> bool {
+        self.tools(upstream).is_some_and(|tools| tools.allows(tool))
+    }
+
+    /// Whether the set is "every upstream" (whatever the tools of each).
     pub fn is_all(&self) -> bool {
-        matches!(self.0, Repr::All)
+        matches!(self.0, Repr::All(_))
     }
 
     /// The names in the set, sorted and in lower case; `None` for "every upstream".
     pub fn names(&self) -> Option<impl Iterator<Item = &str>> {
         match &self.0 {
-            Repr::All => None,
-            Repr::Only(names) => Some(names.iter().map(|n| &**n)),
+            Repr::All(_) => None,
+            Repr::Only(entries) => Some(entries.iter().map(|(n, _)| &**n)),
         }
     }
 
-    /// The upstreams in both sets: how a key's permissions narrow its team's (and the reverse).
+    /// The upstreams in both sets, each with the tools both allow: how a key's permissions narrow its team's
+    /// (and the reverse).
     ///
     /// ```
-    /// use tower_mcp_auth::permissions::Upstreams;
+    /// use tower_mcp_auth::permissions::{Tools, Upstreams};
     ///
     /// let team = Upstreams::only(["atl", "priv"]);
     /// assert_eq!(Upstreams::all().intersect(&team), team);
     /// assert_eq!(Upstreams::only(["atl", "gh"]).intersect(&team), Upstreams::only(["atl"]));
+    /// let key = Upstreams::grants([("atl", Tools::only(["a", "b"]))]);
+    /// let team = Upstreams::grants([("atl", Tools::except(["b"]))]);
+    /// assert_eq!(key.intersect(&team).tools("atl"), Some(&Tools::only(["a"])));
     /// ```
     pub fn intersect(&self, other: &Self) -> Self {
+        let merged =
+            |a: &[(Box<str>, Tools)], b: &[(Box<str>, Tools)], keep_a: bool, keep_b: bool| {
+                let mut entries = Vec::new();
+                for (name, tools) in a {
+                    match find(b, name) {
+                        Some(theirs) => entries.push((name.clone(), tools.intersect(theirs))),
+                        None if keep_a => entries.push((name.clone(), tools.clone())),
+                        None => {}
+                    }
+                }
+                if keep_b {
+                    for (name, tools) in b {
+                        if find(a, name).is_none() {
+                            entries.push((name.clone(), tools.clone()));
+                        }
+                    }
+                }
+                sorted(entries)
+            };
+        // An entry missing from an "every upstream" side stands for all of its tools.
         match (&self.0, &other.0) {
-            (Repr::All, _) => other.clone(),
-            (_, Repr::All) => self.clone(),
-            (Repr::Only(a), Repr::Only(b)) => {
-                Self::only(a.iter().filter(|name| b.contains(name)).map(|n| &**n))
-            }
+            (Repr::All(a), Repr::All(b)) => Self(Repr::All(merged(a, b, true, true))),
+            (Repr::All(a), Repr::Only(b)) => Self(Repr::Only(merged(b, a, true, false))),
+            (Repr::Only(a), Repr::All(b)) => Self(Repr::Only(merged(a, b, true, false))),
+            (Repr::Only(a), Repr::Only(b)) => Self(Repr::Only(merged(a, b, false, false))),
         }
     }
 }
@@ -98,8 +197,12 @@ impl Default for Upstreams {
 impl fmt::Debug for Upstreams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Repr::All => f.write_str("Upstreams(all)"),
-            Repr::Only(names) => f.debug_tuple("Upstreams").field(names).finish(),
+            Repr::All(narrowed) if narrowed.is_empty() => f.write_str("Upstreams(all)"),
+            Repr::All(narrowed) => f
+                .debug_tuple("Upstreams::all_but_narrowed")
+                .field(narrowed)
+                .finish(),
+            Repr::Only(entries) => f.debug_tuple("Upstreams").field(entries).finish(),
         }
     }
 }
@@ -124,16 +227,30 @@ impl fmt::Debug for Upstreams {
 pub trait UpstreamAccess {
     /// Whether this identity may send requests to the upstream named `upstream` (lower case).
     fn may_use(&self, upstream: &str) -> bool;
+
+    /// The tools of `upstream` this identity may call; by default every tool of an upstream it may use.
+    /// `None` when it may not use the upstream at all.
+    fn tools(&self, upstream: &str) -> Option<Tools> {
+        self.may_use(upstream).then(Tools::all)
+    }
 }
 
 impl UpstreamAccess for Upstreams {
     fn may_use(&self, upstream: &str) -> bool {
         self.allows(upstream)
     }
+
+    fn tools(&self, upstream: &str) -> Option<Tools> {
+        Upstreams::tools(self, upstream).cloned()
+    }
 }
 
 impl<T: UpstreamAccess + ?Sized> UpstreamAccess for Arc<T> {
     fn may_use(&self, upstream: &str) -> bool {
         (**self).may_use(upstream)
+    }
+
+    fn tools(&self, upstream: &str) -> Option<Tools> {
+        (**self).tools(upstream)
     }
 }

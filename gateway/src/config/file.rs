@@ -19,6 +19,9 @@
 //!     client_secret: os.environ/EXCHANGE_SECRET
 //!     audience: api://internal-mcp               # optional; else the upstream URL is the resource
 //!     scopes: [mcp.tools.read]                   # optional
+//!     allowed_tools: [search, read_page]         # LiteLLM's: only these tools (disallowed_tools: all but)
+//!     tool_scopes:                               # this gateway's own: scopes a JWT caller needs per tool
+//!       delete_page: [pages.write]
 //! general_settings:
 //!   master_key: os.environ/LITELLM_MASTER_KEY
 //! mcp_resource_server:                           # this gateway's own section, not LiteLLM's
@@ -73,6 +76,12 @@ struct RawServer {
     /// LiteLLM's "every key may use this server", whatever the key's own MCP permissions.
     #[serde(default)]
     allow_all_keys: bool,
+    /// LiteLLM's: only these tools may be called.
+    allowed_tools: Option<Vec<String>>,
+    /// LiteLLM's: every tool but these may be called.
+    disallowed_tools: Option<Vec<String>>,
+    /// This gateway's own: the scopes a JWT caller needs per tool.
+    tool_scopes: Option<BTreeMap<String, Vec<String>>>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -95,8 +104,6 @@ struct General {
 /// Server fields of LiteLLM's that narrow who may do what. This gateway does not enforce them yet, so a file
 /// that sets one is refused rather than served wider open than its author meant.
 const RESTRICTING: &[&str] = &[
-    "allowed_tools",
-    "disallowed_tools",
     "allowed_params",
     "tool_permissions",
     "mcp_tool_permissions",
@@ -353,6 +360,14 @@ fn server(
     let passthrough = raw.oauth_passthrough || matches!(kind, AuthType::Passthrough);
     server.config = server.config.clone().with_passthrough(passthrough);
     server.allow_all_keys = raw.allow_all_keys;
+    server.tools = crate::tools::server_tools(
+        raw.allowed_tools.as_deref(),
+        raw.disallowed_tools.as_deref(),
+        path,
+    )?;
+    if let Some(scopes) = raw.tool_scopes {
+        server.tool_scopes = crate::tools::tool_scopes(scopes, path)?;
+    }
 
     let mut headers = Vec::new();
     for (header, value) in &raw.static_headers {
@@ -488,9 +503,60 @@ mod tests {
     #[test]
     fn a_restricting_field_is_refused_with_its_path() {
         let e = error(
-            "mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\n    allowed_tools: [echo]\n",
+            "mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\n    allowed_params: [echo]\n",
         );
-        assert!(e.starts_with("mcp_servers.a.allowed_tools:"), "{e}");
+        assert!(e.starts_with("mcp_servers.a.allowed_params:"), "{e}");
+    }
+
+    #[test]
+    fn malformed_tool_lists_name_their_path() {
+        for (yaml, path) in [
+            (
+                "allowed_tools: echo",
+                "mcp_servers.a.allowed_tools: invalid type",
+            ),
+            (
+                "disallowed_tools: {add: 1}",
+                "mcp_servers.a.disallowed_tools: invalid type",
+            ),
+            (
+                "allowed_tools: [echo, 3]",
+                "mcp_servers.a.allowed_tools[1]: invalid type",
+            ),
+            (
+                "allowed_tools: [echo, '']",
+                "mcp_servers.a.allowed_tools[1]: a tool name is not empty",
+            ),
+            (
+                "tool_scopes: [echo]",
+                "mcp_servers.a.tool_scopes: invalid type",
+            ),
+            (
+                "tool_scopes: {echo: write}",
+                "mcp_servers.a.tool_scopes.echo: invalid type",
+            ),
+            (
+                "tool_scopes: {echo: ['a b']}",
+                "mcp_servers.a.tool_scopes.echo: a scope is a non-empty token",
+            ),
+        ] {
+            let e = error(&format!(
+                "mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\n    {yaml}\n"
+            ));
+            assert!(e.starts_with(path), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn tool_lists_combine_as_litellm_does() {
+        let config = parse(
+            "mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\n    allowed_tools: [echo, add]\n    disallowed_tools: [add]\n",
+            &no_env,
+        )
+        .unwrap();
+        let tools = &config.servers[0].tools;
+        assert!(tools.allows("echo") && !tools.allows("add") && !tools.allows("sum"));
+        assert!(config.warning.is_none());
     }
 
     #[test]

@@ -3,7 +3,12 @@
 
 use std::fmt;
 
-use tower_mcp_auth::upstream::{UpstreamAuth, UpstreamConfig};
+use std::collections::BTreeMap;
+
+use tower_mcp_auth::{
+    permissions::Tools,
+    upstream::{UpstreamAuth, UpstreamConfig},
+};
 
 use crate::resource_server::ExchangeSpec;
 
@@ -16,6 +21,10 @@ pub struct Server {
     pub allow_all_keys: bool,
     /// RFC 8693 token exchange for this upstream.
     pub exchange: Option<ExchangeSpec>,
+    /// The tools any caller may call (`allowed_tools` / `disallowed_tools`).
+    pub tools: Tools,
+    /// The scopes a JWT caller needs, per tool (`tool_scopes`).
+    pub tool_scopes: BTreeMap<String, Vec<String>>,
     /// Where it was defined (`--upstream a`, or `mcp_servers.A`), for errors that name the source.
     pub source: String,
 }
@@ -28,6 +37,8 @@ impl Server {
             config,
             allow_all_keys: false,
             exchange: None,
+            tools: Tools::all(),
+            tool_scopes: BTreeMap::new(),
             source,
         })
     }
@@ -51,6 +62,8 @@ impl fmt::Debug for Server {
             .field("config", &self.config)
             .field("allow_all_keys", &self.allow_all_keys)
             .field("exchange", &self.exchange)
+            .field("tools", &self.tools)
+            .field("tool_scopes", &self.tool_scopes)
             .field("source", &self.source)
             .finish()
     }

@@ -459,6 +459,13 @@ impl UpstreamAccess for KeyInfo {
     fn may_use(&self, upstream: &str) -> bool {
         self.master || self.upstreams.allows(upstream)
     }
+
+    fn tools(&self, upstream: &str) -> Option<crate::permissions::Tools> {
+        if self.master {
+            return Some(crate::permissions::Tools::all());
+        }
+        self.upstreams.tools(upstream).cloned()
+    }
 }
 
 impl KeyInfo {
