@@ -109,9 +109,24 @@ async fn config_errors_name_their_yaml_path_and_never_the_value() {
             "mcp_servers.a.static_headers",
         ),
         (
-            "restricting field",
-            format!("mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\n    allowed_tools: [{SECRET}]\n"),
+            "restricting field not enforced",
+            format!("mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\n    allowed_params: [{SECRET}]\n"),
+            "mcp_servers.a.allowed_params",
+        ),
+        (
+            "malformed allowed_tools (a string)",
+            format!("mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\n    allowed_tools: {SECRET}\n"),
             "mcp_servers.a.allowed_tools",
+        ),
+        (
+            "malformed disallowed_tools member",
+            format!("mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\n    disallowed_tools: [echo, {{x: {SECRET}}}]\n"),
+            "mcp_servers.a.disallowed_tools[1]",
+        ),
+        (
+            "malformed tool_scopes",
+            format!("mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\n    tool_scopes: {{echo: {SECRET}}}\n"),
+            "mcp_servers.a.tool_scopes.echo",
         ),
         (
             "names that differ in case",

@@ -20,7 +20,7 @@ use super::{
     revision::Revision,
     routing::{self, Refusal},
 };
-use crate::{body::ResponseBody, validate::BoxError};
+use crate::{body::ResponseBody, response::json_error, validate::BoxError};
 
 /// The default largest body read: 4 MiB.
 pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
@@ -95,7 +95,7 @@ fn refuse(refusal: Refusal) -> Response<Bytes> {
 /// | request | answer |
 /// |---|---|
 /// | `MCP-Protocol-Version` of a revision this crate does not know ([`Revision`]) | `400`, JSON-RPC `-32022` listing the supported ones |
-/// | POST body over `max_body` | `413` |
+/// | POST body over `max_body` | `413 {"error":"payload_too_large"}` |
 /// | not JSON / not JSON-RPC / a duplicate key in the envelope, `params` or `params._meta` / a known method in another case / a name-bearing method without a string name | `400`, JSON-RPC `-32700` or `-32600` |
 /// | a batch in a revision that removed batching (2025-06-18 and later) | `400`, JSON-RPC `-32600` |
 /// | `Mcp-Method` / `Mcp-Name` / the body's `_meta` protocol version disagreeing with the body or header; from 2026-07-28 `Mcp-Method` or `Mcp-Name` missing | `400`, JSON-RPC `-32020` (`HeaderMismatch`) |
@@ -200,6 +200,15 @@ impl<S: fmt::Debug> fmt::Debug for McpRequestService<S> {
     }
 }
 
+/// `413 {"error":"payload_too_large"}`, as the crate's other refusals are shaped.
+fn too_large() -> Response<Bytes> {
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is larger than the gateway reads",
+    )
+}
+
 /// Reads `body` whole, at most `max` bytes.
 async fn read<B>(body: B, max: usize) -> Result<Bytes, Response<Bytes>>
 where
@@ -208,13 +217,7 @@ where
 {
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(jsonrpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            routing::INVALID_REQUEST,
-            "the request body is too large",
-            None,
-        )),
+        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
         Err(_) => Err(jsonrpc_error(
             StatusCode::BAD_REQUEST,
             None,
@@ -279,6 +282,14 @@ where
                 return Ok(inner.call(request).await?.map(ResponseBody::new));
             }
             let (mut parts, body) = request.into_parts();
+            let declared = parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|len| len > max_body as u64) {
+                return Ok(too_large().map(ResponseBody::full));
+            }
             let bytes = match read(body, max_body).await {
                 Ok(bytes) => bytes,
                 Err(answer) => return Ok(answer.map(ResponseBody::full)),
