@@ -136,20 +136,7 @@ pub struct RequireUpstream<S, I, T> {
 }
 
 impl<S, I, T> RequireUpstream<S, I, T> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the middleware and returns the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!();
 }
 
 impl<S: Clone, I, T: Clone> Clone for RequireUpstream<S, I, T> {

@@ -18,7 +18,7 @@ use tower_service::Service;
 
 use super::{auth::AuthKind, hop_by_hop::is_hop_by_hop};
 use crate::{
-    layer::DEFAULT_KEY_HEADER,
+    auth::DEFAULT_KEY_HEADER,
     secret::{credentials_equal, Fingerprint},
 };
 
@@ -421,20 +421,7 @@ pub struct TakeClientCredentials<S> {
 }
 
 impl<S> TakeClientCredentials<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the middleware and returns the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!();
 }
 
 impl<S, B> Service<Request<B>> for TakeClientCredentials<S>

@@ -25,7 +25,7 @@ use super::{
     hop_by_hop::remove_hop_by_hop,
     refused::Refused,
 };
-use crate::{layer::DEFAULT_KEY_HEADER, validate::BoxError};
+use crate::{auth::DEFAULT_KEY_HEADER, validate::BoxError};
 
 #[derive(Clone, Debug)]
 struct Forwarding {
@@ -233,20 +233,7 @@ impl<S> ForwardCredentials<S> {
         &self.forwarding.upstream
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the middleware and returns the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!();
 }
 
 impl<S, B> Service<Request<B>> for ForwardCredentials<S>

@@ -905,20 +905,7 @@ impl<S: fmt::Debug, I> fmt::Debug for ExchangeToken<S, I> {
 }
 
 impl<S, I> ExchangeToken<S, I> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the middleware and returns the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!();
 }
 
 impl<S, I, B, ResBody> Service<Request<B>> for ExchangeToken<S, I>
