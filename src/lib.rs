@@ -115,9 +115,9 @@ mod identity;
 mod macros;
 pub mod metrics;
 mod passthrough;
-mod path;
 pub mod permissions;
 mod response;
+pub mod route;
 mod secret;
 mod timeout;
 #[cfg(feature = "tls")]

@@ -6,8 +6,8 @@ use http::{HeaderName, Request};
 
 use crate::{
     passthrough::{PassthroughPolicy, PassthroughRequest},
-    path::PathPrefix,
     response::Challenges,
+    route::PathPrefix,
 };
 
 /// The default key header, `x-litellm-api-key`.

@@ -13,8 +13,8 @@ use super::{
     service::McpAuth,
 };
 use crate::{
-    config_error::ConfigError, passthrough::PassthroughPolicy, path::PathPrefix,
-    response::Challenges,
+    config_error::ConfigError, passthrough::PassthroughPolicy, response::Challenges,
+    route::PathPrefix,
 };
 
 /// A [`Layer`] that authenticates MCP gateway requests; see the [crate documentation](crate) for the decisions.
