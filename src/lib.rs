@@ -103,6 +103,7 @@ struct ReadmeDoctests;
 mod admission;
 pub mod auth;
 mod body;
+pub mod client_credentials;
 mod config_error;
 mod credentials;
 #[cfg(feature = "axum")]

@@ -76,7 +76,7 @@ impl<V> McpAuthLayer<V> {
     /// panic when `name` is
     /// - `authorization`, which has its own rules;
     /// - an `x-mcp-` name, which the gateway reads as a client's per-server credential
-    ///   ([`TakeClientCredentialsLayer`](crate::upstream::TakeClientCredentialsLayer)): a gateway key there
+    ///   ([`TakeClientCredentialsLayer`](crate::client_credentials::TakeClientCredentialsLayer)): a gateway key there
     ///   would be taken for a credential to send upstream;
     /// - `cookie` or `host`, which every browser and HTTP client sets for its own purposes: a key there would
     ///   be a session cookie or a host name, and the header would be removed from every request.

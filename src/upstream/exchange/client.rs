@@ -1,379 +1,62 @@
-//! `TokenExchange` and `ExchangeTokenLayer`: each upstream gets a token issued for it, exchanged (RFC 8693) from
-//! the token the client presented to the gateway.
+//! [`TokenExchange`]: the RFC 8693 client of one authorization server, and its builder.
 
 use std::{
     collections::HashMap,
-    error::Error,
     fmt,
-    future::poll_fn,
-    marker::PhantomData,
-    mem,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
-    task::{Context, Poll},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
-use futures_util::{
-    future::{BoxFuture, Shared},
-    FutureExt as _,
-};
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use futures_util::{future::BoxFuture, FutureExt as _};
+use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_util::{
     client::legacy::{connect::Connect, Client},
     rt::TokioExecutor,
 };
-use moka::Expiry;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::{
-    body::ResponseBody,
     form,
     http_fetch::{read_capped, ReadError},
-    identity::Authenticated,
-    response::{is_grpc, Challenges, Rejection},
-    secret::Fingerprint,
     tls::{https_connector, TrustError},
-    validators::Either,
 };
 
-/// RFC 8693 §2.1's grant type.
-const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-/// RFC 8693 §3's type of an OAuth access token, the default subject token type.
-pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
-const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
-const DEFAULT_EXPIRY_SKEW: Duration = Duration::from_secs(30);
-const DEFAULT_REFUSED_TTL: Duration = Duration::from_secs(5);
-const DEFAULT_MAX_ENTRIES: u64 = 100_000;
+use super::{
+    cache::{Entry, Flight, InFlight, PerEntry},
+    config::{AuthMethod, ExchangeTarget, TokenClientAuth, ACCESS_TOKEN_TYPE, GRANT_TYPE},
+    error::{ErrorKind, ExchangeError},
+    token::{ExchangedToken, Subject},
+};
+
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+pub(super) const DEFAULT_EXPIRY_SKEW: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_REFUSED_TTL: Duration = Duration::from_secs(5);
+pub(super) const DEFAULT_MAX_ENTRIES: u64 = 100_000;
 /// How long an exchanged token without `expires_in` is kept at most (its subject's `exp` may cut it shorter).
-const DEFAULT_TTL_WITHOUT_EXPIRY: Duration = Duration::from_secs(60);
+pub(super) const DEFAULT_TTL_WITHOUT_EXPIRY: Duration = Duration::from_secs(60);
 
-/// The token a client presented to the gateway, as the subject of an exchange, and when it expires.
-#[derive(Clone, Copy)]
-pub struct Subject<'a> {
-    /// The token itself.
-    pub token: &'a str,
-    /// When it expires: an exchanged token is never kept longer.
-    pub expires_at: Option<SystemTime>,
-}
-
-impl fmt::Debug for Subject<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Subject")
-            .field("token", &Fingerprint::of(self.token))
-            .field("expires_at", &self.expires_at)
-            .finish()
-    }
-}
-
-/// An identity that may carry a subject token for exchange: the claims of a JWT the gateway admitted.
-///
-/// Identities of gateway keys carry none (`String`, `()`); [`Either`] (from
-/// [`FirstOf`](crate::validators::FirstOf)) carries its side's. Implement it for your own identity type to
-/// exchange the tokens it holds.
-pub trait SubjectToken {
-    /// The subject token, if this identity holds one.
-    fn subject_token(&self) -> Option<Subject<'_>>;
-}
-
-impl<T: SubjectToken + ?Sized> SubjectToken for Arc<T> {
-    fn subject_token(&self) -> Option<Subject<'_>> {
-        (**self).subject_token()
-    }
-}
-
-impl<L: SubjectToken, R: SubjectToken> SubjectToken for Either<L, R> {
-    fn subject_token(&self) -> Option<Subject<'_>> {
-        match self {
-            Either::Left(left) => left.subject_token(),
-            Either::Right(right) => right.subject_token(),
-        }
-    }
-}
-
-/// A gateway key's identity holds no token to exchange.
-impl SubjectToken for String {
-    fn subject_token(&self) -> Option<Subject<'_>> {
-        None
-    }
-}
-
-/// A gateway key's identity holds no token to exchange.
-impl SubjectToken for () {
-    fn subject_token(&self) -> Option<Subject<'_>> {
-        None
-    }
-}
-
-#[cfg(feature = "jwt")]
-impl SubjectToken for crate::validators::JwtClaims {
-    fn subject_token(&self) -> Option<Subject<'_>> {
-        Some(Subject {
-            token: self.token(),
-            expires_at: Some(self.expires_at()),
-        })
-    }
-}
-
-/// How the gateway authenticates to the token endpoint (RFC 6749 §2.3.1). The secret never shows in `Debug`.
-#[derive(Clone)]
-pub struct TokenClientAuth {
-    method: AuthMethod,
-    client_id: String,
-    client_secret: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AuthMethod {
-    Basic,
-    Post,
-}
-
-impl TokenClientAuth {
-    /// `client_secret_basic`: HTTP Basic with the form-encoded id and secret.
-    pub fn basic(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
-        Self {
-            method: AuthMethod::Basic,
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
-        }
-    }
-
-    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
-    pub fn post(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
-        Self {
-            method: AuthMethod::Post,
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
-        }
-    }
-}
-
-impl fmt::Debug for TokenClientAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenClientAuth")
-            .field("method", &self.method)
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What a token is exchanged for: one upstream's `audience` and/or `resource` (RFC 8707), and `scope`.
-///
-/// ```
-/// use tower_mcp_auth::upstream::ExchangeTarget;
-///
-/// let github = ExchangeTarget::resource("https://mcp.github.example/").with_scope("repo:read");
-/// # let _ = github;
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ExchangeTarget {
-    audience: Option<String>,
-    resource: Option<String>,
-    scope: Option<String>,
-}
-
-impl ExchangeTarget {
-    /// A token for this resource indicator (RFC 8707): usually the upstream's URL.
-    pub fn resource(resource: impl Into<String>) -> Self {
-        Self {
-            resource: Some(resource.into()),
-            ..Self::default()
-        }
-    }
-
-    /// The default target of an upstream: a token whose resource indicator is the upstream's URL.
-    ///
-    /// ```
-    /// use tower_mcp_auth::upstream::{ExchangeTarget, UpstreamConfig};
-    ///
-    /// let github = UpstreamConfig::new("github", "https://mcp.github.example/mcp").unwrap();
-    /// assert_eq!(
-    ///     ExchangeTarget::upstream(&github),
-    ///     ExchangeTarget::resource("https://mcp.github.example/mcp")
-    /// );
-    /// ```
-    pub fn upstream(upstream: &super::UpstreamConfig) -> Self {
-        Self::resource(upstream.url().to_string())
-    }
-
-    /// A token for this logical audience (RFC 8693 `audience`).
-    pub fn audience(audience: impl Into<String>) -> Self {
-        Self {
-            audience: Some(audience.into()),
-            ..Self::default()
-        }
-    }
-
-    /// Adds a resource indicator.
-    pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
-        self.resource = Some(resource.into());
-        self
-    }
-
-    /// Adds an audience.
-    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = Some(audience.into());
-        self
-    }
-
-    /// Asks for these space-separated scopes.
-    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
-        self
-    }
-}
-
-/// A token the authorization server issued in exchange. `Debug` shows a [`Fingerprint`] only.
-#[derive(Clone)]
-pub struct ExchangedToken {
-    token: Arc<str>,
-}
-
-impl ExchangedToken {
-    /// The token, to send upstream as `Authorization: Bearer`. Never log it.
-    pub fn as_str(&self) -> &str {
-        &self.token
-    }
-}
-
-impl fmt::Debug for ExchangedToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ExchangedToken")
-            .field(&Fingerprint::of(&self.token))
-            .finish()
-    }
-}
-
-/// Why no token could be exchanged. `Display` names the failure and status, never a token or a body.
-#[derive(Clone)]
-pub struct ExchangeError {
-    kind: ErrorKind,
-    source: Option<Arc<dyn Error + Send + Sync>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ErrorKind {
-    /// The authorization server refused (a 4xx).
-    Refused(StatusCode),
-    /// Any other status.
-    Status(StatusCode),
-    Transport,
-    Timeout(Duration),
-    TooLarge(usize),
-    Json,
-    BadToken,
-}
-
-impl ExchangeError {
-    fn new(kind: ErrorKind) -> Self {
-        Self { kind, source: None }
-    }
-
-    /// Whether the authorization server refused the exchange (a 4xx other than 401: the subject token is
-    /// expired or revoked, or may not be exchanged for this target). The client gets 401 `invalid_token`; any
-    /// other error is a 503, including a 401, which refuses the gateway's own client credentials.
-    pub fn is_refused(&self) -> bool {
-        matches!(self.kind, ErrorKind::Refused(_))
-    }
-
-    /// The authorization server's status, when it answered with one other than 200.
-    pub fn status(&self) -> Option<StatusCode> {
-        match self.kind {
-            ErrorKind::Refused(status) | ErrorKind::Status(status) => Some(status),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Debug for ExchangeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExchangeError")
-            .field("kind", &self.kind)
-            .field("source", &self.source)
-            .finish()
-    }
-}
-
-impl fmt::Display for ExchangeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            ErrorKind::Refused(status) => {
-                write!(
-                    f,
-                    "the authorization server refused the exchange ({status})"
-                )
-            }
-            ErrorKind::Status(status) => write!(f, "the token endpoint answered {status}"),
-            ErrorKind::Transport => f.pad("the token endpoint could not be reached"),
-            ErrorKind::Timeout(after) => {
-                write!(f, "the token endpoint did not answer within {after:?}")
-            }
-            ErrorKind::TooLarge(limit) => {
-                write!(f, "the token endpoint answered more than {limit} bytes")
-            }
-            ErrorKind::Json => f.pad("the token endpoint's answer is not an RFC 8693 response"),
-            ErrorKind::BadToken => f.pad("the issued token cannot be sent in a header"),
-        }
-    }
-}
-
-impl Error for ExchangeError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|source| source as &(dyn Error + 'static))
-    }
-}
-
-type Post = dyn Fn(Request<Full<Bytes>>) -> BoxFuture<'static, Result<(StatusCode, Bytes), ExchangeError>>
+pub(super) type Post = dyn Fn(Request<Full<Bytes>>) -> BoxFuture<'static, Result<(StatusCode, Bytes), ExchangeError>>
     + Send
     + Sync;
-type Flight = Shared<BoxFuture<'static, Result<ExchangedToken, ExchangeError>>>;
 
-/// A cached outcome, and the subject it came from (for [`TokenExchange::invalidate_subject`]).
-#[derive(Clone)]
-struct Entry {
-    subject: [u8; 32],
-    outcome: Result<ExchangedToken, ExchangeError>,
-    ttl: Duration,
-}
-
-struct PerEntry;
-
-impl Expiry<[u8; 32], Entry> for PerEntry {
-    fn expire_after_create(&self, _: &[u8; 32], entry: &Entry, _: Instant) -> Option<Duration> {
-        Some(entry.ttl)
-    }
-}
-
-struct InFlight {
-    id: u64,
-    subject: [u8; 32],
-    /// Set when the subject is invalidated mid-flight, so the result is not cached.
-    dropped: Arc<AtomicBool>,
-    flight: Flight,
-}
-
-struct Exchanger {
-    post: Box<Post>,
-    endpoint: Uri,
-    auth: TokenClientAuth,
-    basic: Option<HeaderValue>,
-    subject_token_type: String,
-    expiry_skew: Duration,
-    refused_ttl: Duration,
-    cache: moka::future::Cache<[u8; 32], Entry>,
-    in_flight: Mutex<HashMap<[u8; 32], InFlight>>,
-    next_id: AtomicU64,
+pub(super) struct Exchanger {
+    pub(super) post: Box<Post>,
+    pub(super) endpoint: Uri,
+    pub(super) auth: TokenClientAuth,
+    pub(super) basic: Option<HeaderValue>,
+    pub(super) subject_token_type: String,
+    pub(super) expiry_skew: Duration,
+    pub(super) refused_ttl: Duration,
+    pub(super) cache: moka::future::Cache<[u8; 32], Entry>,
+    pub(super) in_flight: Mutex<HashMap<[u8; 32], InFlight>>,
+    pub(super) next_id: AtomicU64,
 }
 
 /// An RFC 8693 token-exchange client for one authorization server, with a cache of exchanged tokens.
@@ -391,7 +74,7 @@ struct Exchanger {
 /// - [`invalidate_subject`](TokenExchange::invalidate_subject) drops every token exchanged from a subject,
 ///   for revocation.
 ///
-/// It is cheap to clone (an `Arc`); share one between the [`ExchangeTokenLayer`]s of all upstreams.
+/// It is cheap to clone (an `Arc`); share one between the [`ExchangeTokenLayer`](super::ExchangeTokenLayer)s of all upstreams.
 ///
 /// ```
 /// use tower_mcp_auth::upstream::{ExchangeTarget, ExchangeTokenLayer, TokenClientAuth, TokenExchange};
@@ -412,7 +95,7 @@ struct Exchanger {
 /// ```
 #[derive(Clone)]
 pub struct TokenExchange {
-    inner: Arc<Exchanger>,
+    pub(super) inner: Arc<Exchanger>,
 }
 
 impl TokenExchange {
@@ -673,14 +356,14 @@ impl Exchanger {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct TokenExchangeBuilder {
-    endpoint: Uri,
-    auth: TokenClientAuth,
-    subject_token_type: String,
-    timeout: Duration,
-    max_response_bytes: usize,
-    expiry_skew: Duration,
-    refused_ttl: Duration,
-    max_entries: u64,
+    pub(super) endpoint: Uri,
+    pub(super) auth: TokenClientAuth,
+    pub(super) subject_token_type: String,
+    pub(super) timeout: Duration,
+    pub(super) max_response_bytes: usize,
+    pub(super) expiry_skew: Duration,
+    pub(super) refused_ttl: Duration,
+    pub(super) max_entries: u64,
 }
 
 impl TokenExchangeBuilder {
@@ -794,219 +477,6 @@ impl TokenExchangeBuilder {
             }),
         }
     }
-}
-
-/// A [`Layer`] for the client side of one upstream that accepts only tokens issued for it: it exchanges the
-/// subject token of the request's identity ([`Authenticated<I>`] with `I:` [`SubjectToken`]) for one whose
-/// audience is this upstream, and sends that as `Authorization: Bearer`.
-///
-/// Put it inside [`ForwardCredentialsLayer`](super::ForwardCredentialsLayer) (nearer the HTTP client), so the
-/// exchanged token is set after that layer has removed every other credential:
-///
-/// | request | what happens |
-/// |---|---|
-/// | no identity, or one without a subject token (a gateway key) | passed on as [`ForwardCredentialsLayer`](super::ForwardCredentialsLayer) prepared it |
-/// | exchange succeeds | `Authorization: Bearer <exchanged>` (sensitive), inner service called |
-/// | upstream answers 401 | the cached token is dropped, exchanged again, and the request sent once more |
-/// | authorization server refuses (4xx) | 401 `invalid_token`, with the route's challenge; inner service not called |
-/// | 5xx, 401 (the gateway's client authentication refused), transport error, timeout | 503; inner service not called |
-///
-/// Retrying needs the request twice, so the request body must be `Clone` (e.g. `Full<Bytes>`: MCP messages
-/// are small JSON documents; buffer a streaming body first, with a size limit).
-pub struct ExchangeTokenLayer<I> {
-    exchange: TokenExchange,
-    target: Arc<ExchangeTarget>,
-    challenges: Challenges,
-    _identity: PhantomData<fn() -> I>,
-}
-
-impl<I> ExchangeTokenLayer<I> {
-    /// Exchanges through `exchange` for `target`.
-    pub fn new(exchange: TokenExchange, target: ExchangeTarget) -> Self {
-        Self {
-            exchange,
-            target: Arc::new(target),
-            challenges: Challenges::bare(),
-            _identity: PhantomData,
-        }
-    }
-
-    /// Names the route's RFC 9728 metadata in the 401 answered when the exchange is refused, as
-    /// [`McpAuthLayer::resource_metadata`](crate::McpAuthLayer::resource_metadata) does.
-    ///
-    /// # Panics
-    /// When `url` is not visible ASCII or holds `"` or `\`.
-    pub fn resource_metadata(self, url: &str) -> Self {
-        self.try_resource_metadata(url)
-            .unwrap_or_else(|err| panic!("{err}"))
-    }
-
-    /// [`resource_metadata`](Self::resource_metadata) for values read from configuration: a
-    /// [`ConfigError`](crate::ConfigError) naming the URL instead of a panic.
-    pub fn try_resource_metadata(mut self, url: &str) -> Result<Self, crate::ConfigError> {
-        self.challenges = Challenges::with_resource_metadata(url)?;
-        Ok(self)
-    }
-}
-
-impl<I> Clone for ExchangeTokenLayer<I> {
-    fn clone(&self) -> Self {
-        Self {
-            exchange: self.exchange.clone(),
-            target: Arc::clone(&self.target),
-            challenges: self.challenges.clone(),
-            _identity: PhantomData,
-        }
-    }
-}
-
-impl<I> fmt::Debug for ExchangeTokenLayer<I> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExchangeTokenLayer")
-            .field("exchange", &self.exchange)
-            .field("target", &self.target)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, I> Layer<S> for ExchangeTokenLayer<I> {
-    type Service = ExchangeToken<S, I>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ExchangeToken {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// Middleware that sends one upstream a token exchanged for it; built by [`ExchangeTokenLayer`].
-pub struct ExchangeToken<S, I> {
-    inner: S,
-    layer: ExchangeTokenLayer<I>,
-}
-
-impl<S: Clone, I> Clone for ExchangeToken<S, I> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            layer: self.layer.clone(),
-        }
-    }
-}
-
-impl<S: fmt::Debug, I> fmt::Debug for ExchangeToken<S, I> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExchangeToken")
-            .field("inner", &self.inner)
-            .field("layer", &self.layer)
-            .finish()
-    }
-}
-
-impl<S, I> ExchangeToken<S, I> {
-    crate::macros::inner_service_accessors!();
-}
-
-impl<S, I, B, ResBody> Service<Request<B>> for ExchangeToken<S, I>
-where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Send,
-    I: SubjectToken + Clone + Send + Sync + 'static,
-    B: Clone + Send + 'static,
-    ResBody: Send + 'static,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The ready service goes into the future; a clone stays for the next call.
-        let clone = self.inner.clone();
-        let mut inner = mem::replace(&mut self.inner, clone);
-        let identity = request
-            .extensions()
-            .get::<Authenticated<I>>()
-            .map(|authenticated| authenticated.identity().clone());
-        let Some(identity) = identity.filter(|identity| identity.subject_token().is_some()) else {
-            return inner
-                .call(request)
-                .map(|r| r.map(|r| r.map(ResponseBody::new)))
-                .boxed();
-        };
-        let layer = self.layer.clone();
-        async move {
-            let subject = identity.subject_token().expect("checked above");
-            let grpc = is_grpc(request.headers());
-            let refusal = |error: ExchangeError| {
-                tracing::debug!(
-                    target: "tower_mcp_auth::upstream",
-                    %error,
-                    subject = %Fingerprint::of(subject.token),
-                    "token exchange failed"
-                );
-                let rejection = if error.is_refused() {
-                    Rejection::Unauthorized {
-                        challenges: layer.challenges.clone(),
-                        token_sent: true,
-                    }
-                } else {
-                    Rejection::Unavailable
-                };
-                rejection.into_response(grpc).map(ResponseBody::full)
-            };
-            let token = match layer.exchange.exchange(subject, &layer.target).await {
-                Ok(token) => token,
-                Err(error) => return Ok(refusal(error)),
-            };
-            let retry = copy(&request);
-            let response = send(&mut inner, request, &token).await?;
-            if response.status() != StatusCode::UNAUTHORIZED {
-                return Ok(response.map(ResponseBody::new));
-            }
-            drop(response);
-            let token = match layer.exchange.exchange_again(subject, &layer.target).await {
-                Ok(token) => token,
-                Err(error) => return Ok(refusal(error)),
-            };
-            let response = send(&mut inner, retry, &token).await?;
-            Ok(response.map(ResponseBody::new))
-        }
-        .boxed()
-    }
-}
-
-/// A copy of `request` for the retry: everything but the extensions that are not `Clone`-able is kept.
-fn copy<B: Clone>(request: &Request<B>) -> Request<B> {
-    let mut copy = Request::new(request.body().clone());
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    *copy.extensions_mut() = request.extensions().clone();
-    copy
-}
-
-/// Sets the exchanged token and calls `inner` once it is ready.
-async fn send<S, B, ResBody>(
-    inner: &mut S,
-    mut request: Request<B>,
-    token: &ExchangedToken,
-) -> Result<Response<ResBody>, S::Error>
-where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-{
-    let mut value = HeaderValue::try_from(format!("Bearer {}", token.as_str()))
-        .expect("checked when the token was read");
-    value.set_sensitive(true);
-    request.headers_mut().insert(header::AUTHORIZATION, value);
-    poll_fn(|cx| inner.poll_ready(cx)).await?;
-    inner.call(request).await
 }
 
 #[cfg(test)]

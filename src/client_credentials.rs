@@ -16,10 +16,10 @@ use http::{
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{auth::AuthKind, hop_by_hop::is_hop_by_hop};
 use crate::{
     auth::DEFAULT_KEY_HEADER,
     secret::{credentials_equal, Fingerprint},
+    upstream::{hop_by_hop::is_hop_by_hop, AuthKind},
 };
 
 /// The default name of the deprecated header that carries one credential for every server, `x-mcp-auth`.
