@@ -56,7 +56,7 @@ impl ClientCredentials {
     ///
     /// ```
     /// use http::{HeaderMap, HeaderValue};
-    /// use tower_mcp_auth::upstream::TakeClientCredentialsLayer;
+    /// use tower_mcp_auth::client_credentials::TakeClientCredentialsLayer;
     ///
     /// let mut headers = HeaderMap::new();
     /// headers.insert("x-mcp-servers", HeaderValue::from_static(" github, ,jira "));
@@ -82,7 +82,7 @@ impl ClientCredentials {
     ///
     /// ```
     /// use http::{HeaderMap, HeaderValue};
-    /// use tower_mcp_auth::upstream::{AuthKind, TakeClientCredentialsLayer};
+    /// use tower_mcp_auth::{client_credentials::TakeClientCredentialsLayer, upstream::AuthKind};
     ///
     /// let mut headers = HeaderMap::new();
     /// headers.insert("x-mcp-github-authorization", HeaderValue::from_static("Bearer gh-token"));
@@ -219,7 +219,8 @@ impl Rules {
 /// use http_body_util::BodyExt;
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 /// use tower_mcp_auth::{validate_fn, McpAuthLayer, Verdict};
-/// use tower_mcp_auth::upstream::{AuthKind, ClientCredentials, TakeClientCredentialsLayer};
+/// use tower_mcp_auth::client_credentials::{ClientCredentials, TakeClientCredentialsLayer};
+/// use tower_mcp_auth::upstream::AuthKind;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
