@@ -156,7 +156,7 @@ impl Graph {
                     .iter()
                     .position(|t| t == ";")
                     .map_or(tokens.len(), |p| i + p);
-                use_tree(&tokens[i + 1..end], &mut Vec::new(), &mut paths);
+                use_tree(&tokens[i + 1..end], &[], &mut paths);
                 i = end + 1;
             } else if matches!(tokens[i].as_str(), "crate" | "super" | "self")
                 && tokens.get(i + 1).is_some_and(|t| t == "::")
@@ -313,7 +313,7 @@ fn is_use_binding(code: &str, name: &str) -> bool {
 }
 
 /// The leaves of a `use` tree such as `crate::{a::B, c::{self, D}}`; `x as y` keeps `x`.
-fn use_tree(tokens: &[String], prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+fn use_tree(tokens: &[String], prefix: &[String], out: &mut Vec<Vec<String>>) {
     // Split the top level on commas.
     let mut depth = 0;
     let mut start = 0;
@@ -332,7 +332,7 @@ fn use_tree(tokens: &[String], prefix: &mut Vec<String>, out: &mut Vec<Vec<Strin
     parts.push(&tokens[start..]);
     for part in parts {
         let part: Vec<&String> = part.iter().filter(|t| !t.is_empty()).collect();
-        let mut path = prefix.clone();
+        let mut path = prefix.to_vec();
         let mut i = 0;
         let mut nested = false;
         while i < part.len() {
@@ -344,7 +344,7 @@ fn use_tree(tokens: &[String], prefix: &mut Vec<String>, out: &mut Vec<Vec<Strin
                         .iter()
                         .map(|s| (*s).clone())
                         .collect();
-                    use_tree(&inner, &mut path.clone(), out);
+                    use_tree(&inner, &path, out);
                     nested = true;
                     break;
                 }
