@@ -108,8 +108,6 @@ mod config_error;
 mod credentials;
 #[cfg(feature = "axum")]
 mod extract;
-#[cfg(any(feature = "token-exchange", feature = "introspection"))]
-mod form;
 #[cfg(any(feature = "token-exchange", feature = "introspection", feature = "jwt"))]
 mod http_fetch;
 mod identity;

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    form,
+    http_fetch::{basic_authorization, form_body},
     http_fetch::{read_capped, ReadError},
     tls::{https_connector, TrustError},
 };
@@ -291,7 +291,7 @@ impl Exchanger {
             pairs.push(("client_id", &self.auth.client_id));
             pairs.push(("client_secret", &self.auth.client_secret));
         }
-        let mut request = Request::new(Full::new(Bytes::from(form::encode_pairs(pairs))));
+        let mut request = Request::new(Full::new(Bytes::from(form_body(pairs))));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.endpoint.clone();
         let headers = request.headers_mut();
@@ -449,7 +449,7 @@ impl TokenExchangeBuilder {
             .boxed()
         };
         let basic = (self.auth.method == AuthMethod::Basic).then(|| {
-            let mut value = HeaderValue::try_from(form::basic_authorization(
+            let mut value = HeaderValue::try_from(basic_authorization(
                 &self.auth.client_id,
                 &self.auth.client_secret,
             ))
