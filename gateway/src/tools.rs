@@ -187,8 +187,10 @@ pub async fn require_scopes(
     let Caller::Jwt(claims) = caller.identity() else {
         return next.run(request).await;
     };
-    let (upstream, _) = super::route::split(request.uri().path());
-    let Some(route) = policy.0.get(upstream) else {
+    let Some((upstream, route)) = super::route::of(&request)
+        .and_then(|r| policy.0.get_key_value(r.name()))
+        .map(|(name, route)| (name.clone(), route))
+    else {
         return next.run(request).await;
     };
     let held: BTreeSet<&str> = claims.scopes().collect();
@@ -217,7 +219,7 @@ pub async fn require_scopes(
         let mut response = step_up(&held, needed, &route.metadata_url, tool);
         response
             .extensions_mut()
-            .insert(McpOutcome::new(upstream, calls));
+            .insert(McpOutcome::new(upstream.as_str(), calls));
         return response;
     }
     next.run(request).await

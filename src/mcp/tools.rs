@@ -265,7 +265,10 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let mcp = request.extensions().get::<McpRequest>().cloned();
-        let upstream = self.layer.target.target(request.uri(), request.headers());
+        let upstream =
+            self.layer
+                .target
+                .target(request.uri(), request.headers(), request.extensions());
         let (Some(mcp), Some(upstream)) = (mcp, upstream) else {
             return RequireToolsFuture::inner(self.inner.call(request), None, None);
         };
