@@ -464,7 +464,9 @@ async fn metrics_count_calls_by_upstream_method_tool_and_outcome_with_bounded_la
     let key = ("x-litellm-api-key", KEY_ALL);
     let old = ("mcp-protocol-version", "2025-11-25");
     let body = |tool: &str| {
-        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"x"}}}}}}"#)
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"x"}}}}}}"#
+        )
     };
     // Refused by the upstream's rule; a name the configuration never mentions; a client-made name.
     for tool in ["secret", "made-up-tool-4b1e", "\\u0073ecret"] {
@@ -486,11 +488,19 @@ async fn metrics_count_calls_by_upstream_method_tool_and_outcome_with_bounded_la
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
     };
     assert_eq!(
-        line(&[r#"upstream="json""#, r#"method="tools/call""#, r#"tool="other""#, r#"outcome="refused:upstream_tools""#]),
+        line(&[
+            r#"upstream="json""#,
+            r#"method="tools/call""#,
+            r#"tool="other""#,
+            r#"outcome="refused:upstream_tools""#
+        ]),
         Some(3.0),
         "{text}"
     );
-    assert!(!text.contains("made-up-tool"), "client names never become labels");
+    assert!(
+        !text.contains("made-up-tool"),
+        "client names never become labels"
+    );
     assert!(!text.contains(KEY_ALL));
     assert_eq!(setup.json.of("secret"), 0);
 }

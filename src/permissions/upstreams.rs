@@ -28,8 +28,8 @@ type Entries = Arc<[(Box<str>, Tools)]>;
 
 #[derive(Clone, PartialEq, Eq)]
 enum Repr {
-    /// Every upstream; those listed with their tools narrowed.
-    All(Entries),
+    /// Every upstream, each with the tools listed for it, or else the default tools.
+    All(Tools, Entries),
     /// The upstreams listed, and no other.
     Only(Entries),
 }
@@ -50,12 +50,10 @@ fn sorted(mut entries: Vec<(Box<str>, Tools)>) -> Entries {
     entries.into()
 }
 
-static ALL_TOOLS: std::sync::OnceLock<Tools> = std::sync::OnceLock::new();
-
 impl Upstreams {
     /// Every upstream.
     pub fn all() -> Self {
-        Self(Repr::All(Arc::new([])))
+        Self(Repr::All(Tools::all(), Arc::new([])))
     }
 
     /// The upstreams named, and no other.
@@ -107,8 +105,24 @@ impl Upstreams {
     /// assert!(!Upstreams::only(["atl"]).with_tools("gh", Tools::all()).allows("gh"));
     /// ```
     pub fn with_tools(&self, upstream: &str, tools: Tools) -> Self {
-        let narrow = Self(Repr::All(Arc::new([(normalise(upstream), tools)])));
+        let narrow = Self(Repr::All(
+            Tools::all(),
+            Arc::new([(normalise(upstream), tools)]),
+        ));
         self.intersect(&narrow)
+    }
+
+    /// The same set, with the tools of every upstream narrowed to those `tools` also allows (LiteLLM's
+    /// `blocked_tools`, which hold on every server).
+    ///
+    /// ```
+    /// use tower_mcp_auth::permissions::{Tools, Upstreams};
+    ///
+    /// let all = Upstreams::all().with_tools_everywhere(Tools::except(["rm"]));
+    /// assert!(all.may_call("gh", "echo") && !all.may_call("gh", "rm") && !all.may_call("atl", "rm"));
+    /// ```
+    pub fn with_tools_everywhere(&self, tools: Tools) -> Self {
+        self.intersect(&Self(Repr::All(tools, Arc::new([]))))
     }
 
     /// Whether `upstream` is in the set.
@@ -119,9 +133,7 @@ impl Upstreams {
     /// The tools of `upstream` that may be called; `None` when the upstream is not in the set.
     pub fn tools(&self, upstream: &str) -> Option<&Tools> {
         match &self.0 {
-            Repr::All(narrowed) => {
-                Some(find(narrowed, upstream).unwrap_or_else(|| ALL_TOOLS.get_or_init(Tools::all)))
-            }
+            Repr::All(default, narrowed) => Some(find(narrowed, upstream).unwrap_or(default)),
             Repr::Only(entries) => find(entries, upstream),
         }
     }
@@ -133,13 +145,13 @@ impl Upstreams {
 
     /// Whether the set is "every upstream" (whatever the tools of each).
     pub fn is_all(&self) -> bool {
-        matches!(self.0, Repr::All(_))
+        matches!(self.0, Repr::All(..))
     }
 
     /// The names in the set, sorted and in lower case; `None` for "every upstream".
     pub fn names(&self) -> Option<impl Iterator<Item = &str>> {
         match &self.0 {
-            Repr::All(_) => None,
+            Repr::All(..) => None,
             Repr::Only(entries) => Some(entries.iter().map(|(n, _)| &**n)),
         }
     }
@@ -158,31 +170,40 @@ impl Upstreams {
     /// assert_eq!(key.intersect(&team).tools("atl"), Some(&Tools::only(["a"])));
     /// ```
     pub fn intersect(&self, other: &Self) -> Self {
-        let merged =
-            |a: &[(Box<str>, Tools)], b: &[(Box<str>, Tools)], keep_a: bool, keep_b: bool| {
-                let mut entries = Vec::new();
-                for (name, tools) in a {
-                    match find(b, name) {
-                        Some(theirs) => entries.push((name.clone(), tools.intersect(theirs))),
-                        None if keep_a => entries.push((name.clone(), tools.clone())),
-                        None => {}
+        // `a` entries each narrowed by `b`'s (or `b`'s default); with `b_default` for "every upstream" sides,
+        // `b`'s own entries missing from `a` are added, narrowed by `a_default`.
+        fn merged(
+            a: &[(Box<str>, Tools)],
+            a_default: Option<&Tools>,
+            b: &[(Box<str>, Tools)],
+            b_default: Option<&Tools>,
+        ) -> Entries {
+            let mut entries = Vec::new();
+            for (name, tools) in a {
+                match (find(b, name), b_default) {
+                    (Some(theirs), _) | (None, Some(theirs)) => {
+                        entries.push((name.clone(), tools.intersect(theirs)))
+                    }
+                    (None, None) => {}
+                }
+            }
+            if let Some(a_default) = a_default {
+                for (name, tools) in b {
+                    if find(a, name).is_none() {
+                        entries.push((name.clone(), tools.intersect(a_default)));
                     }
                 }
-                if keep_b {
-                    for (name, tools) in b {
-                        if find(a, name).is_none() {
-                            entries.push((name.clone(), tools.clone()));
-                        }
-                    }
-                }
-                sorted(entries)
-            };
-        // An entry missing from an "every upstream" side stands for all of its tools.
+            }
+            sorted(entries)
+        }
         match (&self.0, &other.0) {
-            (Repr::All(a), Repr::All(b)) => Self(Repr::All(merged(a, b, true, true))),
-            (Repr::All(a), Repr::Only(b)) => Self(Repr::Only(merged(b, a, true, false))),
-            (Repr::Only(a), Repr::All(b)) => Self(Repr::Only(merged(a, b, true, false))),
-            (Repr::Only(a), Repr::Only(b)) => Self(Repr::Only(merged(a, b, false, false))),
+            (Repr::All(da, a), Repr::All(db, b)) => Self(Repr::All(
+                da.intersect(db),
+                merged(a, Some(da), b, Some(db)),
+            )),
+            (Repr::All(da, a), Repr::Only(b)) => Self(Repr::Only(merged(b, None, a, Some(da)))),
+            (Repr::Only(a), Repr::All(db, b)) => Self(Repr::Only(merged(a, None, b, Some(db)))),
+            (Repr::Only(a), Repr::Only(b)) => Self(Repr::Only(merged(a, None, b, None))),
         }
     }
 }
@@ -197,10 +218,13 @@ impl Default for Upstreams {
 impl fmt::Debug for Upstreams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Repr::All(narrowed) if narrowed.is_empty() => f.write_str("Upstreams(all)"),
-            Repr::All(narrowed) => f
-                .debug_tuple("Upstreams::all_but_narrowed")
-                .field(narrowed)
+            Repr::All(default, narrowed) if narrowed.is_empty() && default.is_all() => {
+                f.write_str("Upstreams(all)")
+            }
+            Repr::All(default, narrowed) => f
+                .debug_struct("Upstreams::all")
+                .field("tools", default)
+                .field("narrowed", narrowed)
                 .finish(),
             Repr::Only(entries) => f.debug_tuple("Upstreams").field(entries).finish(),
         }

@@ -37,9 +37,11 @@ const LOOKUP: &str = r#"SELECT k.key_alias, k.user_id, k.team_id, k.organization
        EXTRACT(EPOCH FROM k.expires)::double precision AS expires, k.spend, k.max_budget, k.blocked,
        k.allowed_routes,
        kp.mcp_servers AS key_mcp_servers, kp.mcp_access_groups AS key_mcp_access_groups,
+       kp.mcp_tool_permissions AS key_mcp_tool_permissions, kp.blocked_tools AS key_blocked_tools,
        t.team_id AS team_found, t.blocked AS team_blocked, t.spend AS team_spend,
        t.max_budget AS team_max_budget,
-       tp.mcp_servers AS team_mcp_servers, tp.mcp_access_groups AS team_mcp_access_groups
+       tp.mcp_servers AS team_mcp_servers, tp.mcp_access_groups AS team_mcp_access_groups,
+       tp.mcp_tool_permissions AS team_mcp_tool_permissions, tp.blocked_tools AS team_blocked_tools
   FROM "LiteLLM_VerificationToken" k
   LEFT JOIN "LiteLLM_ObjectPermissionTable" kp ON kp.object_permission_id = k.object_permission_id
   LEFT JOIN "LiteLLM_TeamTable" t ON t.team_id = k.team_id
