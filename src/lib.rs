@@ -87,6 +87,13 @@
 //! is [`ResponseBody<B>`]: the inner body or the layer's JSON body, so the layer works with any inner body type
 //! (axum, hyper, tonic) without needing to build one from bytes.
 //!
+//! # MCP operations (feature `mcp`)
+//!
+//! [`mcp`] authorizes MCP operations beside HTTP requests: the JSON-RPC envelope of each request read once, the
+//! routing headers of the 2026-07-28 revision checked against it, per-tool permissions and filtered tool lists.
+//! The protocol revisions known are the handshake era (2024-11-05, 2025-03-26, 2025-06-18, 2025-11-25) and the
+//! stateless 2026-07-28 revision.
+//!
 //! # Tracing
 //!
 //! One `debug` event per request, target `tower_mcp_auth`, with the fields `outcome` (`authenticated`,
