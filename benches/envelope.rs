@@ -54,7 +54,9 @@ fn envelope(c: &mut Criterion) {
             b.iter(|| black_box(Envelope::parse(black_box(&body)).unwrap()))
         });
         group.bench_function(format!("serde_json_value/{name}"), |b| {
-            b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(black_box(&body)).unwrap()))
+            b.iter(|| {
+                black_box(serde_json::from_slice::<serde_json::Value>(black_box(&body)).unwrap())
+            })
         });
     }
     group.finish();

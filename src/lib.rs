@@ -89,10 +89,10 @@
 //!
 //! # MCP operations (feature `mcp`)
 //!
-//! `tower_mcp_auth::mcp` authorizes MCP operations beside HTTP requests: the JSON-RPC envelope of each request read once, the
-//! routing headers of the 2026-07-28 revision checked against it, per-tool permissions and filtered tool lists.
-//! The protocol revisions known are the handshake era (2024-11-05, 2025-03-26, 2025-06-18, 2025-11-25) and the
-//! stateless 2026-07-28 revision.
+//! `tower_mcp_auth::mcp` authorizes MCP operations beside HTTP requests: the JSON-RPC envelope of each request
+//! read once, the routing headers of the 2026-07-28 revision checked against it, per-tool permissions and
+//! filtered tool lists. The protocol revisions known are the handshake era (2024-11-05, 2025-03-26,
+//! 2025-06-18, 2025-11-25) and the stateless 2026-07-28 revision.
 //!
 //! # Tracing
 //!

@@ -22,7 +22,10 @@ use tower_mcp_auth::mcp::Envelope;
 fn encode(text: &str, escapes: &[bool]) -> String {
     let mut out = String::from('"');
     for (i, c) in text.chars().enumerate() {
-        let escape = escapes.get(i % escapes.len().max(1)).copied().unwrap_or(false);
+        let escape = escapes
+            .get(i % escapes.len().max(1))
+            .copied()
+            .unwrap_or(false);
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -42,7 +45,9 @@ fn encode(text: &str, escapes: &[bool]) -> String {
 
 fn name_text() -> impl Strategy<Value = String> {
     vec(
-        select(vec!['a', 'd', 'e', 'o', 'h', 'c', '/', '"', '\\', 'é', '😀', '\u{1}', 'A', '_']),
+        select(vec![
+            'a', 'd', 'e', 'o', 'h', 'c', '/', '"', '\\', 'é', '😀', '\u{1}', 'A', '_',
+        ]),
         0..8,
     )
     .prop_map(|chars| chars.into_iter().collect())
@@ -57,7 +62,11 @@ fn params() -> impl Strategy<Value = Vec<(String, String)>> {
     (
         prop::option::of((name_text(), escapes(), escapes())),
         prop::option::of((name_text(), escapes())),
-        prop::option::of(select(vec![r#"{"name":"rm","n\u0061me":"x"}"#, r#"[1,{"name":"rm"}]"#, "7"])),
+        prop::option::of(select(vec![
+            r#"{"name":"rm","n\u0061me":"x"}"#,
+            r#"[1,{"name":"rm"}]"#,
+            "7",
+        ])),
         prop::option::of(select(vec!["\"2026-07-28\"", "\"2025-11-25\""])),
         any::<bool>(),
         prop::option::of(select(vec!["3", "null", "{\"a\":1}"])),
@@ -74,7 +83,10 @@ fn params() -> impl Strategy<Value = Vec<(String, String)>> {
                 entries.push(("\"name\"".to_owned(), odd.to_owned()));
             }
             if let Some((uri, value_escapes)) = uri {
-                entries.push(("\"uri\"".to_owned(), encode(&format!("file:///{uri}"), &value_escapes)));
+                entries.push((
+                    "\"uri\"".to_owned(),
+                    encode(&format!("file:///{uri}"), &value_escapes),
+                ));
             }
             if let Some(arguments) = arguments {
                 entries.push(("\"arguments\"".to_owned(), arguments.to_owned()));
@@ -118,18 +130,23 @@ fn message() -> impl Strategy<Value = String> {
         vec(any::<usize>(), 8),
         any::<bool>(),
     )
-        .prop_map(|(method, method_escapes, params, order, params_order, twice)| {
-            let mut entries = vec![
-                ("\"jsonrpc\"".to_owned(), "\"2.0\"".to_owned()),
-                ("\"id\"".to_owned(), "1".to_owned()),
-                (encode("method", &method_escapes), encode(method, &method_escapes)),
-                ("\"params\"".to_owned(), object(&params, &params_order)),
-            ];
-            if twice {
-                entries.push(("\"method\"".to_owned(), "\"tools/list\"".to_owned()));
-            }
-            object(&entries, &order)
-        })
+        .prop_map(
+            |(method, method_escapes, params, order, params_order, twice)| {
+                let mut entries = vec![
+                    ("\"jsonrpc\"".to_owned(), "\"2.0\"".to_owned()),
+                    ("\"id\"".to_owned(), "1".to_owned()),
+                    (
+                        encode("method", &method_escapes),
+                        encode(method, &method_escapes),
+                    ),
+                    ("\"params\"".to_owned(), object(&params, &params_order)),
+                ];
+                if twice {
+                    entries.push(("\"method\"".to_owned(), "\"tools/list\"".to_owned()));
+                }
+                object(&entries, &order)
+            },
+        )
 }
 
 fn body() -> impl Strategy<Value = String> {

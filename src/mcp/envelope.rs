@@ -1,7 +1,7 @@
 //! `Envelope`: the JSON-RPC envelope of an MCP request body, read once — method, id and, for name-bearing
 //! methods, the name — without keeping the arguments.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -245,17 +245,53 @@ impl std::error::Error for EnvelopeError {}
 const DUPLICATE: &str = "duplicate key";
 const CASE: &str = "method case";
 
-/// Records the keys of one object, refusing a second occurrence. Objects here have a handful of keys.
-#[derive(Default)]
-struct Seen(Vec<Box<str>>);
+/// An object key, borrowed from the body unless it holds escapes.
+struct Key<'de>(Cow<'de, str>);
 
-impl Seen {
-    fn insert<E: de::Error>(&mut self, key: &str) -> Result<(), E> {
-        if self.0.iter().any(|k| &**k == key) {
-            return Err(E::custom(DUPLICATE));
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
         }
-        self.0.push(key.into());
-        Ok(())
+
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Records the keys of one object, refusing a second occurrence. Objects here have a handful of keys, and keys
+/// without escapes are borrowed, so recording them costs no allocation beyond the list.
+#[derive(Default)]
+struct Seen<'de>(Vec<Cow<'de, str>>);
+
+impl<'de> Seen<'de> {
+    /// The next key of `map`, refused if it was seen before.
+    fn next<A: MapAccess<'de>>(&mut self, map: &mut A) -> Result<Option<Cow<'de, str>>, A::Error> {
+        let Some(Key(key)) = map.next_key::<Key<'de>>()? else {
+            return Ok(None);
+        };
+        if self.0.contains(&key) {
+            return Err(de::Error::custom(DUPLICATE));
+        }
+        self.0.push(key.clone());
+        Ok(Some(key))
     }
 }
 
@@ -384,8 +420,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
         let mut method: Option<Box<str>> = None;
         let mut id = None;
         let mut params = Params::default();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            seen.insert(&key)?;
+        while let Some(key) = seen.next(&mut map)? {
             match &*key {
                 "method" => method = Some(map.next_value::<String>()?.into()),
                 "id" => id = Some(map.next_value::<RequestId>()?),
@@ -465,8 +500,7 @@ impl<'de> de::Deserialize<'de> for Params {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
                 let mut seen = Seen::default();
                 let mut params = Params::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    seen.insert(&key)?;
+                while let Some(key) = seen.next(&mut map)? {
                     match &*key {
                         "name" => params.name = Some(map.next_value()?),
                         "uri" => params.uri = Some(map.next_value()?),
@@ -501,8 +535,7 @@ impl<'de> de::Deserialize<'de> for Meta {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Meta, A::Error> {
                 let mut seen = Seen::default();
                 let mut version = None;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    seen.insert(&key)?;
+                while let Some(key) = seen.next(&mut map)? {
                     if key == META_VERSION {
                         version = match map.next_value::<Text>()? {
                             Text::String(v) => Some(v),

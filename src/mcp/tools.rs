@@ -13,7 +13,7 @@ use std::{
 
 use bytes::Bytes;
 use http::{
-    header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE},
+    header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE},
     Request, Response, StatusCode,
 };
 use pin_project_lite::pin_project;
@@ -392,6 +392,12 @@ where
                             _ => Mode::Json,
                         };
                         parts.headers.remove(CONTENT_LENGTH);
+                        if filter.private {
+                            // Nor may an HTTP cache share it across callers.
+                            parts
+                                .headers
+                                .insert(CACHE_CONTROL, http::HeaderValue::from_static("private"));
+                        }
                         let body = if parts.headers.contains_key(CONTENT_ENCODING) {
                             // Never relay what could not be filtered.
                             parts.headers.remove(CONTENT_ENCODING);
