@@ -233,11 +233,14 @@ fn call_body(name: &str) -> String {
     )
 }
 
+/// A case: its name, the headers, the body, the status.
+type Row<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, StatusCode);
+
 #[tokio::test]
 async fn bodies_read_two_ways_are_refused_before_the_upstream() {
     let setup = setup().await;
     let key = ("x-litellm-api-key", KEY_ALL);
-    let rows: &[(&str, Vec<(&str, &str)>, String, StatusCode)] = &[
+    let rows: &[Row] = &[
         (
             "routing headers disagree with the body",
             vec![key, V26, ("mcp-method", "tools/call"), ("mcp-name", "echo")],

@@ -228,23 +228,15 @@ where
     }
 }
 
-/// The envelope of a POST, checked against its headers; `Err` is the answer.
+/// The envelope of a POST, checked against its headers; `Err` is why it is refused.
 fn judge(
     parts: &http::request::Parts,
     header_revision: Option<Revision>,
     revision: Revision,
     bytes: &[u8],
-) -> Result<McpRequest, Response<Bytes>> {
-    let envelope = Envelope::parse(bytes).map_err(|error| {
-        jsonrpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            error.code(),
-            &error.to_string(),
-            None,
-        )
-    })?;
-    routing::check(&parts.headers, header_revision, revision, &envelope).map_err(refuse)?;
+) -> Result<McpRequest, Refusal> {
+    let envelope = Envelope::parse(bytes).map_err(Refusal::from)?;
+    routing::check(&parts.headers, header_revision, revision, &envelope)?;
     Ok(McpRequest::new(envelope, revision))
 }
 
@@ -298,9 +290,9 @@ where
                 Ok(mcp) => {
                     parts.extensions.insert(mcp);
                 }
-                Err(answer) => {
-                    tracing::debug!(target: "tower_mcp_auth::mcp", status = answer.status().as_u16(), "request refused");
-                    return Ok(answer.map(ResponseBody::full));
+                Err(refusal) => {
+                    tracing::debug!(target: "tower_mcp_auth::mcp", code = refusal.code, "request refused");
+                    return Ok(refuse(refusal).map(ResponseBody::full));
                 }
             }
             let request = Request::from_parts(parts, B::from(bytes));

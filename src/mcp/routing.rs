@@ -33,6 +33,12 @@ pub(crate) struct Refusal {
     pub(crate) data: Option<serde_json::Value>,
 }
 
+impl From<super::envelope::EnvelopeError> for Refusal {
+    fn from(error: super::envelope::EnvelopeError) -> Self {
+        Self::bad_request(error.code(), error.to_string(), None)
+    }
+}
+
 impl Refusal {
     fn bad_request(code: i64, message: impl Into<String>, id: Option<&RequestId>) -> Self {
         Self {
@@ -219,9 +225,17 @@ mod tests {
     const BATCH: &str = r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#;
     const V26: (&str, &str) = ("mcp-protocol-version", "2026-07-28");
 
+    /// A case: its name, the headers, the body, the answer (`Err` is the JSON-RPC code of the 400).
+    type Row<'a> = (
+        &'a str,
+        &'a [(&'static str, &'a str)],
+        &'a str,
+        Result<(), i64>,
+    );
+
     #[test]
     fn decision_table() {
-        let rows: &[(&str, &[(&'static str, &str)], &str, Result<(), i64>)] = &[
+        let rows: &[Row] = &[
             (
                 "current revision, headers agree",
                 &[V26, ("mcp-method", "tools/call"), ("mcp-name", "echo")],
