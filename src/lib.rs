@@ -109,7 +109,7 @@ mod credentials;
 #[cfg(feature = "axum")]
 mod extract;
 #[cfg(any(feature = "token-exchange", feature = "introspection", feature = "jwt"))]
-mod http_fetch;
+pub mod http_client;
 mod identity;
 mod macros;
 pub mod metrics;
