@@ -44,6 +44,7 @@ use tower_mcp_auth::{
 };
 
 pub use config::Options;
+pub use sessions::SessionSecret;
 
 /// The OAuth token the embedded demo upstream accepts.
 pub const DEMO_TOKEN: &str = "demo-oauth-token";
@@ -81,7 +82,7 @@ pub struct Gateway {
     max_body: usize,
     /// The JWT issuer every route names as its authorization server (`--jwt-issuer`).
     jwt_issuer: Option<String>,
-    sessions: sessions::Sessions,
+    sessions: sessions::Sealer,
 }
 
 /// A gateway ready to serve: the router, how to serve it, plus what a caller may want to print.
@@ -262,7 +263,10 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         upstream_timeout,
         max_body: options.max_body,
         jwt_issuer: options.jwt_issuer.clone(),
-        sessions: sessions::Sessions::new(),
+        sessions: sessions::Sealer::new(
+            options.session_secret.as_ref(),
+            options.previous_session_secret.as_ref(),
+        ),
     });
 
     let protected = Router::new()

@@ -21,6 +21,8 @@
 //!     scopes: [mcp.tools.read]                   # optional
 //! general_settings:
 //!   master_key: os.environ/LITELLM_MASTER_KEY
+//!   session_secret: os.environ/MCP_SESSION_SECRET   # this gateway's: shared by every replica (32+ bytes)
+//!   session_secret_previous: os.environ/MCP_SESSION_SECRET_OLD   # optional: still accepted while rotating
 //! mcp_resource_server:                           # this gateway's own section, not LiteLLM's
 //!   issuer: https://idp.example
 //!   jwks_uri: https://idp.example/jwks           # optional; else discovered from the issuer
@@ -38,7 +40,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use super::server::Server;
-use crate::resource_server::ExchangeSpec;
+use crate::{resource_server::ExchangeSpec, sessions::SessionSecret};
 
 #[derive(Deserialize, Default)]
 struct File {
@@ -88,6 +90,8 @@ struct ResourceServer {
 struct General {
     master_key: Option<String>,
     database_url: Option<String>,
+    session_secret: Option<String>,
+    session_secret_previous: Option<String>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -113,6 +117,9 @@ pub struct FileConfig {
     pub servers: Vec<Server>,
     pub master_key: Option<String>,
     pub database_url: Option<String>,
+    /// `general_settings.session_secret` and `general_settings.session_secret_previous`.
+    pub session_secret: Option<SessionSecret>,
+    pub previous_session_secret: Option<SessionSecret>,
     /// `mcp_resource_server`: the issuer and its JWKS URL.
     pub jwt: Option<(String, Option<String>)>,
     /// Fields this gateway does not use, in one line.
@@ -247,6 +254,12 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
             .as_deref()
             .map(|v| resolve(v, "general_settings.database_url", env))
             .transpose()?,
+        session_secret: secret(&general.session_secret, "session_secret", env)?,
+        previous_session_secret: secret(
+            &general.session_secret_previous,
+            "session_secret_previous",
+            env,
+        )?,
         jwt: file
             .mcp_resource_server
             .map(|rs| -> Result<_, String> {
@@ -261,6 +274,19 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
             .transpose()?,
         warning,
     })
+}
+
+/// `general_settings.FIELD` as a session secret.
+fn secret(
+    value: &Option<String>,
+    field: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<SessionSecret>, String> {
+    let path = format!("general_settings.{field}");
+    value
+        .as_deref()
+        .map(|v| SessionSecret::new(&resolve(v, &path, env)?, &path))
+        .transpose()
 }
 
 /// How `auth_type` is honoured.

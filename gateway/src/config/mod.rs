@@ -12,7 +12,11 @@ use tower_mcp_auth::validators::StaticKeys;
 
 pub use server::Server;
 
-use crate::{cli::Cli, resource_server::ExchangeSpec};
+use crate::{
+    cli::Cli,
+    resource_server::ExchangeSpec,
+    sessions::{SessionSecret, PREVIOUS_SECRET_VAR, SECRET_VAR},
+};
 
 /// The default listening address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -57,6 +61,12 @@ pub struct Options {
     /// JWT admission on every route: the issuer, and optionally its JWKS URL (else discovered).
     pub jwt_issuer: Option<String>,
     pub jwt_jwks_uri: Option<String>,
+    /// The secret MCP session ids are sealed under, shared by every replica ([`crate::sessions`]):
+    /// `MCP_GATEWAY_SESSION_SECRET`, else `general_settings.session_secret`; `None` draws one per process.
+    pub session_secret: Option<SessionSecret>,
+    /// The previous session secret, still accepted during a rotation: `MCP_GATEWAY_SESSION_SECRET_PREVIOUS`,
+    /// else `general_settings.session_secret_previous`.
+    pub previous_session_secret: Option<SessionSecret>,
     /// Run the demo upstream in the same process.
     pub demo: bool,
     /// Things worth a warning at start-up (such as unknown config fields).
@@ -107,6 +117,8 @@ impl Options {
             master_key: None,
             jwt_issuer: cli.jwt_issuer,
             jwt_jwks_uri: cli.jwt_jwks_uri,
+            session_secret: secret_from(env, SECRET_VAR)?,
+            previous_session_secret: secret_from(env, PREVIOUS_SECRET_VAR)?,
             demo: cli.demo,
             warnings: Vec::new(),
         };
@@ -175,6 +187,12 @@ impl Options {
             self.jwt_issuer = Some(issuer);
             self.jwt_jwks_uri = self.jwt_jwks_uri.take().or(jwks_uri);
         }
+        // The environment, like a flag, wins over the file.
+        self.session_secret = self.session_secret.take().or(file.session_secret);
+        self.previous_session_secret = self
+            .previous_session_secret
+            .take()
+            .or(file.previous_session_secret);
         self.warnings.extend(file.warning);
     }
 
@@ -237,6 +255,16 @@ fn env_entries(value: Option<&str>) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// A session secret from the environment variable `var`, if set.
+fn secret_from(
+    env: &impl Fn(&str) -> Option<String>,
+    var: &str,
+) -> Result<Option<SessionSecret>, String> {
+    env(var)
+        .map(|value| SessionSecret::new(&value, var))
+        .transpose()
+}
+
 /// `--token-exchange`'s client credentials come from the environment, never from the command line.
 fn exchange_client(
     endpoint: String,
@@ -282,6 +310,8 @@ impl fmt::Debug for Options {
             )
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_jwks_uri", &self.jwt_jwks_uri)
+            .field("session_secret", &self.session_secret)
+            .field("previous_session_secret", &self.previous_session_secret)
             .field("demo", &self.demo)
             .finish()
     }
