@@ -16,8 +16,11 @@ use tower_service::Service;
 
 use super::upstreams::UpstreamAccess;
 use crate::{
-    admission::Admission, body::ResponseBody, identity::Authenticated, path::is_canonical,
+    admission::Admission,
+    body::ResponseBody,
+    identity::Authenticated,
     response::json_error,
+    route::{McpRoute, RouteError},
 };
 
 /// Which upstream a request targets: a closure `Fn(&Uri, &HeaderMap) -> Option<String>`, or
@@ -47,16 +50,17 @@ pub struct PathSegment {
 
 impl TargetUpstream for PathSegment {
     fn target(&self, uri: &Uri, _: &HeaderMap) -> Option<String> {
-        let path = uri.path();
-        let rest = path.strip_prefix(&self.prefix)?;
-        if !is_canonical(path) {
+        match McpRoute::parse_under(&self.prefix, uri.path()) {
+            Ok(route) => Some(route.name().to_owned()),
             // A router or proxy that normalises `..`, `//` or percent-encoding could reach another upstream than
             // the first segment names: the whole rest is the target, a name no upstream has, so only a caller
             // that may use every upstream goes on.
-            return Some(rest.to_ascii_lowercase());
+            Err(RouteError::NotCanonical) => {
+                let rest = uri.path().strip_prefix(&self.prefix).unwrap_or(uri.path());
+                Some(rest.to_ascii_lowercase())
+            }
+            Err(_) => None,
         }
-        let name = rest.split('/').next().unwrap_or_default();
-        (!name.is_empty()).then(|| name.to_ascii_lowercase())
     }
 }
 
@@ -136,20 +140,7 @@ pub struct RequireUpstream<S, I, T> {
 }
 
 impl<S, I, T> RequireUpstream<S, I, T> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the middleware and returns the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!();
 }
 
 impl<S: Clone, I, T: Clone> Clone for RequireUpstream<S, I, T> {
