@@ -39,8 +39,8 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_mcp_auth::{
-    upstream::{TakeClientCredentialsLayer, UpstreamConfig},
-    McpAuthLayer, PassthroughPolicy,
+    client_credentials::TakeClientCredentialsLayer, upstream::UpstreamConfig, McpAuthLayer,
+    PassthroughPolicy,
 };
 
 pub use config::Options;

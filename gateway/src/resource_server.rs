@@ -27,6 +27,7 @@ use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt as _};
 use tower_mcp_auth::{
+    auth::McpAuth,
     permissions::{KeyIdentity, UpstreamAccess},
     upstream::{
         with_resource_metadata, ExchangeTarget, ExchangeToken, ExchangeTokenLayer,
@@ -35,7 +36,7 @@ use tower_mcp_auth::{
     },
     upstream::{Subject, SubjectToken},
     validators::{Either, FirstOf, Jwt, JwtClaims},
-    BoxError, McpAuth, McpAuthLayer, Validator, Verdict,
+    BoxError, McpAuthLayer, Validator, Verdict,
 };
 
 use super::{keys::KeyStore, proxy::Relayed, route, tls::HttpsConnector, HttpsClient, Options};
