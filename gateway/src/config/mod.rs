@@ -58,6 +58,8 @@ pub struct Options {
     /// LiteLLM's master key (config file `general_settings.master_key`): a gateway key with static keys, and
     /// the master key of LiteLLM's key table when `database_url` selects it.
     pub master_key: Option<String>,
+    /// With `database_url`: the PostgreSQL channel to LISTEN on for revocations (`--revocation-listen`).
+    pub revocation_listen: Option<String>,
     /// JWT admission on every route: the issuer, and optionally its JWKS URL (else discovered).
     pub jwt_issuer: Option<String>,
     pub jwt_jwks_uri: Option<String>,
@@ -115,6 +117,7 @@ impl Options {
             drain_timeout: cli.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             database_url: None,
             master_key: None,
+            revocation_listen: cli.revocation_listen,
             jwt_issuer: cli.jwt_issuer,
             jwt_jwks_uri: cli.jwt_jwks_uri,
             session_secret: secret_from(env, SECRET_VAR)?,
@@ -308,6 +311,7 @@ impl fmt::Debug for Options {
                 "master_key",
                 &self.master_key.as_ref().map(|_| "[redacted]"),
             )
+            .field("revocation_listen", &self.revocation_listen)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_jwks_uri", &self.jwt_jwks_uri)
             .field("session_secret", &self.session_secret)
