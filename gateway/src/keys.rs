@@ -13,14 +13,20 @@
 
 use std::{fmt::Write as _, sync::Arc, time::Duration};
 
+use axum::{
+    extract::{Request, State},
+    http::StatusCode,
+    middleware::Next,
+    response::Response,
+};
 use futures_util::future::BoxFuture;
 use tower_mcp_auth::{
     permissions::{KeyIdentity, Upstreams},
     validators::StaticKeys,
-    BoxError, Fingerprint, Validator, Verdict,
+    Authenticated, BoxError, Fingerprint, OAuthPassthrough, Validator, Verdict,
 };
 
-use super::{ops::ReadinessProbe, Options};
+use super::{json_error, ops::ReadinessProbe, resource_server::Caller, Options};
 
 /// Any of the key stores the gateway can use, with the caller's identity and permitted upstreams.
 #[derive(Clone)]
@@ -125,6 +131,38 @@ impl KeyStore {
             }
         }
     }
+}
+
+/// Middleware inside authentication: a bearer sent beside an admitting credential is forwarded upstream as
+/// the client's own token only when the key store does not know it. The auth layer drops one it recognises
+/// at once (static keys, or a key LiteLLM's cache has seen); this asks the store about the rest, so a second
+/// live key never travels upstream, cached or not. A store that cannot answer fails closed (503).
+pub async fn drop_second_key(
+    State(store): State<KeyStore>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let second = request
+        .extensions()
+        .get::<Authenticated<Caller>>()
+        .and(request.extensions().get::<OAuthPassthrough>())
+        .map(|token| store.validate(token.expose_token()));
+    if let Some(lookup) = second {
+        match lookup.await {
+            Ok(Verdict::Unknown) => {}
+            Ok(_) => {
+                request.extensions_mut().remove::<OAuthPassthrough>();
+            }
+            Err(_) => {
+                return json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the key store does not answer",
+                )
+            }
+        }
+    }
+    next.run(request).await
 }
 
 impl Validator for KeyStore {

@@ -286,6 +286,10 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
                 ))
                 .layer(TakeClientCredentialsLayer::new().servers(&names))
                 .layer(auth)
+                .layer(middleware::from_fn_with_state(
+                    key_store.clone(),
+                    keys::drop_second_key,
+                ))
                 .layer(permissions::require_upstream()),
         )
         .with_state(gateway.clone());

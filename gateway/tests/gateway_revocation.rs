@@ -212,17 +212,21 @@ async fn two_gateway_processes_refuse_revoked_keys_within_the_bound_and_report_r
     let rotated = format!("sk-gw-rotated-{tag}");
     let rotated_to = format!("sk-gw-rotated-to-{tag}");
     let untouched = format!("sk-gw-untouched-{tag}");
-    for key in [&deleted, &blocked, &rotated, &untouched] {
+    let second = format!("sk-gw-second-{tag}");
+    for key in [&deleted, &blocked, &rotated, &untouched, &second] {
         seed(&pool, key).await;
     }
 
     let upstream = Recorder::start(|_| answer(StatusCode::OK, &[], "{}")).await;
+    let passthrough = Recorder::start(|_| answer(StatusCode::OK, &[], "{}")).await;
     let config = temp_file(
         "config.yaml",
         &format!(
             "mcp_servers:\n  s:\n    url: {}\n    allow_all_keys: true\n\
+             \x20 p:\n    url: {}\n    auth_type: oauth_delegate\n    allow_all_keys: true\n\
              general_settings:\n  database_url: os.environ/GATEWAY_TEST_DATABASE_URL\n",
-            upstream.url("/mcp")
+            upstream.url("/mcp"),
+            passthrough.url("/mcp"),
         ),
     );
     let args: Vec<String> = [
@@ -276,6 +280,33 @@ async fn two_gateway_processes_refuse_revoked_keys_within_the_bound_and_report_r
             "gateway revocation lag ({kind}, bound {BOUND:?}): process 0 {:?}, process 1 {:?}",
             lags[0], lags[1]
         );
+    }
+
+    // A second live key, never seen by the cache, sent as the bearer beside an admitting key on a passthrough
+    // route: admitted by the first, and the second never reaches the upstream. A bearer that is no key does.
+    for replica in &replicas {
+        for (bearer, forwarded) in [(second.as_str(), false), ("upstream-oauth-token", true)] {
+            let answer = post_init(
+                &format!("{}/mcp/p", replica.url()),
+                &[
+                    ("x-litellm-api-key", &untouched),
+                    ("authorization", &format!("Bearer {bearer}")),
+                ],
+            )
+            .await;
+            assert_eq!(answer.status, StatusCode::OK);
+            let seen = passthrough.seen().pop().unwrap();
+            let sent = seen
+                .headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(
+                sent.as_ref().is_some_and(|v| v.contains(bearer)),
+                forwarded,
+                "{bearer}: {sent:?}"
+            );
+            assert!(!sent.unwrap_or_default().contains(&untouched));
+        }
     }
 
     // The database goes away: after the bound, cached admissions no longer count (503, never a stale 200),
