@@ -95,6 +95,8 @@ pub struct Prepared {
     pub drain_timeout: Duration,
     /// Start-up warnings (such as config fields this gateway ignores).
     pub warnings: Vec<String>,
+    /// With `--metrics-listen`: its bound listener and the router serving `/metrics` there ([`run`] serves it).
+    pub metrics: Option<(TcpListener, Router)>,
 }
 
 impl Prepared {
@@ -294,11 +296,22 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         )
         .with_state(gateway.clone());
     metrics::install();
-    let ops = Router::new()
+    let mut ops = Router::new()
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(metrics::scrape))
-        .with_state(key_store.readiness());
+        .route("/readyz", get(ops::readyz));
+    let metrics = match &options.metrics_listen {
+        Some(listen) => {
+            let listener = TcpListener::bind(listen.as_str())
+                .await
+                .map_err(|e| format!("--metrics-listen {listen}: cannot listen: {e}"))?;
+            Some((listener, metrics::router()))
+        }
+        None => {
+            ops = ops.route("/metrics", get(metrics::scrape));
+            None
+        }
+    };
+    let ops = ops.with_state(key_store.readiness());
     let app = Router::new()
         .route(
             "/.well-known/oauth-protected-resource",
@@ -321,6 +334,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         tls,
         drain_timeout: options.drain_timeout,
         warnings: options.warnings,
+        metrics,
     })
 }
 
@@ -351,6 +365,10 @@ pub async fn run(
         shutdown.await;
         signal.notify_one();
     };
+    if let Some((listener, metrics)) = prepared.metrics {
+        // Ends with the process: scrapes may go on while requests drain.
+        tokio::spawn(serve(listener, metrics, std::future::pending()));
+    }
     let app = prepared.app;
     let server: std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match prepared.tls
     {

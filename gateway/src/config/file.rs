@@ -23,6 +23,7 @@
 //!   master_key: os.environ/LITELLM_MASTER_KEY
 //!   session_secret: os.environ/MCP_SESSION_SECRET   # this gateway's: shared by every replica (32+ bytes)
 //!   session_secret_previous: os.environ/MCP_SESSION_SECRET_OLD   # optional: still accepted while rotating
+//!   metrics_listen: 0.0.0.0:9464                 # this gateway's: /metrics on its own listener
 //! mcp_resource_server:                           # this gateway's own section, not LiteLLM's
 //!   issuer: https://idp.example
 //!   jwks_uri: https://idp.example/jwks           # optional; else discovered from the issuer
@@ -92,6 +93,7 @@ struct General {
     database_url: Option<String>,
     session_secret: Option<String>,
     session_secret_previous: Option<String>,
+    metrics_listen: Option<String>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -120,6 +122,8 @@ pub struct FileConfig {
     /// `general_settings.session_secret` and `general_settings.session_secret_previous`.
     pub session_secret: Option<SessionSecret>,
     pub previous_session_secret: Option<SessionSecret>,
+    /// `general_settings.metrics_listen`: `HOST:PORT` for `/metrics`.
+    pub metrics_listen: Option<String>,
     /// `mcp_resource_server`: the issuer and its JWKS URL.
     pub jwt: Option<(String, Option<String>)>,
     /// Fields this gateway does not use, in one line.
@@ -260,6 +264,15 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
             "session_secret_previous",
             env,
         )?,
+        metrics_listen: general
+            .metrics_listen
+            .as_deref()
+            .map(|v| {
+                let listen = resolve(v, "general_settings.metrics_listen", env)?;
+                super::check_listen(&listen, "general_settings.metrics_listen")?;
+                Ok::<_, String>(listen)
+            })
+            .transpose()?,
         jwt: file
             .mcp_resource_server
             .map(|rs| -> Result<_, String> {

@@ -58,6 +58,9 @@ pub struct Options {
     /// LiteLLM's master key (config file `general_settings.master_key`): a gateway key with static keys, and
     /// the master key of LiteLLM's key table when `database_url` selects it.
     pub master_key: Option<String>,
+    /// Where `/metrics` is served instead of the public listener (`--metrics-listen`, else
+    /// `general_settings.metrics_listen`).
+    pub metrics_listen: Option<String>,
     /// With `database_url`: the PostgreSQL channel to LISTEN on for revocations (`--revocation-listen`).
     pub revocation_listen: Option<String>,
     /// JWT admission on every route: the issuer, and optionally its JWKS URL (else discovered).
@@ -96,7 +99,7 @@ impl Options {
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<Self, String> {
         let listen = cli.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        check_listen(&listen)?;
+        check_listen(&listen, "--listen")?;
         let public_url = cli
             .public_url
             .map(|url| check_public_url(url.trim_end_matches('/')))
@@ -117,6 +120,10 @@ impl Options {
             drain_timeout: cli.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             database_url: None,
             master_key: None,
+            metrics_listen: cli
+                .metrics_listen
+                .map(|listen| check_listen(&listen, "--metrics-listen").map(|()| listen))
+                .transpose()?,
             revocation_listen: cli.revocation_listen,
             jwt_issuer: cli.jwt_issuer,
             jwt_jwks_uri: cli.jwt_jwks_uri,
@@ -190,6 +197,7 @@ impl Options {
             self.jwt_issuer = Some(issuer);
             self.jwt_jwks_uri = self.jwt_jwks_uri.take().or(jwks_uri);
         }
+        self.metrics_listen = self.metrics_listen.take().or(file.metrics_listen);
         // The environment, like a flag, wins over the file.
         self.session_secret = self.session_secret.take().or(file.session_secret);
         self.previous_session_secret = self
@@ -222,7 +230,7 @@ impl Options {
 }
 
 /// `HOST:PORT`, where HOST is an address or a name (resolved when the listener is bound).
-fn check_listen(listen: &str) -> Result<(), String> {
+fn check_listen(listen: &str, source: &str) -> Result<(), String> {
     let valid = listen
         .rsplit_once(':')
         .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
@@ -230,7 +238,7 @@ fn check_listen(listen: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("--listen {listen:?}: expected HOST:PORT"))
+        Err(format!("{source} {listen:?}: expected HOST:PORT"))
     }
 }
 
@@ -311,6 +319,7 @@ impl fmt::Debug for Options {
                 "master_key",
                 &self.master_key.as_ref().map(|_| "[redacted]"),
             )
+            .field("metrics_listen", &self.metrics_listen)
             .field("revocation_listen", &self.revocation_listen)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_jwks_uri", &self.jwt_jwks_uri)
