@@ -8,8 +8,8 @@ use tower_mcp_auth::permissions::{PathSegment, RequireUpstreamLayer};
 
 use super::resource_server::Caller;
 
-/// The permission check: the upstream is the path segment after `/mcp/`, as [`route::split`](super::route::split)
-/// reads it.
+/// The permission check: the upstream is the name of the request's `McpRoute`, as [`route::confine`](super::route::confine)
+/// read it.
 pub fn require_upstream() -> RequireUpstreamLayer<Caller, PathSegment> {
     RequireUpstreamLayer::path_segment("/mcp/")
 }

@@ -410,7 +410,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let (name, _) = route::split(request.uri().path());
+        let name = route::of(&request).map_or("", |route| route.name());
         let Some((auth, metadata_url)) = self.routes.get(name).cloned() else {
             let answer = self.default.call(request);
             return Box::pin(async move { Ok(answer.await?.map(Body::new)) });

@@ -9,7 +9,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http::{Extensions, HeaderMap, Request, Response, StatusCode, Uri};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -20,7 +20,7 @@ use crate::{
     body::ResponseBody,
     identity::Authenticated,
     response::json_error,
-    route::{McpRoute, RouteError},
+    route::{McpRoute, RouteError, DEFAULT_ROUTE_PREFIX},
 };
 
 /// Which upstream a request targets: a closure `Fn(&Uri, &HeaderMap) -> Option<String>`, or
@@ -29,15 +29,15 @@ use crate::{
 ///
 /// The target must be read the way the router reads it, so that the upstream checked is the upstream reached.
 pub trait TargetUpstream {
-    /// The name of the upstream `uri` and `headers` target.
-    fn target(&self, uri: &Uri, headers: &HeaderMap) -> Option<String>;
+    /// The name of the upstream the request with `uri`, `headers` and `extensions` targets.
+    fn target(&self, uri: &Uri, headers: &HeaderMap, extensions: &Extensions) -> Option<String>;
 }
 
 impl<F> TargetUpstream for F
 where
     F: Fn(&Uri, &HeaderMap) -> Option<String>,
 {
-    fn target(&self, uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    fn target(&self, uri: &Uri, headers: &HeaderMap, _: &Extensions) -> Option<String> {
         self(uri, headers)
     }
 }
@@ -49,7 +49,14 @@ pub struct PathSegment {
 }
 
 impl TargetUpstream for PathSegment {
-    fn target(&self, uri: &Uri, _: &HeaderMap) -> Option<String> {
+    /// The [`McpRoute`] an outer layer inserted, when the prefix is [`DEFAULT_ROUTE_PREFIX`] (the route was
+    /// read once, the way the router reads it); else the path parsed under the prefix.
+    fn target(&self, uri: &Uri, _: &HeaderMap, extensions: &Extensions) -> Option<String> {
+        if self.prefix == DEFAULT_ROUTE_PREFIX {
+            if let Some(route) = McpRoute::from_extensions(extensions) {
+                return Some(route.name().to_owned());
+            }
+        }
         match McpRoute::parse_under(&self.prefix, uri.path()) {
             Ok(route) => Some(route.name().to_owned()),
             // A router or proxy that normalises `..`, `//` or percent-encoding could reach another upstream than
@@ -100,9 +107,13 @@ impl<I> RequireUpstreamLayer<I, PathSegment> {
     /// targets no upstream a restricted identity may use, so it passes only for identities that may use every
     /// upstream (and passthrough requests, which the passthrough policy already refuses on such paths).
     pub fn path_segment(prefix: &str) -> Self {
-        Self::new(PathSegment {
-            prefix: prefix.to_owned(),
-        })
+        // `/mcp` and `/mcp/` are one prefix.
+        let prefix = if prefix.ends_with('/') {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}/")
+        };
+        Self::new(PathSegment { prefix })
     }
 }
 
@@ -200,7 +211,9 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let target = self.target.target(request.uri(), request.headers());
+        let target = self
+            .target
+            .target(request.uri(), request.headers(), request.extensions());
         let state = match target {
             Some(upstream) if !permitted::<I>(request.extensions(), &upstream) => {
                 tracing::debug!(
