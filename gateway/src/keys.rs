@@ -48,12 +48,7 @@ impl KeyStore {
     /// The key store `options` describe, or why there is none.
     pub fn from_options(options: &Options) -> Result<Self, String> {
         if let Some(url) = &options.database_url {
-            return Self::database(
-                url,
-                Upstreams::only(options.open_upstreams()),
-                options.master_key.as_deref(),
-                options.revocation_listen.as_deref(),
-            );
+            return Self::database(url, Upstreams::only(options.open_upstreams()), options);
         }
         let mut entries = String::new();
         for key in &options.keys {
@@ -88,21 +83,17 @@ impl KeyStore {
         Ok(Self::Static(Arc::new(keys)))
     }
 
-    /// LiteLLM's key table; `open` are the upstreams every key may use (LiteLLM's `allow_all_keys`), and the
-    /// master key, when there is one, is admitted as LiteLLM admits it (compared by digest). Starts the
-    /// revocation watcher, listening on `channel` too when given.
+    /// LiteLLM's key table; `open` are the upstreams every key may use (LiteLLM's `allow_all_keys`), the
+    /// master key, when there is one, is admitted as LiteLLM admits it (compared by digest), and the ids LiteLLM
+    /// gives the config file's servers mean those upstreams. Starts the revocation watcher, listening on
+    /// `--revocation-listen`'s channel too when given.
     #[cfg(feature = "postgres")]
-    fn database(
-        url: &str,
-        open: Upstreams,
-        master: Option<&str>,
-        channel: Option<&str>,
-    ) -> Result<Self, String> {
-        database::LiteLlm::start(url, open, master, channel).map(Self::LiteLlm)
+    fn database(url: &str, open: Upstreams, options: &Options) -> Result<Self, String> {
+        database::LiteLlm::start(url, open, options).map(Self::LiteLlm)
     }
 
     #[cfg(not(feature = "postgres"))]
-    fn database(_: &str, _: Upstreams, _: Option<&str>, _: Option<&str>) -> Result<Self, String> {
+    fn database(_: &str, _: Upstreams, _: &Options) -> Result<Self, String> {
         Err(
             "general_settings.database_url needs the gateway built with --features postgres"
                 .to_owned(),
@@ -219,10 +210,12 @@ mod database {
     use sqlx::postgres::{PgPool, PgPoolOptions};
     use tower_mcp_auth::{
         permissions::{KeyIdentity, Upstreams},
-        validators::{Cache, KeyInfo, LiteLlmKeys, LiteLlmRevocations, TrustGate},
+        validators::{
+            config_server_id, Cache, KeyInfo, LiteLlmKeys, LiteLlmRevocations, TrustGate,
+        },
     };
 
-    use super::ACQUIRE_TIMEOUT;
+    use super::{Options, ACQUIRE_TIMEOUT};
 
     /// The revocation bound: a key revoked in the table is refused by every replica within it.
     pub const BOUND: Duration = Duration::from_secs(2);
@@ -242,12 +235,7 @@ mod database {
 
     impl LiteLlm {
         /// Connects lazily to `url` and spawns the watcher (needs a Tokio runtime).
-        pub fn start(
-            url: &str,
-            open: Upstreams,
-            master: Option<&str>,
-            channel: Option<&str>,
-        ) -> Result<Self, String> {
+        pub fn start(url: &str, open: Upstreams, options: &Options) -> Result<Self, String> {
             let pool = PgPoolOptions::new()
                 .max_connections(MAX_CONNECTIONS)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -256,8 +244,25 @@ mod database {
                 .map_err(|_| {
                     "general_settings.database_url: not a usable PostgreSQL URL".to_owned()
                 })?;
-            let keys = LiteLlmKeys::new(pool.clone()).open_upstreams(open);
-            let keys = match master {
+            let ids = options.servers.iter().flat_map(|server| {
+                let fields = server.litellm.iter();
+                fields.flat_map(move |f| {
+                    f.transports().into_iter().map(move |transport| {
+                        let id = config_server_id(
+                            &f.name,
+                            &f.url,
+                            transport,
+                            f.auth_type.as_deref(),
+                            f.alias.as_deref(),
+                        );
+                        (id, server.name().to_owned())
+                    })
+                })
+            });
+            let keys = LiteLlmKeys::new(pool.clone())
+                .open_upstreams(open)
+                .config_server_ids(ids.collect::<Vec<_>>());
+            let keys = match options.master_key.as_deref() {
                 Some(master) => keys.master_key(master),
                 None => keys,
             };
@@ -267,7 +272,7 @@ mod database {
                 .trust_gate(gate.clone())
                 .build();
             let watcher = LiteLlmRevocations::new(pool.clone(), gate.clone()).sink(cache.clone());
-            let watcher = match channel {
+            let watcher = match options.revocation_listen.as_deref() {
                 Some(channel) => watcher.listen(channel),
                 None => watcher,
             };

@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-use super::server::Server;
+use super::server::{LiteLlmServer, Server};
 use crate::{resource_server::ExchangeSpec, sessions::SessionSecret};
 
 #[derive(Deserialize, Default)]
@@ -58,6 +58,8 @@ struct File {
 #[derive(Deserialize, Default)]
 struct RawServer {
     url: Option<String>,
+    /// LiteLLM's alias of the server: part of the id LiteLLM gives it.
+    alias: Option<String>,
     transport: Option<String>,
     auth_type: Option<String>,
     auth_value: Option<String>,
@@ -365,6 +367,17 @@ fn server(
     let url = resolve(url, &format!("{path}.url"), env)?;
     let mut server = Server::new(name, &url, format!("{path}.url"))?;
     server.source = path.to_owned();
+    server.litellm = Some(LiteLlmServer {
+        name: name.to_owned(),
+        url: url.clone(),
+        transport: raw.transport.clone(),
+        auth_type: raw.auth_type.clone(),
+        alias: raw
+            .alias
+            .as_deref()
+            .map(|alias| resolve(alias, &format!("{path}.alias"), env))
+            .transpose()?,
+    });
     let kind = auth_type(raw.auth_type.as_deref().unwrap_or("none"), path)?;
     let value_field = if raw.auth_value.is_some() {
         "auth_value"

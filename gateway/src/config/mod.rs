@@ -10,7 +10,7 @@ use std::{fmt, path::PathBuf, time::Duration};
 use clap::Parser;
 use tower_mcp_auth::validators::StaticKeys;
 
-pub use server::Server;
+pub use server::{LiteLlmServer, Server};
 
 use crate::{
     cli::Cli,

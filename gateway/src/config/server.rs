@@ -18,6 +18,33 @@ pub struct Server {
     pub exchange: Option<ExchangeSpec>,
     /// Where it was defined (`--upstream a`, or `mcp_servers.A`), for errors that name the source.
     pub source: String,
+    /// For a server of the config file: the fields LiteLLM derives its id for the server from.
+    pub litellm: Option<LiteLlmServer>,
+}
+
+/// A config-file server as LiteLLM reads it: the fields of its id (`sha256("name|url|transport|auth_type|alias")`,
+/// see `tower_mcp_auth::validators::config_server_id`), as written in the file (`os.environ/` resolved).
+#[derive(Clone, Debug, Default)]
+pub struct LiteLlmServer {
+    /// The key under `mcp_servers`, as written.
+    pub name: String,
+    pub url: String,
+    /// `None` when the file leaves it out (LiteLLM's default then applies).
+    pub transport: Option<String>,
+    pub auth_type: Option<String>,
+    pub alias: Option<String>,
+}
+
+impl LiteLlmServer {
+    /// The ids LiteLLM may have given the server. Without a `transport` in the file, LiteLLM hashes its default,
+    /// an enum member whose text is `http` or `MCPTransport.http` depending on the Python version it runs on:
+    /// both are taken.
+    pub fn transports(&self) -> Vec<&str> {
+        match &self.transport {
+            Some(transport) => vec![transport],
+            None => vec!["http", "MCPTransport.http"],
+        }
+    }
 }
 
 impl Server {
@@ -29,6 +56,7 @@ impl Server {
             allow_all_keys: false,
             exchange: None,
             source,
+            litellm: None,
         })
     }
 
@@ -52,6 +80,7 @@ impl fmt::Debug for Server {
             .field("allow_all_keys", &self.allow_all_keys)
             .field("exchange", &self.exchange)
             .field("source", &self.source)
+            .field("litellm", &self.litellm)
             .finish()
     }
 }

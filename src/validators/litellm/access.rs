@@ -1,6 +1,6 @@
 //! What LiteLLM lets a key do on its MCP routes: its team, its object permissions, its allowed routes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use sqlx::{postgres::PgRow, Row};
 
@@ -10,6 +10,9 @@ use crate::permissions::Upstreams;
 const UI_TEAM_ID: &str = "litellm-dashboard";
 /// In an object permission's `mcp_servers`: every MCP server of the proxy.
 const ALL_PROXY_SERVERS: &str = "all-proxy-mcpservers";
+
+/// The ids LiteLLM gives the servers of its config file, each with the gateway's name for that server.
+pub(super) type ConfigServers = HashMap<String, String>;
 
 /// The MCP servers the key's (or the team's) object permission lists, and its access groups.
 #[derive(Clone, Debug, Default)]
@@ -119,10 +122,15 @@ impl Access {
     /// The upstreams the key may use, as LiteLLM computes its MCP servers: the key's own list (servers and
     /// access groups), narrowed by its team's where both have one, inherited from the team where the key has
     /// none; plus the servers every key may use.
-    pub(super) fn upstreams(&self, servers: &[Server], open: &Upstreams) -> Upstreams {
-        let key = resolve(&self.key, servers);
+    pub(super) fn upstreams(
+        &self,
+        servers: &[Server],
+        config: &ConfigServers,
+        open: &Upstreams,
+    ) -> Upstreams {
+        let key = resolve(&self.key, servers, config);
         let team = match &self.team {
-            Team::Found { grants, .. } => resolve(grants, servers),
+            Team::Found { grants, .. } => resolve(grants, servers, config),
             _ => Level::Unrestricted,
         };
         let base = match (key, team) {
@@ -161,7 +169,7 @@ enum Level {
     Only(BTreeSet<String>),
 }
 
-fn resolve(grants: &Grants, servers: &[Server]) -> Level {
+fn resolve(grants: &Grants, servers: &[Server], config: &ConfigServers) -> Level {
     if grants.is_empty() {
         return Level::Unrestricted;
     }
@@ -170,12 +178,18 @@ fn resolve(grants: &Grants, servers: &[Server]) -> Level {
     }
     let mut names = BTreeSet::new();
     for entry in &grants.servers {
-        // An entry is a server id (resolved to the server's names) or already a name or alias.
+        // An entry is a server id (of the server table, or the id LiteLLM gives a server of its config file,
+        // resolved to the gateway's name for it) or already a name or alias.
         match servers.iter().find(|s| s.id == *entry) {
             Some(server) => names.extend(server.names()),
-            None => {
-                names.insert(entry.to_ascii_lowercase());
-            }
+            None => match config.get(entry) {
+                Some(name) => {
+                    names.insert(name.to_ascii_lowercase());
+                }
+                None => {
+                    names.insert(entry.to_ascii_lowercase());
+                }
+            },
         }
     }
     for server in servers {
@@ -186,12 +200,16 @@ fn resolve(grants: &Grants, servers: &[Server]) -> Level {
     Level::Only(names)
 }
 
-/// Whether a key's `allowed_routes` let it reach MCP routes: empty (no restriction), LiteLLM's `mcp_routes`
-/// group, or a route under `/mcp`.
+/// LiteLLM's route groups that include its MCP routes: `mcp_routes` itself, `llm_api_routes` (what keys of
+/// `key_type: llm_api` get: LiteLLM counts the MCP routes among the LLM API's) and `mcp_inference_routes`.
+const MCP_ROUTE_GROUPS: &[&str] = &["mcp_routes", "llm_api_routes", "mcp_inference_routes"];
+
+/// Whether a key's `allowed_routes` let it reach MCP routes: empty (no restriction), one of LiteLLM's route
+/// groups that include them ([`MCP_ROUTE_GROUPS`]), or a route under `/mcp`.
 fn allows_mcp_routes(routes: &[String]) -> bool {
     routes.is_empty()
         || routes.iter().any(|route| {
-            route == "mcp_routes"
+            MCP_ROUTE_GROUPS.contains(&route.as_str())
                 || route == "/mcp"
                 || route.starts_with("/mcp/")
                 || route.starts_with("/mcp*")
@@ -280,36 +298,82 @@ mod tests {
         let names = |u: Upstreams| u.names().map(|n| n.collect::<Vec<_>>().join(","));
         // Key only: its own servers (by id or by name), plus the servers open to every key.
         let a = access(grants(&["id-atl"], &[]), None);
-        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "atl,docs");
+        assert_eq!(
+            names(a.upstreams(&servers, &ConfigServers::new(), &none)).unwrap(),
+            "atl,docs"
+        );
         // Key without a list inherits the team's.
         let a = access(Grants::default(), Some(grants(&["priv"], &[])));
-        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "docs,priv");
+        assert_eq!(
+            names(a.upstreams(&servers, &ConfigServers::new(), &none)).unwrap(),
+            "docs,priv"
+        );
         // Both list: the intersection.
         let a = access(grants(&["atl", "priv"], &[]), Some(grants(&["priv"], &[])));
-        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "docs,priv");
+        assert_eq!(
+            names(a.upstreams(&servers, &ConfigServers::new(), &none)).unwrap(),
+            "docs,priv"
+        );
         // Access groups expand to the servers carrying them.
         let a = access(grants(&[], &["dev"]), None);
-        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "atl,docs");
+        assert_eq!(
+            names(a.upstreams(&servers, &ConfigServers::new(), &none)).unwrap(),
+            "atl,docs"
+        );
         // Nothing anywhere: only the open servers.
         let a = access(Grants::default(), None);
-        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "docs");
+        assert_eq!(
+            names(a.upstreams(&servers, &ConfigServers::new(), &none)).unwrap(),
+            "docs"
+        );
         // The team's "every proxy server" lets the key's own list stand.
         let a = access(
             grants(&["atl"], &[]),
             Some(grants(&[ALL_PROXY_SERVERS], &[])),
         );
-        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "atl,docs");
+        assert_eq!(
+            names(a.upstreams(&servers, &ConfigServers::new(), &none)).unwrap(),
+            "atl,docs"
+        );
         let a = access(Grants::default(), Some(grants(&[ALL_PROXY_SERVERS], &[])));
-        assert!(a.upstreams(&servers, &none).is_all());
+        assert!(a.upstreams(&servers, &ConfigServers::new(), &none).is_all());
+    }
+
+    #[test]
+    fn config_file_server_ids_resolve_to_the_gateway_names() {
+        let config = ConfigServers::from([(
+            "3f1c0e1b5a9d4c7e8f6a2b0d9c8e7f6a".to_owned(),
+            "GitHub".to_owned(),
+        )]);
+        let none = Upstreams::only::<_, &str>([]);
+        let a = access(grants(&["3f1c0e1b5a9d4c7e8f6a2b0d9c8e7f6a"], &[]), None);
+        let upstreams = a.upstreams(&[], &config, &none);
+        assert!(upstreams.allows("github") && !upstreams.allows("atl"));
+        // Without the mapping the id names no upstream.
+        assert!(!a
+            .upstreams(&[], &ConfigServers::new(), &none)
+            .allows("github"));
     }
 
     #[test]
     fn routes() {
         assert!(allows_mcp_routes(&[]));
-        for allowed in ["mcp_routes", "/mcp", "/mcp/atl", "/mcp*"] {
+        for allowed in [
+            "mcp_routes",
+            "llm_api_routes",
+            "mcp_inference_routes",
+            "/mcp",
+            "/mcp/atl",
+            "/mcp*",
+        ] {
             assert!(allows_mcp_routes(&[allowed.to_owned()]), "{allowed}");
         }
-        for refused in ["llm_api_routes", "/chat/completions", "/mcpx"] {
+        for refused in [
+            "management_routes",
+            "info_routes",
+            "/chat/completions",
+            "/mcpx",
+        ] {
             assert!(!allows_mcp_routes(&[refused.to_owned()]), "{refused}");
         }
     }

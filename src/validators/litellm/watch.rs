@@ -23,25 +23,42 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// One round trip per poll. The cursor is the database's own clock (UTC, as Prisma stores `DateTime`), so the
 /// clocks of the replicas do not matter; `$1` is the previous poll's clock (NULL on the first), `$2` the
 /// overlap in seconds. A key is reported when:
-/// - its row in `"LiteLLM_VerificationToken"` changed (`updated_at`: blocked, expiry, budget, permissions…);
+/// - its row in `"LiteLLM_VerificationToken"` changed (`updated_at`: blocked, expiry, budget, spend,
+///   permissions — LiteLLM points the key at a new object permission and stamps the key);
+/// - its team's row changed (`"LiteLLM_TeamTable"`.`updated_at`: blocked, budget, spend, permissions);
 /// - it was deleted (`"LiteLLM_DeletedVerificationToken"`, `deleted_at`);
 /// - it was rotated out (`"LiteLLM_DeprecatedVerificationToken"`: a new row, `created_at`), and again when its
-///   grace period ends (`revoke_at`).
+///   grace period ends (`revoke_at`);
+/// - it is a rotated key still in its grace period, standing for a key reported above: revoking the
+///   replacement revokes what the old key was admitted as.
+///
+/// `servers_changed` says whether a row of `"LiteLLM_MCPServerTable"` changed (`updated_at`: approval status,
+/// `allow_all_keys`, access groups…): which keys that affects is not in the row, so every answer is dropped.
 const CHANGES: &str = r#"
 WITH clock AS (SELECT statement_timestamp() AT TIME ZONE 'UTC' AS now),
      since AS (
          SELECT COALESCE(to_timestamp($1) AT TIME ZONE 'UTC', clock.now) - make_interval(secs => $2) AS at
            FROM clock
+     ),
+     changed AS (
+         SELECT k.token FROM "LiteLLM_VerificationToken" k, since WHERE k.updated_at > since.at
+         UNION
+         SELECT k.token FROM "LiteLLM_VerificationToken" k
+           JOIN "LiteLLM_TeamTable" t ON t.team_id = k.team_id, since
+          WHERE t.updated_at > since.at
+         UNION
+         SELECT d.token FROM "LiteLLM_DeletedVerificationToken" d, since WHERE d.deleted_at > since.at
+         UNION
+         SELECT r.token FROM "LiteLLM_DeprecatedVerificationToken" r, since, clock
+          WHERE r.created_at > since.at OR (r.revoke_at > since.at AND r.revoke_at <= clock.now)
      )
 SELECT EXTRACT(EPOCH FROM clock.now)::double precision AS now,
        ARRAY(
-           SELECT t.token FROM "LiteLLM_VerificationToken" t, since WHERE t.updated_at > since.at
+           SELECT token FROM changed
            UNION
-           SELECT d.token FROM "LiteLLM_DeletedVerificationToken" d, since WHERE d.deleted_at > since.at
-           UNION
-           SELECT r.token FROM "LiteLLM_DeprecatedVerificationToken" r, since, clock
-            WHERE r.created_at > since.at OR (r.revoke_at > since.at AND r.revoke_at <= clock.now)
-       ) AS tokens
+           SELECT r.token FROM "LiteLLM_DeprecatedVerificationToken" r JOIN changed c ON r.active_token_id = c.token
+       ) AS tokens,
+       EXISTS (SELECT 1 FROM "LiteLLM_MCPServerTable" s, since WHERE s.updated_at > since.at) AS servers_changed
   FROM clock"#;
 
 /// Watches LiteLLM's key tables in PostgreSQL and sends every revoked key to its [`RevocationSink`]s (a
@@ -53,9 +70,12 @@ SELECT EXTRACT(EPOCH FROM clock.now)::double precision AS now,
 /// - **Polling.** Every [`poll_interval`](LiteLlmRevocations::poll_interval) (a quarter of the bound), one
 ///   query reads the keys that changed since the previous poll: rows of `"LiteLLM_VerificationToken"` whose
 ///   `updated_at` moved (LiteLLM stamps it when a key is blocked, or its expiry, budget or permissions change),
-///   rows added to `"LiteLLM_DeletedVerificationToken"` (a deleted key), and rows of
+///   rows added to `"LiteLLM_DeletedVerificationToken"` (a deleted key), rows of
 ///   `"LiteLLM_DeprecatedVerificationToken"` (a rotated key: when rotated, and again when its grace period
-///   ends). Their `token` column is the key's SHA-256, hex: each becomes a [`Revocation::Digest`].
+///   ends), the keys of a team whose row changed (blocked, budget, permissions), and the rotated keys still in
+///   their grace period whose replacement is among them. Their `token` column is the key's SHA-256, hex: each
+///   becomes a [`Revocation::Digest`]. A changed row of `"LiteLLM_MCPServerTable"` (approval status,
+///   `allow_all_keys`…) may change what any key may reach: it becomes a [`Revocation::All`].
 /// - **Overlap.** Each poll looks back [`overlap`](LiteLlmRevocations::overlap) (10 s) before the previous
 ///   poll's time, on the database's clock, so a change stamped before a poll but committed after it is not
 ///   missed. A key is therefore invalidated on several consecutive polls, which also undoes a lookup that was
@@ -197,8 +217,11 @@ impl LiteLlmRevocations {
                     .await
                     .unwrap_or_else(|_| Err(PollError::TimedOut));
             match polled {
-                Ok((now, tokens)) => {
+                Ok((now, tokens, servers_changed)) => {
                     since = Some(now);
+                    if servers_changed {
+                        self.send(&Revocation::All).await;
+                    }
                     for token in &tokens {
                         match digest(token) {
                             Some(digest) => self.send(&Revocation::Digest(digest)).await,
@@ -232,14 +255,19 @@ impl LiteLlmRevocations {
         }
     }
 
-    /// The database's clock and the tokens that changed since `since` (minus the overlap).
-    async fn poll(&self, since: Option<f64>) -> Result<(f64, Vec<String>), PollError> {
+    /// The database's clock, the tokens that changed since `since` (minus the overlap), and whether an MCP server
+    /// did.
+    async fn poll(&self, since: Option<f64>) -> Result<(f64, Vec<String>, bool), PollError> {
         let row = sqlx::query(CHANGES)
             .bind(since)
             .bind(self.overlap.as_secs_f64())
             .fetch_one(&self.pool)
             .await?;
-        Ok((row.try_get("now")?, row.try_get("tokens")?))
+        Ok((
+            row.try_get("now")?,
+            row.try_get("tokens")?,
+            row.try_get("servers_changed")?,
+        ))
     }
 
     async fn listen_loop(&self, channel: &str) {
