@@ -247,16 +247,24 @@ mod database {
             let ids = options.servers.iter().flat_map(|server| {
                 let fields = server.litellm.iter();
                 fields.flat_map(move |f| {
-                    f.transports().into_iter().map(move |transport| {
-                        let id = config_server_id(
-                            &f.name,
-                            &f.url,
-                            transport,
-                            f.auth_type.as_deref(),
-                            f.alias.as_deref(),
-                        );
-                        (id, server.name().to_owned())
-                    })
+                    let ids: Vec<String> = match &f.server_id {
+                        Some(pinned) => vec![pinned.clone()],
+                        None => f
+                            .transports()
+                            .into_iter()
+                            .map(|transport| {
+                                config_server_id(
+                                    &f.name,
+                                    &f.url,
+                                    transport,
+                                    f.auth_type.as_deref(),
+                                    f.alias.as_deref(),
+                                )
+                            })
+                            .collect(),
+                    };
+                    ids.into_iter()
+                        .map(move |id| (id, server.name().to_owned()))
                 })
             });
             let keys = LiteLlmKeys::new(pool.clone())

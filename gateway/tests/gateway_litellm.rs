@@ -5,7 +5,9 @@
 //! asserted only against a wide margin): a team blocked, a team over budget, a key's object permission
 //! changed, an MCP server no longer approved, and a rotated key's replacement revoked during the grace period.
 //!
-//! Needs `scripts/with-postgres.sh` (`TOWER_MCP_AUTH_TEST_DATABASE_URL`); skipped with a printed reason without it.
+//! The tables are LiteLLM 1.108.7's own, created by applying its migrations (`litellm-proxy-extras` 0.4.110,
+//! `scripts/litellm-schema.sh`). Needs `scripts/with-postgres.sh` (`TOWER_MCP_AUTH_TEST_LITELLM_DATABASE_URL`);
+//! skipped with a printed reason without it.
 #![cfg(feature = "postgres")]
 
 mod gateway_support;
@@ -19,7 +21,8 @@ use axum::http::StatusCode;
 use gateway_support::{answer, post_init, process::GatewayProcess, temp_file, Recorder};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-const URL_VAR: &str = "TOWER_MCP_AUTH_TEST_DATABASE_URL";
+/// A database holding LiteLLM's own schema, created from its migrations (`scripts/litellm-schema.sh`).
+const URL_VAR: &str = "TOWER_MCP_AUTH_TEST_LITELLM_DATABASE_URL";
 /// One-sided allowance for a loaded machine; the bound itself is 2 s.
 const ALLOWED: Duration = Duration::from_secs(15);
 const TOKEN: &str = "encode(sha256(convert_to($1, 'UTF8')), 'hex')";
@@ -386,18 +389,6 @@ async fn litellm_rows_as_litellm_writes_them_through_two_gateway_processes() {
         "object permission",
         refused_by_all(&replicas, &db, &narrowed, started).await,
     ));
-    // The MCP server is no longer approved (`/v1/mcp/server` update: approval_status, updated_at).
-    let started = Instant::now();
-    exec(
-        &pool,
-        r#"UPDATE "LiteLLM_MCPServerTable" SET approval_status = 'pending_review', updated_at = now() AT TIME ZONE 'UTC' WHERE server_id = $1"#,
-        &db_server,
-    )
-    .await;
-    report.push((
-        "mcp server",
-        refused_by_all(&replicas, &db, &on_db, started).await,
-    ));
     // The replacement of a rotated key is deleted during the old key's grace period: the old key goes too.
     let started = Instant::now();
     let mut tx = pool.begin().await.unwrap();
@@ -423,6 +414,19 @@ async fn litellm_rows_as_litellm_writes_them_through_two_gateway_processes() {
         refused_by_all(&replicas, "cfg", &old, started).await,
     ));
 
+    // Last: a changed MCP server drops every cached answer, which would hide the paths above.
+    // The MCP server is no longer approved (`/v1/mcp/server` update: approval_status, updated_at).
+    let started = Instant::now();
+    exec(
+        &pool,
+        r#"UPDATE "LiteLLM_MCPServerTable" SET approval_status = 'pending_review', updated_at = now() AT TIME ZONE 'UTC' WHERE server_id = $1"#,
+        &db_server,
+    )
+    .await;
+    report.push((
+        "mcp server",
+        refused_by_all(&replicas, &db, &on_db, started).await,
+    ));
     for replica in &replicas {
         assert_eq!(
             status(replica, "cfg", &by_id).await,

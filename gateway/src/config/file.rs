@@ -60,6 +60,8 @@ struct RawServer {
     url: Option<String>,
     /// LiteLLM's alias of the server: part of the id LiteLLM gives it.
     alias: Option<String>,
+    /// An id pinned for the server, which LiteLLM uses instead of deriving one.
+    server_id: Option<String>,
     transport: Option<String>,
     auth_type: Option<String>,
     auth_value: Option<String>,
@@ -377,6 +379,12 @@ fn server(
             .as_deref()
             .map(|alias| resolve(alias, &format!("{path}.alias"), env))
             .transpose()?,
+        server_id: raw
+            .server_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned),
     });
     let kind = auth_type(raw.auth_type.as_deref().unwrap_or("none"), path)?;
     let value_field = if raw.auth_value.is_some() {

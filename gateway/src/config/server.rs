@@ -33,12 +33,14 @@ pub struct LiteLlmServer {
     pub transport: Option<String>,
     pub auth_type: Option<String>,
     pub alias: Option<String>,
+    /// An id pinned in the file (`server_id`), which LiteLLM uses instead of the derived one.
+    pub server_id: Option<String>,
 }
 
 impl LiteLlmServer {
-    /// The ids LiteLLM may have given the server. Without a `transport` in the file, LiteLLM hashes its default,
-    /// an enum member whose text is `http` or `MCPTransport.http` depending on the Python version it runs on:
-    /// both are taken.
+    /// The transports to derive ids with. Without a `transport` in the file, LiteLLM hashes its default, an
+    /// enum member whose text is `http` or `MCPTransport.http` depending on the Python version it runs on: both
+    /// are taken.
     pub fn transports(&self) -> Vec<&str> {
         match &self.transport {
             Some(transport) => vec![transport],
