@@ -66,7 +66,7 @@ pub struct Options {
     /// JWT admission on every route: the issuer, and optionally its JWKS URL (else discovered).
     pub jwt_issuer: Option<String>,
     pub jwt_jwks_uri: Option<String>,
-    /// The secret MCP session ids are sealed under, shared by every replica ([`crate::sessions`]):
+    /// The secret MCP session ids are sealed under, shared by every replica ([`crate::SessionSecret`]):
     /// `MCP_GATEWAY_SESSION_SECRET`, else `general_settings.session_secret`; `None` draws one per process.
     pub session_secret: Option<SessionSecret>,
     /// The previous session secret, still accepted during a rotation: `MCP_GATEWAY_SESSION_SECRET_PREVIOUS`,
