@@ -129,6 +129,15 @@ pub struct Cli {
     )]
     pub token_exchange: Vec<String>,
 
+    /// Serve GET /metrics on this address only (`HOST:PORT`), not on the public listener.
+    #[arg(long, value_name = "HOST:PORT", env = "MCP_GATEWAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
+    /// With LiteLLM's key table: also LISTEN on this PostgreSQL channel for revocations (the channel of
+    /// sql/litellm_revocation_notify.sql, `litellm_key_revoked`, once the operator installed its trigger).
+    #[arg(long, value_name = "CHANNEL", env = "MCP_GATEWAY_REVOCATION_LISTEN")]
+    pub revocation_listen: Option<String>,
+
     /// Run the demo upstream (`demo`, passthrough) in the same process, beside any other upstream.
     #[arg(long, env = "MCP_GATEWAY_DEMO")]
     pub demo: bool,

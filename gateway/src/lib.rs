@@ -45,6 +45,7 @@ use tower_mcp_auth::{
 };
 
 pub use config::Options;
+pub use sessions::SessionSecret;
 
 /// The OAuth token the embedded demo upstream accepts.
 pub const DEMO_TOKEN: &str = "demo-oauth-token";
@@ -82,7 +83,7 @@ pub struct Gateway {
     max_body: usize,
     /// The JWT issuer every route names as its authorization server (`--jwt-issuer`).
     jwt_issuer: Option<String>,
-    sessions: sessions::Sessions,
+    sessions: sessions::Sealer,
     tools: tools::Policy,
 }
 
@@ -96,6 +97,8 @@ pub struct Prepared {
     pub drain_timeout: Duration,
     /// Start-up warnings (such as config fields this gateway ignores).
     pub warnings: Vec<String>,
+    /// With `--metrics-listen`: its bound listener and the router serving `/metrics` there ([`run`] serves it).
+    pub metrics: Option<(TcpListener, Router)>,
 }
 
 impl Prepared {
@@ -273,7 +276,10 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         upstream_timeout,
         max_body: options.max_body,
         jwt_issuer: options.jwt_issuer.clone(),
-        sessions: sessions::Sessions::new(),
+        sessions: sessions::Sealer::new(
+            options.session_secret.as_ref(),
+            options.previous_session_secret.as_ref(),
+        ),
         tools: tool_policy.clone(),
     });
 
@@ -294,6 +300,10 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
                 ))
                 .layer(TakeClientCredentialsLayer::new().servers(&names))
                 .layer(auth)
+                .layer(middleware::from_fn_with_state(
+                    key_store.clone(),
+                    keys::drop_second_key,
+                ))
                 .layer(permissions::require_upstream())
                 .layer(middleware::from_fn_with_state(
                     tool_policy.clone(),
@@ -308,11 +318,22 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         )
         .with_state(gateway.clone());
     metrics::install();
-    let ops = Router::new()
+    let mut ops = Router::new()
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(metrics::scrape))
-        .with_state(key_store.readiness());
+        .route("/readyz", get(ops::readyz));
+    let metrics = match &options.metrics_listen {
+        Some(listen) => {
+            let listener = TcpListener::bind(listen.as_str())
+                .await
+                .map_err(|e| format!("--metrics-listen {listen}: cannot listen: {e}"))?;
+            Some((listener, metrics::router()))
+        }
+        None => {
+            ops = ops.route("/metrics", get(metrics::scrape));
+            None
+        }
+    };
+    let ops = ops.with_state(key_store.readiness());
     let app = Router::new()
         .route(
             "/.well-known/oauth-protected-resource",
@@ -335,6 +356,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         tls,
         drain_timeout: options.drain_timeout,
         warnings: options.warnings,
+        metrics,
     })
 }
 
@@ -365,6 +387,10 @@ pub async fn run(
         shutdown.await;
         signal.notify_one();
     };
+    if let Some((listener, metrics)) = prepared.metrics {
+        // Ends with the process: scrapes may go on while requests drain.
+        tokio::spawn(serve(listener, metrics, std::future::pending()));
+    }
     let app = prepared.app;
     let server: std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match prepared.tls
     {

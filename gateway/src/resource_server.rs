@@ -25,7 +25,6 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use sha2::{Digest, Sha256};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt as _};
 use tower_mcp_auth::{
     auth::McpAuth,
@@ -55,19 +54,6 @@ impl Caller {
         match self {
             Self::Key(key) => format!("key:{}", key.name()),
             Self::Jwt(claims) => format!("jwt:{}", Self::subject(claims).unwrap_or("-")),
-        }
-    }
-
-    /// Who owns the MCP sessions the caller opens: the key's name, the JWT's issuer and subject, or for a JWT
-    /// with neither `sub` nor `client_id`, the token's digest (never the token). The prefixes keep a key and
-    /// a JWT subject of the same name apart.
-    pub fn owner(&self) -> String {
-        match self {
-            Self::Key(key) => format!("key:{}", key.name()),
-            Self::Jwt(claims) => match Self::subject(claims) {
-                Some(subject) => format!("jwt:{}:{subject}", claims.iss),
-                None => format!("jwt-token:{:x}", Sha256::digest(claims.token().as_bytes())),
-            },
         }
     }
 
@@ -481,7 +467,6 @@ mod tests {
         .unwrap();
         let alice = Caller::Jwt(Arc::new(claims));
         assert_eq!(alice.describe(), "jwt:alice");
-        assert_eq!(alice.owner(), "jwt:https://idp.example:alice");
         let anonymous: JwtClaims = serde_json::from_value(serde_json::json!({
             "iss": "https://idp.example", "client_id": "agent-7", "exp": 4_000_000_000u64,
         }))
@@ -489,7 +474,6 @@ mod tests {
         assert_eq!(Caller::Jwt(Arc::new(anonymous)).describe(), "jwt:agent-7");
         let ops = Caller::Key(KeyIdentity::new("ops", Upstreams::only(["a"])));
         assert_eq!(ops.describe(), "key:ops");
-        assert_eq!(ops.owner(), "key:ops");
         assert!(ops.may_use("a") && !ops.may_use("b") && ops.subject_token().is_none());
     }
 

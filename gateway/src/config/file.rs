@@ -24,6 +24,9 @@
 //!       delete_page: [pages.write]
 //! general_settings:
 //!   master_key: os.environ/LITELLM_MASTER_KEY
+//!   session_secret: os.environ/MCP_SESSION_SECRET   # this gateway's: shared by every replica (32+ bytes)
+//!   session_secret_previous: os.environ/MCP_SESSION_SECRET_OLD   # optional: still accepted while rotating
+//!   metrics_listen: 0.0.0.0:9464                 # this gateway's: /metrics on its own listener
 //! mcp_resource_server:                           # this gateway's own section, not LiteLLM's
 //!   issuer: https://idp.example
 //!   jwks_uri: https://idp.example/jwks           # optional; else discovered from the issuer
@@ -40,8 +43,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-use super::server::Server;
-use crate::resource_server::ExchangeSpec;
+use super::server::{LiteLlmServer, Server};
+use crate::{resource_server::ExchangeSpec, sessions::SessionSecret};
 
 #[derive(Deserialize, Default)]
 struct File {
@@ -58,6 +61,10 @@ struct File {
 #[derive(Deserialize, Default)]
 struct RawServer {
     url: Option<String>,
+    /// LiteLLM's alias of the server: part of the id LiteLLM gives it.
+    alias: Option<String>,
+    /// An id pinned for the server, which LiteLLM uses instead of deriving one.
+    server_id: Option<String>,
     transport: Option<String>,
     auth_type: Option<String>,
     auth_value: Option<String>,
@@ -97,6 +104,9 @@ struct ResourceServer {
 struct General {
     master_key: Option<String>,
     database_url: Option<String>,
+    session_secret: Option<String>,
+    session_secret_previous: Option<String>,
+    metrics_listen: Option<String>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -120,6 +130,11 @@ pub struct FileConfig {
     pub servers: Vec<Server>,
     pub master_key: Option<String>,
     pub database_url: Option<String>,
+    /// `general_settings.session_secret` and `general_settings.session_secret_previous`.
+    pub session_secret: Option<SessionSecret>,
+    pub previous_session_secret: Option<SessionSecret>,
+    /// `general_settings.metrics_listen`: `HOST:PORT` for `/metrics`.
+    pub metrics_listen: Option<String>,
     /// `mcp_resource_server`: the issuer and its JWKS URL.
     pub jwt: Option<(String, Option<String>)>,
     /// Fields this gateway does not use, in one line.
@@ -254,6 +269,21 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
             .as_deref()
             .map(|v| resolve(v, "general_settings.database_url", env))
             .transpose()?,
+        session_secret: secret(&general.session_secret, "session_secret", env)?,
+        previous_session_secret: secret(
+            &general.session_secret_previous,
+            "session_secret_previous",
+            env,
+        )?,
+        metrics_listen: general
+            .metrics_listen
+            .as_deref()
+            .map(|v| {
+                let listen = resolve(v, "general_settings.metrics_listen", env)?;
+                super::check_listen(&listen, "general_settings.metrics_listen")?;
+                Ok::<_, String>(listen)
+            })
+            .transpose()?,
         jwt: file
             .mcp_resource_server
             .map(|rs| -> Result<_, String> {
@@ -268,6 +298,19 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
             .transpose()?,
         warning,
     })
+}
+
+/// `general_settings.FIELD` as a session secret.
+fn secret(
+    value: &Option<String>,
+    field: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<SessionSecret>, String> {
+    let path = format!("general_settings.{field}");
+    value
+        .as_deref()
+        .map(|v| SessionSecret::new(&resolve(v, &path, env)?, &path))
+        .transpose()
 }
 
 /// How `auth_type` is honoured.
@@ -333,6 +376,23 @@ fn server(
     let url = resolve(url, &format!("{path}.url"), env)?;
     let mut server = Server::new(name, &url, format!("{path}.url"))?;
     server.source = path.to_owned();
+    server.litellm = Some(LiteLlmServer {
+        name: name.to_owned(),
+        url: url.clone(),
+        transport: raw.transport.clone(),
+        auth_type: raw.auth_type.clone(),
+        alias: raw
+            .alias
+            .as_deref()
+            .map(|alias| resolve(alias, &format!("{path}.alias"), env))
+            .transpose()?,
+        server_id: raw
+            .server_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned),
+    });
     let kind = auth_type(raw.auth_type.as_deref().unwrap_or("none"), path)?;
     let value_field = if raw.auth_value.is_some() {
         "auth_value"

@@ -10,9 +10,13 @@ use std::{fmt, path::PathBuf, time::Duration};
 use clap::Parser;
 use tower_mcp_auth::validators::StaticKeys;
 
-pub use server::Server;
+pub use server::{LiteLlmServer, Server};
 
-use crate::{cli::Cli, resource_server::ExchangeSpec};
+use crate::{
+    cli::Cli,
+    resource_server::ExchangeSpec,
+    sessions::{SessionSecret, PREVIOUS_SECRET_VAR, SECRET_VAR},
+};
 
 /// The default listening address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -54,9 +58,20 @@ pub struct Options {
     /// LiteLLM's master key (config file `general_settings.master_key`): a gateway key with static keys, and
     /// the master key of LiteLLM's key table when `database_url` selects it.
     pub master_key: Option<String>,
+    /// Where `/metrics` is served instead of the public listener (`--metrics-listen`, else
+    /// `general_settings.metrics_listen`).
+    pub metrics_listen: Option<String>,
+    /// With `database_url`: the PostgreSQL channel to LISTEN on for revocations (`--revocation-listen`).
+    pub revocation_listen: Option<String>,
     /// JWT admission on every route: the issuer, and optionally its JWKS URL (else discovered).
     pub jwt_issuer: Option<String>,
     pub jwt_jwks_uri: Option<String>,
+    /// The secret MCP session ids are sealed under, shared by every replica ([`crate::SessionSecret`]):
+    /// `MCP_GATEWAY_SESSION_SECRET`, else `general_settings.session_secret`; `None` draws one per process.
+    pub session_secret: Option<SessionSecret>,
+    /// The previous session secret, still accepted during a rotation: `MCP_GATEWAY_SESSION_SECRET_PREVIOUS`,
+    /// else `general_settings.session_secret_previous`.
+    pub previous_session_secret: Option<SessionSecret>,
     /// Run the demo upstream in the same process.
     pub demo: bool,
     /// Things worth a warning at start-up (such as unknown config fields).
@@ -84,7 +99,7 @@ impl Options {
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<Self, String> {
         let listen = cli.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        check_listen(&listen)?;
+        check_listen(&listen, "--listen")?;
         let public_url = cli
             .public_url
             .map(|url| check_public_url(url.trim_end_matches('/')))
@@ -105,8 +120,15 @@ impl Options {
             drain_timeout: cli.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             database_url: None,
             master_key: None,
+            metrics_listen: cli
+                .metrics_listen
+                .map(|listen| check_listen(&listen, "--metrics-listen").map(|()| listen))
+                .transpose()?,
+            revocation_listen: cli.revocation_listen,
             jwt_issuer: cli.jwt_issuer,
             jwt_jwks_uri: cli.jwt_jwks_uri,
+            session_secret: secret_from(env, SECRET_VAR)?,
+            previous_session_secret: secret_from(env, PREVIOUS_SECRET_VAR)?,
             demo: cli.demo,
             warnings: Vec::new(),
         };
@@ -175,6 +197,13 @@ impl Options {
             self.jwt_issuer = Some(issuer);
             self.jwt_jwks_uri = self.jwt_jwks_uri.take().or(jwks_uri);
         }
+        self.metrics_listen = self.metrics_listen.take().or(file.metrics_listen);
+        // The environment, like a flag, wins over the file.
+        self.session_secret = self.session_secret.take().or(file.session_secret);
+        self.previous_session_secret = self
+            .previous_session_secret
+            .take()
+            .or(file.previous_session_secret);
         self.warnings.extend(file.warning);
     }
 
@@ -201,7 +230,7 @@ impl Options {
 }
 
 /// `HOST:PORT`, where HOST is an address or a name (resolved when the listener is bound).
-fn check_listen(listen: &str) -> Result<(), String> {
+fn check_listen(listen: &str, source: &str) -> Result<(), String> {
     let valid = listen
         .rsplit_once(':')
         .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
@@ -209,7 +238,7 @@ fn check_listen(listen: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("--listen {listen:?}: expected HOST:PORT"))
+        Err(format!("{source} {listen:?}: expected HOST:PORT"))
     }
 }
 
@@ -235,6 +264,16 @@ fn env_entries(value: Option<&str>) -> Result<Vec<String>, String> {
         .filter(|entry| !entry.is_empty() && !entry.starts_with('#'))
         .map(str::to_owned)
         .collect())
+}
+
+/// A session secret from the environment variable `var`, if set.
+fn secret_from(
+    env: &impl Fn(&str) -> Option<String>,
+    var: &str,
+) -> Result<Option<SessionSecret>, String> {
+    env(var)
+        .map(|value| SessionSecret::new(&value, var))
+        .transpose()
 }
 
 /// `--token-exchange`'s client credentials come from the environment, never from the command line.
@@ -280,8 +319,12 @@ impl fmt::Debug for Options {
                 "master_key",
                 &self.master_key.as_ref().map(|_| "[redacted]"),
             )
+            .field("metrics_listen", &self.metrics_listen)
+            .field("revocation_listen", &self.revocation_listen)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_jwks_uri", &self.jwt_jwks_uri)
+            .field("session_secret", &self.session_secret)
+            .field("previous_session_secret", &self.previous_session_secret)
             .field("demo", &self.demo)
             .finish()
     }

@@ -27,6 +27,35 @@ pub struct Server {
     pub tool_scopes: BTreeMap<String, Vec<String>>,
     /// Where it was defined (`--upstream a`, or `mcp_servers.A`), for errors that name the source.
     pub source: String,
+    /// For a server of the config file: the fields LiteLLM derives its id for the server from.
+    pub litellm: Option<LiteLlmServer>,
+}
+
+/// A config-file server as LiteLLM reads it: the fields of its id (`sha256("name|url|transport|auth_type|alias")`,
+/// see `tower_mcp_auth::validators::config_server_id`), as written in the file (`os.environ/` resolved).
+#[derive(Clone, Debug, Default)]
+pub struct LiteLlmServer {
+    /// The key under `mcp_servers`, as written.
+    pub name: String,
+    pub url: String,
+    /// `None` when the file leaves it out (LiteLLM's default then applies).
+    pub transport: Option<String>,
+    pub auth_type: Option<String>,
+    pub alias: Option<String>,
+    /// An id pinned in the file (`server_id`), which LiteLLM uses instead of the derived one.
+    pub server_id: Option<String>,
+}
+
+impl LiteLlmServer {
+    /// The transports to derive ids with. Without a `transport` in the file, LiteLLM hashes its default, an
+    /// enum member whose text is `http` or `MCPTransport.http` depending on the Python version it runs on: both
+    /// are taken.
+    pub fn transports(&self) -> Vec<&str> {
+        match &self.transport {
+            Some(transport) => vec![transport],
+            None => vec!["http", "MCPTransport.http"],
+        }
+    }
 }
 
 impl Server {
@@ -40,6 +69,7 @@ impl Server {
             tools: Tools::all(),
             tool_scopes: BTreeMap::new(),
             source,
+            litellm: None,
         })
     }
 
@@ -65,6 +95,7 @@ impl fmt::Debug for Server {
             .field("tools", &self.tools)
             .field("tool_scopes", &self.tool_scopes)
             .field("source", &self.source)
+            .field("litellm", &self.litellm)
             .finish()
     }
 }

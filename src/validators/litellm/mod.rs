@@ -6,6 +6,7 @@ mod watch;
 use std::{
     error::Error,
     fmt,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -20,7 +21,7 @@ use subtle::ConstantTimeEq;
 
 pub use self::watch::LiteLlmRevocations;
 
-use self::access::{Access, Server};
+use self::access::{Access, ConfigServers, Server};
 use crate::{
     permissions::{UpstreamAccess, Upstreams},
     secret::sha256,
@@ -128,6 +129,7 @@ pub struct LiteLlmKeys {
     master: Option<[u8; 32]>,
     deny_unlisted: bool,
     open: Upstreams,
+    config_servers: Arc<ConfigServers>,
 }
 
 impl LiteLlmKeys {
@@ -151,6 +153,7 @@ impl LiteLlmKeys {
             master: None,
             deny_unlisted: true,
             open: Upstreams::only::<_, &str>([]),
+            config_servers: Arc::default(),
         }
     }
 
@@ -187,6 +190,27 @@ impl LiteLlmKeys {
     /// gateway configures itself rather than in LiteLLM's server table.
     pub fn open_upstreams(mut self, upstreams: Upstreams) -> Self {
         self.open = upstreams;
+        self
+    }
+
+    /// The ids LiteLLM gives the MCP servers of its config file ([`config_server_id`]), each with the name the
+    /// gateway serves that server under: LiteLLM stores a permission for such a server as its id, which then
+    /// means that upstream.
+    ///
+    /// ```no_run
+    /// # use tower_mcp_auth::validators::{config_server_id, LiteLlmKeys};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_mcp_auth::validators::LiteLlmError> {
+    /// let url = "https://api.githubcopilot.com/mcp";
+    /// let id = config_server_id("github", url, "http", Some("bearer_token"), None);
+    /// let keys = LiteLlmKeys::connect_lazy("postgres://litellm@127.0.0.1/litellm")?
+    ///     .config_server_ids([(id, "github".to_owned())]);
+    /// # let _ = keys;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn config_server_ids(mut self, ids: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.config_servers = Arc::new(ids.into_iter().collect());
         self
     }
 
@@ -246,6 +270,7 @@ impl fmt::Debug for LiteLlmKeys {
             .field("master_key", &self.master.is_some())
             .field("deny_unlisted", &self.deny_unlisted)
             .field("open_upstreams", &self.open)
+            .field("config_servers", &self.config_servers.len())
             .finish_non_exhaustive()
     }
 }
@@ -343,7 +368,9 @@ impl LiteLlmKeys {
             .iter()
             .map(Server::read)
             .collect::<Result<Vec<_>, _>>()?;
-        key.info.upstreams = key.access.upstreams(&servers, &self.open);
+        key.info.upstreams = key
+            .access
+            .upstreams(&servers, &self.config_servers, &self.open);
         Ok(Some(Verdict::Valid(key.info)))
     }
 }
@@ -404,6 +431,30 @@ fn epoch_seconds(seconds: f64) -> Option<SystemTime> {
     } else {
         UNIX_EPOCH.checked_sub(magnitude).unwrap_or(UNIX_EPOCH)
     })
+}
+
+/// The id LiteLLM gives a server of its config file (`_generate_stable_server_id`): the first 32 hex digits of
+/// the SHA-256 of `name|url|transport|auth_type|alias`, an absent `auth_type` or `alias` written as nothing.
+///
+/// ```
+/// use tower_mcp_auth::validators::config_server_id;
+///
+/// let id = config_server_id("github", "https://api.githubcopilot.com/mcp", "http", None, None);
+/// assert_eq!(id.len(), 32);
+/// ```
+pub fn config_server_id(
+    name: &str,
+    url: &str,
+    transport: &str,
+    auth_type: Option<&str>,
+    alias: Option<&str>,
+) -> String {
+    let fields = format!(
+        "{name}|{url}|{transport}|{}|{}",
+        auth_type.unwrap_or_default(),
+        alias.unwrap_or_default()
+    );
+    hex(&sha256(&fields))[..32].to_owned()
 }
 
 fn hex(digest: &[u8; 32]) -> String {
