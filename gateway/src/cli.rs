@@ -111,6 +111,28 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", env = "MCP_GATEWAY_DRAIN_TIMEOUT", value_parser = duration)]
     pub drain_timeout: Option<Duration>,
 
+    /// How long a client may take to send a request head, also the longest a keep-alive connection idles and
+    /// a TLS handshake takes (default 10s).
+    #[arg(long, value_name = "DURATION", env = "MCP_GATEWAY_HEADER_READ_TIMEOUT", value_parser = duration)]
+    pub header_read_timeout: Option<Duration>,
+
+    /// How long a request body may take to arrive whole, from the request head; then 408 (default 30s).
+    #[arg(long, value_name = "DURATION", env = "MCP_GATEWAY_BODY_READ_TIMEOUT", value_parser = duration)]
+    pub body_read_timeout: Option<Duration>,
+
+    /// Connections served at once; more wait in the listen backlog (default 1024).
+    #[arg(long, value_name = "COUNT", env = "MCP_GATEWAY_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+
+    /// After an answer given before the request body was read, how long the rest is read and discarded so
+    /// the client receives the answer (default 5s).
+    #[arg(long, value_name = "DURATION", env = "MCP_GATEWAY_LINGER_TIMEOUT", value_parser = duration)]
+    pub linger_timeout: Option<Duration>,
+
+    /// The most bytes of such a body read and discarded (default 16 MiB); a longer rest closes the connection.
+    #[arg(long, value_name = "BYTES", env = "MCP_GATEWAY_LINGER_MAX_BYTES")]
+    pub linger_max_bytes: Option<u64>,
+
     /// JWT admission on every route: the issuer, compared exactly with `iss`.
     #[arg(long, value_name = "URL", env = "MCP_GATEWAY_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,

@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod demo;
 mod discovery;
 mod keys;
@@ -30,7 +31,6 @@ use axum::{
     middleware,
     response::{IntoResponse, Response},
     routing::{any, get},
-    serve::ListenerExt,
     Json, Router,
 };
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -92,6 +92,8 @@ pub struct Prepared {
     /// Present when serving HTTPS.
     pub tls: Option<TlsAcceptor>,
     pub drain_timeout: Duration,
+    /// What a client may hold of the gateway: connections, and time to send heads and bodies.
+    pub limits: conn::Limits,
     /// Start-up warnings (such as config fields this gateway ignores).
     pub warnings: Vec<String>,
 }
@@ -312,22 +314,19 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         demo,
         tls,
         drain_timeout: options.drain_timeout,
+        limits: options.limits,
         warnings: options.warnings,
     })
 }
 
-/// Serves `app` on `listener` over plain HTTP until `shutdown` completes, then lets requests in flight finish.
+/// Serves `app` on `listener` over plain HTTP, with the default [`conn::Limits`], until `shutdown` completes, then
+/// lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    conn::serve(listener, None, app, conn::Limits::default(), shutdown).await
 }
 
 /// Serves a prepared gateway on `listener` (HTTPS when it has TLS) until `shutdown` completes; then requests in
@@ -343,19 +342,13 @@ pub async fn run(
         shutdown.await;
         signal.notify_one();
     };
-    let app = prepared.app;
-    let server: std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match prepared.tls
-    {
-        Some(acceptor) => {
-            let listener = tls::TlsListener::new(listener, acceptor)?;
-            Box::pin(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            })
-        }
-        None => Box::pin(serve(listener, app, shutdown)),
-    };
+    let server = conn::serve(
+        listener,
+        prepared.tls,
+        prepared.app,
+        prepared.limits,
+        shutdown,
+    );
     let drain_timeout = prepared.drain_timeout;
     tokio::select! {
         served = server => served,

@@ -24,6 +24,12 @@
 //! mcp_resource_server:                           # this gateway's own section, not LiteLLM's
 //!   issuer: https://idp.example
 //!   jwks_uri: https://idp.example/jwks           # optional; else discovered from the issuer
+//! gateway_settings:                              # this gateway's own section: connection limits
+//!   header_read_timeout: 10s                     # durations: `10s`, `1m`, or plain seconds
+//!   body_read_timeout: 30s
+//!   max_connections: 1024
+//!   linger_timeout: 5s
+//!   linger_max_bytes: 16777216
 //! ```
 //!
 //! Every string may be `os.environ/VAR`, read from the environment. Errors name the YAML path
@@ -48,8 +54,39 @@ struct File {
     general_settings: General,
     /// This gateway's own section: JWT admission (LiteLLM has no such field).
     mcp_resource_server: Option<ResourceServer>,
+    /// This gateway's own section: connection limits (LiteLLM has no such field).
+    #[serde(default)]
+    gateway_settings: GatewaySettings,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GatewaySettings {
+    header_read_timeout: Option<DurationValue>,
+    body_read_timeout: Option<DurationValue>,
+    max_connections: Option<u32>,
+    linger_timeout: Option<DurationValue>,
+    linger_max_bytes: Option<u64>,
+}
+
+/// A duration as YAML writes it: plain seconds, or text with a unit (`30s`, `1m`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(f64),
+    Text(String),
+}
+
+impl DurationValue {
+    fn parse(&self, path: &str) -> Result<std::time::Duration, String> {
+        let text = match self {
+            Self::Seconds(seconds) => seconds.to_string(),
+            Self::Text(text) => text.clone(),
+        };
+        crate::cli::duration(&text).map_err(|e| format!("{path}: {e}"))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -115,6 +152,8 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// `mcp_resource_server`: the issuer and its JWKS URL.
     pub jwt: Option<(String, Option<String>)>,
+    /// `gateway_settings`: connection limits.
+    pub limits: super::LimitSettings,
     /// Fields this gateway does not use, in one line.
     pub warning: Option<String>,
 }
@@ -229,6 +268,23 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
         servers.push(server(&name, raw, &path, env, &mut unknown)?);
     }
     let general = file.general_settings;
+    let settings = &file.gateway_settings;
+    let duration = |value: &Option<DurationValue>, field: &str| {
+        value
+            .as_ref()
+            .map(|v| v.parse(&format!("gateway_settings.{field}")))
+            .transpose()
+    };
+    if settings.max_connections == Some(0) {
+        return Err("gateway_settings.max_connections: must be more than zero".to_owned());
+    }
+    let limits = super::LimitSettings {
+        header_read_timeout: duration(&settings.header_read_timeout, "header_read_timeout")?,
+        body_read_timeout: duration(&settings.body_read_timeout, "body_read_timeout")?,
+        max_connections: settings.max_connections,
+        linger_timeout: duration(&settings.linger_timeout, "linger_timeout")?,
+        linger_max_bytes: settings.linger_max_bytes,
+    };
     let warning = (!unknown.is_empty()).then(|| {
         format!(
             "config: ignored fields this gateway does not use: {}",
@@ -259,6 +315,7 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
                 ))
             })
             .transpose()?,
+        limits,
         warning,
     })
 }
@@ -522,6 +579,29 @@ mod tests {
     fn a_bad_url_blames_the_field() {
         let e = error("mcp_servers:\n  a:\n    url: not a url\n");
         assert!(e.starts_with("mcp_servers.a.url:"), "{e}");
+    }
+
+    #[test]
+    fn gateway_settings_take_durations_with_units_or_seconds() {
+        let config = parse(
+            "mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\ngateway_settings:\n  header_read_timeout: 2s\n  body_read_timeout: 1.5\n  max_connections: 3\n  linger_max_bytes: 100\n",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(
+            config.limits.header_read_timeout,
+            Some(std::time::Duration::from_secs(2))
+        );
+        assert_eq!(
+            config.limits.body_read_timeout,
+            Some(std::time::Duration::from_millis(1500))
+        );
+        assert_eq!(config.limits.max_connections, Some(3));
+        assert_eq!(config.limits.linger_max_bytes, Some(100));
+        let e = error("mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\ngateway_settings:\n  body_read_timeout: soon\n");
+        assert!(e.starts_with("gateway_settings.body_read_timeout:"), "{e}");
+        let e = error("mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\ngateway_settings:\n  max_conections: 3\n");
+        assert!(e.contains("unknown field"), "{e}");
     }
 
     #[test]

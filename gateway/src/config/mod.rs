@@ -12,7 +12,11 @@ use tower_mcp_auth::validators::StaticKeys;
 
 pub use server::Server;
 
-use crate::{cli::Cli, resource_server::ExchangeSpec};
+use crate::{
+    cli::Cli,
+    conn::{self, Limits},
+    resource_server::ExchangeSpec,
+};
 
 /// The default listening address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
@@ -24,6 +28,46 @@ pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The environment variable of extra gateway keys (`KEY [identity]`, separated by commas or newlines).
 pub const KEYS_VAR: &str = "MCP_GATEWAY_KEYS";
+
+/// Connection limits as a flag or the config file's `gateway_settings` set them; unset ones take the defaults
+/// of [`Limits`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LimitSettings {
+    pub header_read_timeout: Option<Duration>,
+    pub body_read_timeout: Option<Duration>,
+    pub max_connections: Option<u32>,
+    pub linger_timeout: Option<Duration>,
+    pub linger_max_bytes: Option<u64>,
+}
+
+impl LimitSettings {
+    /// These settings, with `fallback`'s where these have none.
+    fn or(self, fallback: Self) -> Self {
+        Self {
+            header_read_timeout: self.header_read_timeout.or(fallback.header_read_timeout),
+            body_read_timeout: self.body_read_timeout.or(fallback.body_read_timeout),
+            max_connections: self.max_connections.or(fallback.max_connections),
+            linger_timeout: self.linger_timeout.or(fallback.linger_timeout),
+            linger_max_bytes: self.linger_max_bytes.or(fallback.linger_max_bytes),
+        }
+    }
+
+    /// The limits, defaults filled in.
+    fn limits(self) -> Limits {
+        let default = Limits::default();
+        Limits {
+            header_read_timeout: self
+                .header_read_timeout
+                .unwrap_or(default.header_read_timeout),
+            body_read_timeout: self.body_read_timeout.unwrap_or(default.body_read_timeout),
+            max_connections: self
+                .max_connections
+                .map_or(default.max_connections, |n| n as usize),
+            linger_timeout: self.linger_timeout.unwrap_or(default.linger_timeout),
+            linger_max_bytes: self.linger_max_bytes.unwrap_or(default.linger_max_bytes),
+        }
+    }
+}
 
 /// What the gateway was asked to do, validated.
 #[derive(Clone)]
@@ -49,6 +93,8 @@ pub struct Options {
     pub upstream_timeout: Duration,
     pub max_body: usize,
     pub drain_timeout: Duration,
+    /// Connection limits (`--header-read-timeout`, ..., or the config file's `gateway_settings`).
+    pub limits: Limits,
     /// LiteLLM's key table instead of static keys (config file `general_settings.database_url`).
     pub database_url: Option<String>,
     /// LiteLLM's master key (config file `general_settings.master_key`): a gateway key with static keys, and
@@ -103,12 +149,20 @@ impl Options {
             upstream_timeout: cli.upstream_timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
             max_body: cli.max_body.unwrap_or(DEFAULT_MAX_BODY),
             drain_timeout: cli.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+            limits: conn::Limits::default(),
             database_url: None,
             master_key: None,
             jwt_issuer: cli.jwt_issuer,
             jwt_jwks_uri: cli.jwt_jwks_uri,
             demo: cli.demo,
             warnings: Vec::new(),
+        };
+        let mut limits = LimitSettings {
+            header_read_timeout: cli.header_read_timeout,
+            body_read_timeout: cli.body_read_timeout,
+            max_connections: cli.max_connections,
+            linger_timeout: cli.linger_timeout,
+            linger_max_bytes: cli.linger_max_bytes,
         };
         for upstream in &cli.upstreams {
             let (name, url) = server::pair(upstream, "--upstream", "NAME=URL")?;
@@ -134,8 +188,10 @@ impl Options {
                     "--config {display}: no upstream is configured (mcp_servers is missing or empty)"
                 ));
             }
+            limits = limits.or(file.limits);
             options.fill(file);
         }
+        options.limits = limits.limits();
         for name in &cli.passthrough {
             let server = options.server_mut(name, "--passthrough")?;
             server.config = server.config.clone().with_passthrough(true);
@@ -272,6 +328,7 @@ impl fmt::Debug for Options {
             .field("upstream_timeout", &self.upstream_timeout)
             .field("max_body", &self.max_body)
             .field("drain_timeout", &self.drain_timeout)
+            .field("limits", &self.limits)
             .field(
                 "database_url",
                 &self.database_url.as_ref().map(|_| "[redacted]"),
