@@ -58,6 +58,36 @@ pub struct Cli {
     )]
     pub passthrough: Vec<String>,
 
+    /// An upstream that accepts the client's own OAuth token only beside a gateway key (LiteLLM's
+    /// `oauth_delegate`; repeatable; the variable: comma-separated).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "MCP_GATEWAY_OAUTH_DELEGATE",
+        value_delimiter = ','
+    )]
+    pub oauth_delegate: Vec<String>,
+
+    /// A scope every JWT caller of an upstream must hold, `NAME=SCOPE` (repeatable: all are required; the
+    /// variable: comma-separated); otherwise 403 `insufficient_scope`. Needs --jwt-issuer.
+    #[arg(
+        long,
+        value_name = "NAME=SCOPE",
+        env = "MCP_GATEWAY_JWT_REQUIRED_SCOPE",
+        value_delimiter = ','
+    )]
+    pub jwt_required_scope: Vec<String>,
+
+    /// A client (`client_id`, else `azp`) whose JWTs may use an upstream, `NAME=CLIENT_ID` (repeatable; once
+    /// given for an upstream, other clients get 403 there; the variable: comma-separated). Needs --jwt-issuer.
+    #[arg(
+        long,
+        value_name = "NAME=CLIENT_ID",
+        env = "MCP_GATEWAY_JWT_ALLOWED_CLIENT",
+        value_delimiter = ','
+    )]
+    pub jwt_allowed_client: Vec<String>,
+
     /// The gateway's own credential for an upstream, `NAME=KIND:VALUE` (kinds: none, api_key, bearer_token,
     /// basic, authorization, oauth2, token; repeatable).
     #[arg(

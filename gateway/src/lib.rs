@@ -158,6 +158,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         }
         options.servers.push(server);
         if options.keys.is_empty()
+            && options.master_key.is_none()
             && options.env_keys.is_empty()
             && options.key_files.is_empty()
             && options.database_url.is_none()
@@ -235,6 +236,17 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
     let mut exchanges = resource_server::exchanges(&options, &configs, &connector)?;
 
     let names: Vec<String> = configs.iter().map(|c| c.name().to_owned()).collect();
+    let access: permissions::Routes = Arc::new(
+        options
+            .servers
+            .iter()
+            .filter(|s| s.access != config::RouteAccess::default())
+            .map(|s| {
+                let url = metadata_url(&public, s.name());
+                (s.name().to_owned(), (s.access.clone(), url))
+            })
+            .collect(),
+    );
     let upstreams = configs
         .into_iter()
         .map(|config| {
@@ -284,7 +296,11 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
                 ))
                 .layer(TakeClientCredentialsLayer::new().servers(&names))
                 .layer(auth)
-                .layer(permissions::require_upstream()),
+                .layer(permissions::require_upstream())
+                .layer(middleware::from_fn_with_state(
+                    access,
+                    permissions::route_access,
+                )),
         )
         .with_state(gateway.clone());
     metrics::install();

@@ -49,11 +49,25 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// How the access log names the caller: `key:NAME`, or `jwt:SUBJECT` (never the token).
+    /// How the access log names the caller (never by its token): `key:NAME` for a gateway key; for a JWT,
+    /// `jwt-client:ID` when it speaks for a client itself (no `sub`, or `sub` equal to its `client_id`/`azp`,
+    /// as in a client-credentials grant), `jwt-user:SUBJECT` when it speaks for a user of another client, and
+    /// `jwt-sub:SUBJECT` when it names no client. A client and a user of the same name never share a name.
     pub fn describe(&self) -> String {
         match self {
             Self::Key(key) => format!("key:{}", key.name()),
-            Self::Jwt(claims) => format!("jwt:{}", Self::subject(claims).unwrap_or("-")),
+            Self::Jwt(claims) => {
+                let client = claims
+                    .client_id
+                    .as_deref()
+                    .or_else(|| claims.extra.get("azp").and_then(serde_json::Value::as_str));
+                match (claims.sub.as_deref(), client) {
+                    (Some(sub), Some(client)) if sub != client => format!("jwt-user:{sub}"),
+                    (_, Some(client)) => format!("jwt-client:{client}"),
+                    (Some(sub), None) => format!("jwt-sub:{sub}"),
+                    (None, None) => "jwt:-".to_owned(),
+                }
+            }
         }
     }
 
@@ -470,17 +484,40 @@ mod tests {
         }))
         .unwrap();
         let alice = Caller::Jwt(Arc::new(claims));
-        assert_eq!(alice.describe(), "jwt:alice");
+        assert_eq!(alice.describe(), "jwt-sub:alice");
         assert_eq!(alice.owner(), "jwt:https://idp.example:alice");
         let anonymous: JwtClaims = serde_json::from_value(serde_json::json!({
             "iss": "https://idp.example", "client_id": "agent-7", "exp": 4_000_000_000u64,
         }))
         .unwrap();
-        assert_eq!(Caller::Jwt(Arc::new(anonymous)).describe(), "jwt:agent-7");
+        assert_eq!(
+            Caller::Jwt(Arc::new(anonymous)).describe(),
+            "jwt-client:agent-7"
+        );
         let ops = Caller::Key(KeyIdentity::new("ops", Upstreams::only(["a"])));
         assert_eq!(ops.describe(), "key:ops");
         assert_eq!(ops.owner(), "key:ops");
         assert!(ops.may_use("a") && !ops.may_use("b") && ops.subject_token().is_none());
+    }
+
+    #[test]
+    fn log_names_keep_a_jwt_client_and_a_jwt_user_of_the_same_name_apart() {
+        let jwt = |claims: serde_json::Value| {
+            let mut claims = claims;
+            claims["iss"] = "https://idp.example".into();
+            claims["exp"] = 4_000_000_000u64.into();
+            Caller::Jwt(Arc::new(serde_json::from_value(claims).unwrap()))
+        };
+        let client = jwt(serde_json::json!({"sub": "alice", "client_id": "alice"}));
+        let user = jwt(serde_json::json!({"sub": "alice", "client_id": "ide"}));
+        let user_by_azp = jwt(serde_json::json!({"sub": "alice", "azp": "ide"}));
+        let bare_client = jwt(serde_json::json!({"client_id": "alice"}));
+        assert_eq!(client.describe(), "jwt-client:alice");
+        assert_eq!(bare_client.describe(), "jwt-client:alice");
+        assert_eq!(user.describe(), "jwt-user:alice");
+        assert_eq!(user_by_azp.describe(), "jwt-user:alice");
+        assert_ne!(client.describe(), user.describe());
+        assert_eq!(jwt(serde_json::json!({})).describe(), "jwt:-");
     }
 
     #[test]

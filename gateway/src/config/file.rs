@@ -10,7 +10,11 @@
 //!     auth_value: os.environ/GITHUB_TOKEN
 //!   atlassian:
 //!     url: https://mcp.atlassian.com/v1/mcp
-//!     auth_type: oauth_delegate   # or oauth_passthrough: true
+//!     auth_type: oauth_delegate   # the user's token beside a gateway key; alone: true_passthrough
+//!   jira:
+//!     url: https://mcp.jira.example/mcp
+//!     required_scopes: [mcp.jira]  # JWT callers (mcp_resource_server) need these scopes ...
+//!     allowed_client_ids: [ide]    # ... and one of these clients
 //!   internal:
 //!     url: https://mcp.internal.example/mcp
 //!     auth_type: oauth2_token_exchange          # RFC 8693, needs mcp_resource_server
@@ -110,6 +114,10 @@ struct RawServer {
     /// LiteLLM's "every key may use this server", whatever the key's own MCP permissions.
     #[serde(default)]
     allow_all_keys: bool,
+    /// Scopes every JWT caller's token must carry to use this server.
+    required_scopes: Option<Vec<String>>,
+    /// The only clients whose JWTs may use this server.
+    allowed_client_ids: Option<Vec<String>>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -326,6 +334,8 @@ enum AuthType {
     None,
     /// The client's own token passes through.
     Passthrough,
+    /// The client's own token passes through beside a gateway key, never alone (LiteLLM's `oauth_delegate`).
+    Delegate,
     /// RFC 8693 token exchange.
     Exchange,
     /// A credential of this kind, from `auth_value`.
@@ -335,7 +345,8 @@ enum AuthType {
 fn auth_type(value: &str, path: &str) -> Result<AuthType, String> {
     Ok(match value {
         "none" => AuthType::None,
-        "oauth_delegate" | "true_passthrough" => AuthType::Passthrough,
+        "true_passthrough" => AuthType::Passthrough,
+        "oauth_delegate" => AuthType::Delegate,
         "oauth2_token_exchange" => AuthType::Exchange,
         "api_key" => AuthType::Credential("api_key"),
         "bearer_token" => AuthType::Credential("bearer_token"),
@@ -407,9 +418,34 @@ fn server(
         (_, Some(_)) => unknown.push(format!("{path}.{value_field}")),
         (_, None) => {}
     }
-    let passthrough = raw.oauth_passthrough || matches!(kind, AuthType::Passthrough);
+    let delegate = matches!(kind, AuthType::Delegate);
+    let passthrough = raw.oauth_passthrough || delegate || matches!(kind, AuthType::Passthrough);
     server.config = server.config.clone().with_passthrough(passthrough);
+    // `oauth_passthrough: true` beside `oauth_delegate` cannot widen it to a lone token.
+    server.access.delegate = delegate;
     server.allow_all_keys = raw.allow_all_keys;
+    let field = |values: &Option<Vec<String>>, name: &str| {
+        values
+            .iter()
+            .flatten()
+            .map(|v| resolve(v, &format!("{path}.{name}"), env))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    server.access.required_scopes = field(&raw.required_scopes, "required_scopes")?;
+    if let Some(bad) = server
+        .access
+        .required_scopes
+        .iter()
+        .position(|s| !crate::permissions::is_scope_token(s))
+    {
+        return Err(format!(
+            "{path}.required_scopes[{bad}]: not an OAuth scope token (visible ASCII without spaces, quotes or \\)"
+        ));
+    }
+    if raw.allowed_client_ids.is_some() {
+        server.access.allowed_client_ids =
+            Some(field(&raw.allowed_client_ids, "allowed_client_ids")?);
+    }
 
     let mut headers = Vec::new();
     for (header, value) in &raw.static_headers {

@@ -10,7 +10,7 @@ use std::{fmt, path::PathBuf, time::Duration};
 use clap::Parser;
 use tower_mcp_auth::validators::StaticKeys;
 
-pub use server::Server;
+pub use server::{RouteAccess, Server};
 
 use crate::{
     cli::Cli,
@@ -76,7 +76,7 @@ pub struct Options {
     pub listen: String,
     /// The public URL, absolute http(s), without a trailing `/`.
     pub public_url: Option<String>,
-    /// Key entries `KEY[=NAME,...]` from `--key` and the config file's `master_key`.
+    /// Key entries `KEY[=NAME,...]` from `--key`.
     pub keys: Vec<String>,
     /// Key entries `KEY [identity]` from `MCP_GATEWAY_KEYS` (server lists are refused there).
     pub env_keys: Vec<String>,
@@ -196,6 +196,46 @@ impl Options {
             let server = options.server_mut(name, "--passthrough")?;
             server.config = server.config.clone().with_passthrough(true);
         }
+        for name in &cli.oauth_delegate {
+            let server = options.server_mut(name, "--oauth-delegate")?;
+            server.config = server.config.clone().with_passthrough(true);
+            server.access.delegate = true;
+        }
+        for entry in &cli.jwt_required_scope {
+            let (name, scope) = server::pair(entry, "--jwt-required-scope", "NAME=SCOPE")?;
+            if !crate::permissions::is_scope_token(&scope) {
+                return Err(format!(
+                    "--jwt-required-scope {name}: not an OAuth scope token (visible ASCII without spaces, quotes \
+                     or \\)"
+                ));
+            }
+            let access = &mut options.server_mut(&name, "--jwt-required-scope")?.access;
+            if !access.required_scopes.contains(&scope) {
+                access.required_scopes.push(scope);
+            }
+        }
+        for entry in &cli.jwt_allowed_client {
+            let (name, client) = server::pair(entry, "--jwt-allowed-client", "NAME=CLIENT_ID")?;
+            options
+                .server_mut(&name, "--jwt-allowed-client")?
+                .access
+                .allowed_client_ids
+                .get_or_insert_with(Vec::new)
+                .push(client);
+        }
+        if options.jwt_issuer.is_none() {
+            if let Some(server) = options
+                .servers
+                .iter()
+                .find(|s| s.access.restricts_jwt_callers())
+            {
+                return Err(format!(
+                    "{}: required scopes and allowed clients apply to JWT callers and need JWT admission \
+                     (--jwt-issuer, or mcp_resource_server.issuer in the config file)",
+                    server.source
+                ));
+            }
+        }
         for auth in &cli.upstream_auth {
             let (name, auth) = server::pair(auth, "--upstream-auth", "NAME=KIND:VALUE")?;
             let source = format!("--upstream-auth {}", name.to_ascii_lowercase());
@@ -223,7 +263,6 @@ impl Options {
                 self.servers.push(server);
             }
         }
-        self.keys.extend(file.master_key.clone());
         self.master_key = file.master_key;
         self.database_url = file.database_url;
         if let (None, Some((issuer, jwks_uri))) = (&self.jwt_issuer, file.jwt) {

@@ -16,6 +16,8 @@ pub struct Server {
     pub allow_all_keys: bool,
     /// RFC 8693 token exchange for this upstream.
     pub exchange: Option<ExchangeSpec>,
+    /// What the upstream asks of its callers beyond admission (`oauth_delegate`, JWT scopes and clients).
+    pub access: RouteAccess,
     /// Where it was defined (`--upstream a`, or `mcp_servers.A`), for errors that name the source.
     pub source: String,
 }
@@ -28,6 +30,7 @@ impl Server {
             config,
             allow_all_keys: false,
             exchange: None,
+            access: RouteAccess::default(),
             source,
         })
     }
@@ -51,8 +54,28 @@ impl fmt::Debug for Server {
             .field("config", &self.config)
             .field("allow_all_keys", &self.allow_all_keys)
             .field("exchange", &self.exchange)
+            .field("access", &self.access)
             .field("source", &self.source)
             .finish()
+    }
+}
+
+/// What one upstream asks of its callers beyond admission.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteAccess {
+    /// LiteLLM's `auth_type: oauth_delegate`: the client's own token passes through only beside a gateway key,
+    /// never alone.
+    pub delegate: bool,
+    /// Scopes a JWT caller's token must all carry (`scope`).
+    pub required_scopes: Vec<String>,
+    /// The clients (`client_id`, else `azp`) whose JWTs may use the upstream; `None` is every client.
+    pub allowed_client_ids: Option<Vec<String>>,
+}
+
+impl RouteAccess {
+    /// Whether it asks anything of JWT callers.
+    pub fn restricts_jwt_callers(&self) -> bool {
+        !self.required_scopes.is_empty() || self.allowed_client_ids.is_some()
     }
 }
 
