@@ -17,7 +17,7 @@ use std::{error::Error, fmt};
 /// let err = PassthroughPolicy::try_path_prefixes(["/mcp/../admin"]).unwrap_err();
 /// assert_eq!(
 ///     err.to_string(),
-///     "invalid route prefix \"/mcp/../admin\": it must not contain '%', '//' or dot segments"
+///     "invalid route prefix \"/mcp/../admin\": it must not contain '%', '\\', '//' or dot segments"
 /// );
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,6 +16,25 @@ use hyper_util::client::legacy::{connect::Connect, Client};
 
 use crate::validate::BoxError;
 
+/// An `application/x-www-form-urlencoded` body of `name=value` pairs, as OAuth endpoints take them.
+#[cfg(any(feature = "token-exchange", feature = "introspection"))]
+pub(crate) fn form_body<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// The `Authorization` value of HTTP Basic client authentication (RFC 6749 §2.3.1): `Basic ` and the base64 of
+/// the form-encoded client id and secret joined by `:`.
+#[cfg(any(feature = "token-exchange", feature = "introspection"))]
+pub(crate) fn basic_authorization(client_id: &str, client_secret: &str) -> String {
+    use base64::{engine::general_purpose::STANDARD, Engine as _};
+    let encode =
+        |value: &str| form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>();
+    let credentials = format!("{}:{}", encode(client_id), encode(client_secret));
+    format!("Basic {}", STANDARD.encode(credentials))
+}
+
 /// Why [`read_capped`] gave up.
 #[derive(Debug)]
 pub(crate) enum ReadError {
@@ -80,4 +99,26 @@ where
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| FetchFailure::Timeout)?
+}
+
+#[cfg(all(test, any(feature = "token-exchange", feature = "introspection")))]
+mod tests {
+    #[test]
+    fn form_bodies_and_basic_credentials_are_form_encoded() {
+        assert_eq!(
+            super::form_body([
+                ("grant_type", "urn:x"),
+                ("scope", "a b"),
+                ("p", "a/b:c*-._~")
+            ]),
+            "grant_type=urn%3Ax&scope=a+b&p=a%2Fb%3Ac*-._%7E"
+        );
+        // RFC 6749 §2.3.1: id and secret are form-encoded before they are joined and base64-encoded.
+        use base64::{engine::general_purpose::STANDARD, Engine as _};
+        let basic = super::basic_authorization("gw id", "s:e/c");
+        let decoded = STANDARD
+            .decode(basic.strip_prefix("Basic ").unwrap())
+            .unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), "gw+id:s%3Ae%2Fc");
+    }
 }

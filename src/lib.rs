@@ -101,26 +101,23 @@
 struct ReadmeDoctests;
 
 mod admission;
+pub mod auth;
 mod body;
+pub mod client_credentials;
 mod config_error;
 mod credentials;
-mod decision;
 #[cfg(feature = "axum")]
 mod extract;
-#[cfg(any(feature = "token-exchange", feature = "introspection"))]
-mod form;
-mod future;
 #[cfg(any(feature = "token-exchange", feature = "introspection", feature = "jwt"))]
 mod http_fetch;
 mod identity;
-mod layer;
+mod macros;
 pub mod metrics;
 mod passthrough;
-mod path;
 pub mod permissions;
 mod response;
+pub mod route;
 mod secret;
-mod service;
 mod timeout;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -129,17 +126,15 @@ pub mod upstream;
 mod validate;
 pub mod validators;
 
+pub use auth::McpAuthLayer;
+pub use validate::{validate_fn, BoxError, ValidateFn, Validator, Verdict};
+
 pub use admission::Admission;
+pub use auth::{DEFAULT_KEY_HEADER, DEFAULT_MAX_CREDENTIAL_LEN, DEFAULT_VALIDATION_TIMEOUT};
 pub use body::ResponseBody;
 pub use config_error::ConfigError;
 #[cfg(feature = "axum")]
 pub use extract::MissingCredential;
-pub use future::ResponseFuture;
 pub use identity::{Authenticated, CredentialSource};
-pub use layer::{
-    McpAuthLayer, DEFAULT_KEY_HEADER, DEFAULT_MAX_CREDENTIAL_LEN, DEFAULT_VALIDATION_TIMEOUT,
-};
 pub use passthrough::{OAuthPassthrough, PassthroughPolicy, PassthroughRequest};
 pub use secret::Fingerprint;
-pub use service::McpAuth;
-pub use validate::{validate_fn, BoxError, ValidateFn, Validator, Verdict};

@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc};
 use http::{header::InvalidHeaderValue, HeaderMap, HeaderValue, Method, Uri};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{config_error::ConfigError, path::PathPrefix, secret::Fingerprint};
+use crate::{config_error::ConfigError, route::PathPrefix, secret::Fingerprint};
 
 /// The parts of a request a [`PassthroughPolicy`] decides on.
 ///

@@ -35,20 +35,20 @@ fn bad_route_prefixes_are_config_errors_naming_the_prefix() {
         ("", "must start with '/'"),
         (
             "/mcp/../admin",
-            "must not contain '%', '//' or dot segments",
+            "must not contain '%', '\\', '//' or dot segments",
         ),
         (
             "/mcp/./atlassian",
-            "must not contain '%', '//' or dot segments",
+            "must not contain '%', '\\', '//' or dot segments",
         ),
         (
             "/mcp//atlassian",
-            "must not contain '%', '//' or dot segments",
+            "must not contain '%', '\\', '//' or dot segments",
         ),
-        ("//", "must not contain '%', '//' or dot segments"),
+        ("//", "must not contain '%', '\\', '//' or dot segments"),
         (
             "/mcp/%61tlassian",
-            "must not contain '%', '//' or dot segments",
+            "must not contain '%', '\\', '//' or dot segments",
         ),
     ] {
         let err = PassthroughPolicy::try_path_prefixes(["/mcp/github", prefix]).unwrap_err();

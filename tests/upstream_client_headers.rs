@@ -12,7 +12,8 @@ use std::{
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_mcp_auth::{
-    upstream::{AuthKind, ClientCredentials, TakeClientCredentialsLayer},
+    client_credentials::{ClientCredentials, TakeClientCredentialsLayer},
+    upstream::AuthKind,
     validate_fn, McpAuthLayer, Verdict,
 };
 

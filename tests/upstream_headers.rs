@@ -13,10 +13,8 @@ use std::{
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use tower::{service_fn, Layer, ServiceExt};
 use tower_mcp_auth::{
-    upstream::{
-        AuthKind, ClientCredentials, ForwardCredentialsLayer, Refused, TakeClientCredentialsLayer,
-        UpstreamAuth, UpstreamConfig,
-    },
+    client_credentials::{ClientCredentials, TakeClientCredentialsLayer},
+    upstream::{AuthKind, ForwardCredentialsLayer, Refused, UpstreamAuth, UpstreamConfig},
     Admission, BoxError, CredentialSource, OAuthPassthrough,
 };
 

@@ -20,7 +20,8 @@ use proptest::prelude::*;
 use tokio::runtime::Runtime;
 use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
 use tower_mcp_auth::{
-    upstream::{ForwardCredentialsLayer, TakeClientCredentialsLayer, UpstreamConfig},
+    client_credentials::TakeClientCredentialsLayer,
+    upstream::{ForwardCredentialsLayer, UpstreamConfig},
     validate_fn, Admission, BoxError, CredentialSource, McpAuthLayer, PassthroughPolicy, Verdict,
 };
 

@@ -2,10 +2,10 @@
 //! and the config file) into a router ([`prepare`]), and serving it until shutdown ([`run`]). The binary
 //! `mcp-gateway` is a thin `main` around these.
 //!
-//! Every request passes, outermost first: the access log ([`ops`]), the `Origin`/`Host` checks ([`origin`]),
-//! CORS; then on `/mcp/` routes the path confinement ([`route`]), the scope hint of [`discovery::metadata`], the
+//! Every request passes, outermost first: the access log (`ops`), the `Origin`/`Host` checks (`origin`),
+//! CORS; then on `/mcp/` routes the path confinement (`route`), the scope hint of `discovery::metadata`, the
 //! client-credential and authentication layers of tower-mcp-auth (per route with a JWT issuer:
-//! [`resource_server`]), and finally the relay ([`proxy`]).
+//! [`resource_server`]), and finally the relay (`proxy`).
 
 pub mod cli;
 pub mod config;
@@ -39,8 +39,8 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_mcp_auth::{
-    upstream::{TakeClientCredentialsLayer, UpstreamConfig},
-    McpAuthLayer, PassthroughPolicy,
+    client_credentials::TakeClientCredentialsLayer, upstream::UpstreamConfig, McpAuthLayer,
+    PassthroughPolicy,
 };
 
 pub use config::Options;

@@ -58,12 +58,13 @@ pub async fn scrape() -> impl IntoResponse {
 /// recorded, and a method outside the ones MCP uses is `_OTHER` (OpenTelemetry's convention), so a client can
 /// neither grow the label set nor place a credential in it.
 pub async fn track(State(upstreams): State<Upstreams>, request: Request, next: Next) -> Response {
-    let upstream = request
-        .uri()
-        .path()
-        .strip_prefix("/mcp/")
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|name| upstreams.0.iter().find(|known| known.as_str() == name))
+    let upstream = super::route::of(&request)
+        .and_then(|route| {
+            upstreams
+                .0
+                .iter()
+                .find(|known| known.as_str() == route.name())
+        })
         .cloned();
     let method = match *request.method() {
         Method::GET => "GET",

@@ -24,7 +24,7 @@ use tower_mcp_auth::{
 
 use super::{config::RouteAccess, json_error, resource_server::Caller, route};
 
-/// The permission check: the upstream is the path segment after `/mcp/`, as [`route::split`] reads it.
+/// The permission check: the upstream is the name of the request's `McpRoute`, as [`route::confine`] read it.
 pub fn require_upstream() -> RequireUpstreamLayer<Caller, PathSegment> {
     RequireUpstreamLayer::path_segment("/mcp/")
 }
@@ -34,8 +34,8 @@ pub type Routes = Arc<HashMap<String, (RouteAccess, String)>>;
 
 /// Middleware, behind the auth layer: applies the [`RouteAccess`] of the route a path names.
 pub async fn route_access(State(routes): State<Routes>, request: Request, next: Next) -> Response {
-    let (name, _) = route::split(request.uri().path());
-    let Some((access, metadata_url)) = routes.get(name) else {
+    let Some((access, metadata_url)) = route::of(&request).and_then(|r| routes.get(r.name()))
+    else {
         return next.run(request).await;
     };
     if access.delegate && request.extensions().get::<Admission>() == Some(&Admission::Passthrough) {

@@ -100,7 +100,7 @@ fn relocate(location: &HeaderValue, upstream: &Upstream) -> Option<HeaderValue> 
     }
     let base_path = base.path().trim_end_matches('/');
     let rest = target.path().strip_prefix(base_path)?;
-    if !(rest.is_empty() || rest.starts_with('/')) || !route::is_canonical(&format!("x{rest}")) {
+    if !route::is_canonical_rest(rest) {
         return None;
     }
     let mut moved = format!("{}{rest}", upstream.resource);
@@ -204,7 +204,15 @@ pub async fn handle(
 }
 
 async fn relay(gateway: &Gateway, request: Request, owner: Option<Owner>) -> Response {
-    let (name, rest) = route::split(request.uri().path());
+    let Some(route) = route::of(&request).cloned() else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such upstream MCP server",
+        );
+    };
+    // What follows `/mcp/NAME/`, as the endpoint path's continuation.
+    let (name, rest) = (route.name(), route.rest().trim_start_matches('/'));
     let Some(upstream) = gateway.upstreams.get(name) else {
         return json_error(
             StatusCode::NOT_FOUND,

@@ -28,6 +28,7 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt as _};
 use tower_mcp_auth::{
+    auth::McpAuth,
     permissions::{KeyIdentity, UpstreamAccess},
     upstream::{
         with_resource_metadata, ExchangeTarget, ExchangeToken, ExchangeTokenLayer,
@@ -36,7 +37,7 @@ use tower_mcp_auth::{
     },
     upstream::{Subject, SubjectToken},
     validators::{Either, FirstOf, Jwt, JwtClaims},
-    BoxError, McpAuth, McpAuthLayer, Validator, Verdict,
+    BoxError, McpAuthLayer, Validator, Verdict,
 };
 
 use super::{keys::KeyStore, proxy::Relayed, route, tls::HttpsConnector, HttpsClient, Options};
@@ -437,7 +438,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let (name, _) = route::split(request.uri().path());
+        let name = route::of(&request).map_or("", |route| route.name());
         let Some((auth, metadata_url)) = self.routes.get(name).cloned() else {
             let answer = self.default.call(request);
             return Box::pin(async move { Ok(answer.await?.map(Body::new)) });

@@ -1,54 +1,38 @@
-//! `/mcp/NAME[/REST]`: which upstream a path names, and whether the rest may be appended to its endpoint.
+//! `/mcp/NAME[/REST]`: read once per request into the library's typed [`McpRoute`] (canonical-checked there),
+//! which every later layer — permissions, authentication per route, discovery, metrics and the relay — reads
+//! from the request's extensions instead of splitting the path again.
 
 use axum::{extract::Request, http::StatusCode, middleware::Next, response::Response};
+use tower_mcp_auth::route::{McpRoute, RouteError};
 
 use super::json_error;
 
-/// Splits `/mcp/NAME[/REST]` into `NAME` and `REST`.
-pub fn split(path: &str) -> (&str, &str) {
-    let rest = path.strip_prefix("/mcp/").unwrap_or_default();
-    rest.split_once('/').unwrap_or((rest, ""))
-}
-
-/// Whether `rest` (what follows `/mcp/`) is canonical: no `.` or `..` segment, no empty segment but a trailing
-/// one, no `\`, and no percent-encoded `/`, `\` or `.` that an upstream could decode into one of those.
-pub fn is_canonical(rest: &str) -> bool {
-    if rest.contains('\\') {
-        return false;
-    }
-    let encoded = |w: &[u8]| {
-        [b"%2f", b"%5c", b"%2e"]
-            .iter()
-            .any(|e| w.eq_ignore_ascii_case(*e))
-    };
-    if rest.as_bytes().windows(3).any(encoded) {
-        return false;
-    }
-    let mut segments = rest.split('/').enumerate().peekable();
-    while let Some((i, s)) = segments.next() {
-        let last = segments.peek().is_none();
-        if matches!(s, "." | "..") || (s.is_empty() && !(last && i > 0)) {
-            return false;
+/// Middleware, outside authentication: a path below `/mcp/` that is not canonical (dot segments, empty inner
+/// segments, a backslash, any percent-encoded byte) is a 400 whoever asks; a canonical one carries its
+/// [`McpRoute`] from here on.
+pub async fn confine(mut request: Request, next: Next) -> Response {
+    match McpRoute::parse(request.uri().path()) {
+        Ok(route) => {
+            request.extensions_mut().insert(route);
+            next.run(request).await
         }
-    }
-    true
-}
-
-/// Middleware, outside authentication: a non-canonical path below `/mcp/` is a 400 whoever asks.
-pub async fn confine(request: Request, next: Next) -> Response {
-    let rest = request
-        .uri()
-        .path()
-        .strip_prefix("/mcp/")
-        .unwrap_or_default();
-    if !is_canonical(rest) {
-        return json_error(
+        Err(RouteError::NotUnderPrefix) => next.run(request).await,
+        Err(_) => json_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the path below /mcp/NAME must be canonical",
-        );
+        ),
     }
-    next.run(request).await
+}
+
+/// The route [`confine`] read for `request`.
+pub fn of<B>(request: &axum::http::Request<B>) -> Option<&McpRoute> {
+    McpRoute::from_extensions(request.extensions())
+}
+
+/// Whether `rest` (a path to append to a route, empty or starting with `/`) is canonical by the same rule.
+pub fn is_canonical_rest(rest: &str) -> bool {
+    (rest.is_empty() || rest.starts_with('/')) && McpRoute::parse(&format!("/mcp/x{rest}")).is_ok()
 }
 
 #[cfg(test)]
@@ -56,24 +40,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn canonical_paths() {
-        for ok in ["a", "a/", "a/b/c", "a/b.json", "a/..b", "a/%20"] {
-            assert!(is_canonical(ok), "{ok}");
+    fn canonical_rests() {
+        for ok in ["", "/", "/b/c", "/b.json", "/..b"] {
+            assert!(is_canonical_rest(ok), "{ok}");
         }
         for bad in [
-            "a/..",
-            "a/../b",
-            "a/./b",
-            "a//b",
-            "",
-            "/a",
-            "a/%2e%2e/b",
-            "a/%2F",
-            "a/%5c",
-            "a\\b",
-            "a/%2E",
+            "/..",
+            "/../b",
+            "/./b",
+            "//b",
+            "b",
+            "/%2e%2e/b",
+            "/%2F",
+            "/%5c",
+            "\\b",
+            "/%2E",
+            "/%20",
         ] {
-            assert!(!is_canonical(bad), "{bad}");
+            assert!(!is_canonical_rest(bad), "{bad}");
         }
     }
 }

@@ -418,7 +418,7 @@ fn async_stream(
 #[tokio::test]
 async fn the_binary_serves_its_demo_and_stops_on_sigterm() {
     let binary = env!("CARGO_BIN_EXE_mcp-gateway");
-    let mut child = tokio::process::Command::new(&binary)
+    let mut child = tokio::process::Command::new(binary)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

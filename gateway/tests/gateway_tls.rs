@@ -211,7 +211,7 @@ async fn the_binary_announces_https() {
     let ca = trusted_ca();
     let (cert, key) = leaf_files(ca);
     let binary = env!("CARGO_BIN_EXE_mcp-gateway");
-    let mut child = tokio::process::Command::new(&binary)
+    let mut child = tokio::process::Command::new(binary)
         .args(["--listen", "127.0.0.1:0", "--tls-cert"])
         .arg(&cert)
         .arg("--tls-key")

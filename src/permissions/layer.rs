@@ -9,15 +9,18 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http::{Extensions, HeaderMap, Request, Response, StatusCode, Uri};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::upstreams::UpstreamAccess;
 use crate::{
-    admission::Admission, body::ResponseBody, identity::Authenticated, path::is_canonical,
+    admission::Admission,
+    body::ResponseBody,
+    identity::Authenticated,
     response::json_error,
+    route::{McpRoute, RouteError, DEFAULT_ROUTE_PREFIX},
 };
 
 /// Which upstream a request targets: a closure `Fn(&Uri, &HeaderMap) -> Option<String>`, or
@@ -26,15 +29,15 @@ use crate::{
 ///
 /// The target must be read the way the router reads it, so that the upstream checked is the upstream reached.
 pub trait TargetUpstream {
-    /// The name of the upstream `uri` and `headers` target.
-    fn target(&self, uri: &Uri, headers: &HeaderMap) -> Option<String>;
+    /// The name of the upstream the request with `uri`, `headers` and `extensions` targets.
+    fn target(&self, uri: &Uri, headers: &HeaderMap, extensions: &Extensions) -> Option<String>;
 }
 
 impl<F> TargetUpstream for F
 where
     F: Fn(&Uri, &HeaderMap) -> Option<String>,
 {
-    fn target(&self, uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    fn target(&self, uri: &Uri, headers: &HeaderMap, _: &Extensions) -> Option<String> {
         self(uri, headers)
     }
 }
@@ -46,17 +49,25 @@ pub struct PathSegment {
 }
 
 impl TargetUpstream for PathSegment {
-    fn target(&self, uri: &Uri, _: &HeaderMap) -> Option<String> {
-        let path = uri.path();
-        let rest = path.strip_prefix(&self.prefix)?;
-        if !is_canonical(path) {
+    /// The [`McpRoute`] an outer layer inserted, when the prefix is [`DEFAULT_ROUTE_PREFIX`] (the route was
+    /// read once, the way the router reads it); else the path parsed under the prefix.
+    fn target(&self, uri: &Uri, _: &HeaderMap, extensions: &Extensions) -> Option<String> {
+        if self.prefix == DEFAULT_ROUTE_PREFIX {
+            if let Some(route) = McpRoute::from_extensions(extensions) {
+                return Some(route.name().to_owned());
+            }
+        }
+        match McpRoute::parse_under(&self.prefix, uri.path()) {
+            Ok(route) => Some(route.name().to_owned()),
             // A router or proxy that normalises `..`, `//` or percent-encoding could reach another upstream than
             // the first segment names: the whole rest is the target, a name no upstream has, so only a caller
             // that may use every upstream goes on.
-            return Some(rest.to_ascii_lowercase());
+            Err(RouteError::NotCanonical) => {
+                let rest = uri.path().strip_prefix(&self.prefix).unwrap_or(uri.path());
+                Some(rest.to_ascii_lowercase())
+            }
+            Err(_) => None,
         }
-        let name = rest.split('/').next().unwrap_or_default();
-        (!name.is_empty()).then(|| name.to_ascii_lowercase())
     }
 }
 
@@ -96,9 +107,13 @@ impl<I> RequireUpstreamLayer<I, PathSegment> {
     /// targets no upstream a restricted identity may use, so it passes only for identities that may use every
     /// upstream (and passthrough requests, which the passthrough policy already refuses on such paths).
     pub fn path_segment(prefix: &str) -> Self {
-        Self::new(PathSegment {
-            prefix: prefix.to_owned(),
-        })
+        // `/mcp` and `/mcp/` are one prefix.
+        let prefix = if prefix.ends_with('/') {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}/")
+        };
+        Self::new(PathSegment { prefix })
     }
 }
 
@@ -136,20 +151,7 @@ pub struct RequireUpstream<S, I, T> {
 }
 
 impl<S, I, T> RequireUpstream<S, I, T> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the middleware and returns the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!();
 }
 
 impl<S: Clone, I, T: Clone> Clone for RequireUpstream<S, I, T> {
@@ -209,7 +211,9 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let target = self.target.target(request.uri(), request.headers());
+        let target = self
+            .target
+            .target(request.uri(), request.headers(), request.extensions());
         let state = match target {
             Some(upstream) if !permitted::<I>(request.extensions(), &upstream) => {
                 tracing::debug!(

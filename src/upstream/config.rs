@@ -6,11 +6,12 @@ use http::{header::AUTHORIZATION, Extensions, HeaderMap, HeaderName, HeaderValue
 
 use super::{
     auth::UpstreamAuth,
-    client_headers::ClientCredentials,
     error::{ConfigError, Reason},
     refused::Refused,
 };
-use crate::{admission::Admission, passthrough::OAuthPassthrough};
+use crate::{
+    admission::Admission, client_credentials::ClientCredentials, passthrough::OAuthPassthrough,
+};
 
 /// One upstream MCP server: its name, URL, the gateway's own credential for it, whether it accepts the
 /// client's own OAuth token, and extra headers.
@@ -143,7 +144,7 @@ impl UpstreamConfig {
     /// - **authenticated** (a gateway key): one source supplies the credential, the first that applies:
     ///   1. the [`OAuthPassthrough`] token, as `Authorization: Bearer …`, when this upstream
     ///      [accepts passthrough](Self::accepts_passthrough);
-    ///   2. the client's own credential for this upstream from [`ClientCredentials`]: its `x-mcp-{name}-…`
+    ///   2. the client's own credential for this upstream from [`ClientCredentials`](crate::client_credentials::ClientCredentials): its `x-mcp-{name}-…`
     ///      headers, else the deprecated `x-mcp-auth` value sent as this upstream's
     ///      [`AuthKind`](super::AuthKind) says;
     ///   3. the configured [`UpstreamAuth`];

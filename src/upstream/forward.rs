@@ -19,13 +19,13 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{
-    auth::X_API_KEY,
-    client_headers::{DEFAULT_CLIENT_AUTH_HEADER, PREFIX},
-    config::UpstreamConfig,
-    hop_by_hop::remove_hop_by_hop,
-    refused::Refused,
+    auth::X_API_KEY, config::UpstreamConfig, hop_by_hop::remove_hop_by_hop, refused::Refused,
 };
-use crate::{layer::DEFAULT_KEY_HEADER, validate::BoxError};
+use crate::{
+    auth::DEFAULT_KEY_HEADER,
+    client_credentials::{DEFAULT_CLIENT_AUTH_HEADER, PREFIX},
+    validate::BoxError,
+};
 
 #[derive(Clone, Debug)]
 struct Forwarding {
@@ -115,7 +115,7 @@ fn pin_origin(uri: &mut Uri, url: &Uri) {
 /// 3. sets the credential headers of [`UpstreamConfig::credential_headers`]. For a caller the gateway
 ///    authenticated: the [`OAuthPassthrough`](crate::OAuthPassthrough) token when this upstream accepts
 ///    passthrough, else the client's own credential for this upstream
-///    ([`ClientCredentials`](super::ClientCredentials)), else the configured
+///    ([`ClientCredentials`](crate::client_credentials::ClientCredentials)), else the configured
 ///    [`UpstreamAuth`](super::UpstreamAuth), else nothing; then the extra headers, which win. For a request
 ///    admitted only as a passthrough: its own token, and nothing gateway-held;
 /// 4. sets the request URI's scheme and authority to those of the upstream's URL (path and query stay), so its
@@ -194,7 +194,7 @@ impl ForwardCredentialsLayer {
     }
 
     /// Sets the deprecated client header to remove, as given to
-    /// [`TakeClientCredentialsLayer::client_auth_header`](super::TakeClientCredentialsLayer::client_auth_header).
+    /// [`TakeClientCredentialsLayer::client_auth_header`](crate::client_credentials::TakeClientCredentialsLayer::client_auth_header).
     pub fn client_auth_header(mut self, name: HeaderName) -> Self {
         Arc::make_mut(&mut self.forwarding).client_auth_header = name;
         self
@@ -233,20 +233,7 @@ impl<S> ForwardCredentials<S> {
         &self.forwarding.upstream
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the middleware and returns the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!();
 }
 
 impl<S, B> Service<Request<B>> for ForwardCredentials<S>

@@ -2,9 +2,10 @@
 //!
 //! A gateway stacks two layers on the way in and one per upstream on the way out:
 //!
-//! - [`TakeClientCredentialsLayer`], outside [`McpAuthLayer`](crate::McpAuthLayer), takes the client's
+//! - [`TakeClientCredentialsLayer`](crate::client_credentials::TakeClientCredentialsLayer) (an inbound layer,
+//!   in [`client_credentials`](crate::client_credentials)), outside [`McpAuthLayer`](crate::McpAuthLayer), takes the client's
 //!   per-server credentials (`x-mcp-servers`, `x-mcp-{server}-{header}`, the deprecated `x-mcp-auth`) out of
-//!   the request into a redacted [`ClientCredentials`] extension. They never admit anyone.
+//!   the request into a redacted [`ClientCredentials`](crate::client_credentials::ClientCredentials) extension. They never admit anyone.
 //! - [`ForwardCredentialsLayer`] wraps the HTTP client of one upstream, described by an [`UpstreamConfig`]:
 //!   it removes hop-by-hop and credential headers (and `Cookie`, unless the upstream opts in), then sets one
 //!   credential. Gateway-held material goes only with a caller the gateway authenticated: a request admitted
@@ -31,7 +32,8 @@
 //! use http_body_util::BodyExt;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //! use tower_mcp_auth::{validate_fn, McpAuthLayer, PassthroughPolicy, Verdict};
-//! use tower_mcp_auth::upstream::{ForwardCredentialsLayer, TakeClientCredentialsLayer, UpstreamConfig};
+//! use tower_mcp_auth::client_credentials::TakeClientCredentialsLayer;
+//! use tower_mcp_auth::upstream::{ForwardCredentialsLayer, UpstreamConfig};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -100,28 +102,23 @@
 
 mod auth;
 mod challenge;
-mod client_headers;
 mod config;
 mod error;
-mod forward;
-mod hop_by_hop;
-mod refused;
 #[cfg(feature = "token-exchange")]
-mod token_exchange;
+pub mod exchange;
+mod forward;
+pub(crate) mod hop_by_hop;
+mod refused;
 
 pub use auth::{AuthKind, UpstreamAuth};
 pub use challenge::{resource_metadata_of, with_resource_metadata};
-pub use client_headers::{
-    ClientCredentials, TakeClientCredentials, TakeClientCredentialsLayer,
-    DEFAULT_CLIENT_AUTH_HEADER,
-};
 pub use config::UpstreamConfig;
 pub use error::ConfigError;
-pub use forward::{ForwardCredentials, ForwardCredentialsLayer, ForwardFuture};
-pub use hop_by_hop::remove_hop_by_hop;
-pub use refused::Refused;
 #[cfg(feature = "token-exchange")]
-pub use token_exchange::{
+pub use exchange::{
     ExchangeError, ExchangeTarget, ExchangeToken, ExchangeTokenLayer, ExchangedToken, Subject,
     SubjectToken, TokenClientAuth, TokenExchange, TokenExchangeBuilder, ACCESS_TOKEN_TYPE,
 };
+pub use forward::{ForwardCredentials, ForwardCredentialsLayer, ForwardFuture};
+pub use hop_by_hop::remove_hop_by_hop;
+pub use refused::Refused;

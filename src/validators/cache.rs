@@ -20,7 +20,7 @@ use moka::Expiry;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 
-use super::TrustGate;
+use super::revocation::{Revocation, RevocationSink, TrustGate};
 use crate::{
     metrics::{self, CacheLookup},
     secret::sha256,
@@ -905,5 +905,16 @@ impl fmt::Debug for CacheError {
 impl Error for CacheError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         self.0.source()
+    }
+}
+
+impl<V: Validator> RevocationSink for Cache<V> {
+    fn revoke<'a>(&'a self, revocation: &'a Revocation) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match revocation {
+                Revocation::Digest(digest) => self.invalidate_digest(digest).await,
+                Revocation::All => self.invalidate_all(),
+            }
+        })
     }
 }

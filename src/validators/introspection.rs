@@ -262,7 +262,7 @@ impl<C> Introspection<C> {
     }
 
     fn request(&self, credential: &str) -> Request<Full<Bytes>> {
-        let body = crate::form::encode_pairs([("token", credential)]);
+        let body = crate::http_fetch::form_body([("token", credential)]);
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.endpoint.clone();
@@ -356,7 +356,7 @@ impl ClientAuth {
     pub fn basic(client_id: &str, client_secret: &str) -> Self {
         Self::new(
             "Basic",
-            &crate::form::basic_authorization(client_id, client_secret),
+            &crate::http_fetch::basic_authorization(client_id, client_secret),
         )
     }
 

@@ -45,8 +45,6 @@ mod jwks;
 mod jwt;
 #[cfg(feature = "postgres")]
 mod litellm;
-#[cfg(feature = "postgres")]
-mod litellm_watch;
 mod revocation;
 mod static_keys;
 
@@ -57,8 +55,8 @@ pub use introspection::{ClientAuth, Introspection, IntrospectionClaims, Introspe
 #[cfg(feature = "jwt")]
 pub use jwt::{Jwt, JwtBuilder, JwtClaims, JwtError};
 #[cfg(feature = "postgres")]
-pub use litellm::{KeyInfo, LiteLlmError, LiteLlmKeys};
+pub use litellm::LiteLlmRevocations;
 #[cfg(feature = "postgres")]
-pub use litellm_watch::LiteLlmRevocations;
+pub use litellm::{KeyInfo, LiteLlmError, LiteLlmKeys};
 pub use revocation::{revocation_fn, Revocation, RevocationFn, RevocationSink, TrustGate};
 pub use static_keys::{FromKeyEntry, StaticKeys, StaticKeysError};

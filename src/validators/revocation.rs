@@ -14,8 +14,7 @@ use std::{
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::Cache;
-use crate::{secret::Fingerprint, validate::Validator};
+use crate::secret::Fingerprint;
 
 /// A credential revoked somewhere else (in a shared key store, by another replica), or every credential.
 ///
@@ -52,7 +51,8 @@ impl fmt::Debug for Revocation {
 /// Where revocations go: anything that remembers answers about credentials and must forget them when the
 /// credential is revoked.
 ///
-/// [`Cache`] implements it (a digest is [`Cache::invalidate_digest`], `All` is [`Cache::invalidate_all`]);
+/// [`Cache`](super::Cache) implements it (a digest is [`Cache::invalidate_digest`](super::Cache::invalidate_digest),
+/// `All` is [`Cache::invalidate_all`](super::Cache::invalidate_all));
 /// `upstream::TokenExchange` (feature `token-exchange`) implements it too, dropping the tokens exchanged for a
 /// revoked key; [`revocation_fn`] turns a closure into one, for other caches (sessions, …). Revocation
 /// sources such as `LiteLlmRevocations` (feature `postgres`) take any number of sinks.
@@ -74,17 +74,6 @@ pub trait RevocationSink: Send + Sync {
     /// Forgets what is known about the revoked credential(s). Called once the revocation is committed in the
     /// store, so that the next lookup reads the new state.
     fn revoke<'a>(&'a self, revocation: &'a Revocation) -> BoxFuture<'a, ()>;
-}
-
-impl<V: Validator> RevocationSink for Cache<V> {
-    fn revoke<'a>(&'a self, revocation: &'a Revocation) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            match revocation {
-                Revocation::Digest(digest) => self.invalidate_digest(digest).await,
-                Revocation::All => self.invalidate_all(),
-            }
-        })
-    }
 }
 
 /// The tokens exchanged for a revoked subject token are dropped
@@ -157,7 +146,7 @@ impl<F> fmt::Debug for RevocationFn<F> {
 ///
 /// A revocation source (a watcher of the key store) [`confirm`](TrustGate::confirm)s each time it has seen
 /// every revocation committed before a point in time; the gate stays open for [`bound`](TrustGate::bound)
-/// after that point. A [`Cache`] built with [`CacheBuilder::trust_gate`](super::CacheBuilder::trust_gate)
+/// after that point. A [`Cache`](super::Cache) built with [`CacheBuilder::trust_gate`](super::CacheBuilder::trust_gate)
 /// answers a cached `Valid` only while the gate is open; once it closes (the source cannot reach the store
 /// for longer than the bound), every such credential is validated again by the store, which fails closed if
 /// the store is down too. Cached `Unknown` and `Denied` answers are unaffected: serving them never admits a

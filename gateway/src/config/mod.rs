@@ -1,5 +1,5 @@
 //! The gateway's configuration: one typed, validated model that the command line ([`Cli`]) and the YAML file
-//! ([`file`]) both produce. Every error names its source — the flag, or the YAML path — and never a secret
+//! ([`file`](mod@file)) both produce. Every error names its source — the flag, or the YAML path — and never a secret
 //! value; what [`crate::prepare`] receives is already valid.
 
 pub mod file;

@@ -103,7 +103,7 @@ pub async fn scope_hint(
     request: Request,
     next: Next,
 ) -> Response {
-    let (name, _) = route::split(request.uri().path());
+    let name = route::of(&request).map_or("", |route| route.name());
     let upstream = gateway
         .upstreams
         .get(name)

@@ -1,6 +1,7 @@
 //! `LiteLlmKeys`: the virtual keys of an existing LiteLLM deployment, read from its Postgres tables.
 
 mod access;
+mod watch;
 
 use std::{
     error::Error,
@@ -16,6 +17,8 @@ use sqlx::{
 };
 
 use subtle::ConstantTimeEq;
+
+pub use self::watch::LiteLlmRevocations;
 
 use self::access::{Access, Server};
 use crate::{

@@ -1,4 +1,4 @@
-//! `McpAuth<S, V>`: the service the layer produces.
+//! `McpAuth<S, V>`: the service the layer produces: credentials out of the headers, then the decision.
 
 use std::{
     fmt, mem,
@@ -9,14 +9,16 @@ use std::{
 use http::{Request, Response};
 use tower_service::Service;
 
+use super::{
+    config::Config,
+    decision::{plan, settle},
+    future::{Pending, ResponseFuture},
+};
 use crate::{
     body::ResponseBody,
-    credentials::{take_credentials, Authorization, Credentials},
-    decision::Plan,
-    future::{settle, Pending, ResponseFuture},
-    layer::Config,
-    response::{is_grpc, Rejection},
-    secret::credentials_equal,
+    credentials::take_credentials,
+    macros::inner_service_accessors,
+    response::is_grpc,
     timeout::LazyTimeout,
     validate::{Validator, Verdict},
 };
@@ -34,7 +36,7 @@ fn known_gateway_key<V: Validator>(validator: &V, token: &str) -> bool {
     )
 }
 
-/// Middleware that authenticates requests before they reach `S`; built by [`McpAuthLayer`](crate::McpAuthLayer).
+/// Middleware that authenticates requests before they reach `S`; built by [`McpAuthLayer`](super::McpAuthLayer).
 ///
 /// Rejections are responses, so the error type is the inner service's. Responses carry a
 /// [`ResponseBody`]: the inner service's body, or the layer's small JSON body.
@@ -53,20 +55,7 @@ impl<S, V> McpAuth<S, V> {
         }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the middleware and returns the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_service_accessors!();
 }
 
 impl<S: Clone, V> Clone for McpAuth<S, V> {
@@ -114,49 +103,17 @@ where
                 return ResponseFuture::rejected(rejection, "request", is_grpc(request.headers()))
             }
         };
-        let (credential, plan) = match credentials {
-            Credentials {
-                key: Some(key),
-                authorization,
-            } => {
-                let forward = match authorization {
-                    Some(Authorization::Bearer(token))
-                        if config.allows(&request)
-                            && !credentials_equal(token.as_str(), key.as_str())
-                            && !known_gateway_key(&*self.validator, token.as_str()) =>
-                    {
-                        Some(token)
-                    }
-                    _ => None,
-                };
-                (key, Plan::Key { forward })
-            }
-            Credentials {
-                key: None,
-                authorization: Some(Authorization::Bearer(token)),
-            } => {
-                let passthrough = config.allows(&request);
-                (token, Plan::Bearer { passthrough })
-            }
-            Credentials {
-                key: None,
-                authorization: Some(Authorization::Foreign),
-            } => {
-                return ResponseFuture::rejected(
-                    Rejection::ForeignScheme,
-                    "authorization",
-                    is_grpc(request.headers()),
-                )
-            }
-            Credentials {
-                key: None,
-                authorization: None,
-            } => {
-                let rejection = Rejection::Unauthorized {
-                    challenges: config.challenges(&request),
-                    token_sent: false,
-                };
-                return ResponseFuture::rejected(rejection, "none", is_grpc(request.headers()));
+        let validator = &*self.validator;
+        let planned = plan(
+            credentials,
+            || config.allows(&request),
+            |token| known_gateway_key(validator, token),
+            || config.challenges(&request),
+        );
+        let (credential, plan) = match planned {
+            Ok(planned) => planned,
+            Err((rejection, source)) => {
+                return ResponseFuture::rejected(rejection, source, is_grpc(request.headers()))
             }
         };
 

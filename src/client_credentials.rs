@@ -16,10 +16,10 @@ use http::{
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{auth::AuthKind, hop_by_hop::is_hop_by_hop};
 use crate::{
-    layer::DEFAULT_KEY_HEADER,
+    auth::DEFAULT_KEY_HEADER,
     secret::{credentials_equal, Fingerprint},
+    upstream::{hop_by_hop::is_hop_by_hop, AuthKind},
 };
 
 /// The default name of the deprecated header that carries one credential for every server, `x-mcp-auth`.
@@ -56,7 +56,7 @@ impl ClientCredentials {
     ///
     /// ```
     /// use http::{HeaderMap, HeaderValue};
-    /// use tower_mcp_auth::upstream::TakeClientCredentialsLayer;
+    /// use tower_mcp_auth::client_credentials::TakeClientCredentialsLayer;
     ///
     /// let mut headers = HeaderMap::new();
     /// headers.insert("x-mcp-servers", HeaderValue::from_static(" github, ,jira "));
@@ -82,7 +82,7 @@ impl ClientCredentials {
     ///
     /// ```
     /// use http::{HeaderMap, HeaderValue};
-    /// use tower_mcp_auth::upstream::{AuthKind, TakeClientCredentialsLayer};
+    /// use tower_mcp_auth::{client_credentials::TakeClientCredentialsLayer, upstream::AuthKind};
     ///
     /// let mut headers = HeaderMap::new();
     /// headers.insert("x-mcp-github-authorization", HeaderValue::from_static("Bearer gh-token"));
@@ -219,7 +219,8 @@ impl Rules {
 /// use http_body_util::BodyExt;
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 /// use tower_mcp_auth::{validate_fn, McpAuthLayer, Verdict};
-/// use tower_mcp_auth::upstream::{AuthKind, ClientCredentials, TakeClientCredentialsLayer};
+/// use tower_mcp_auth::client_credentials::{ClientCredentials, TakeClientCredentialsLayer};
+/// use tower_mcp_auth::upstream::AuthKind;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -421,20 +422,7 @@ pub struct TakeClientCredentials<S> {
 }
 
 impl<S> TakeClientCredentials<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the middleware and returns the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::inner_service_accessors!();
 }
 
 impl<S, B> Service<Request<B>> for TakeClientCredentials<S>

@@ -6,8 +6,8 @@ use std::{fmt, sync::Arc, time::Duration};
 use sqlx::{postgres::PgPool, Row};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{Revocation, RevocationSink, TrustGate};
 use crate::metrics;
+use crate::validators::{Revocation, RevocationSink, TrustGate};
 
 /// The default overlap of consecutive polls: a change stamped up to this long before the previous poll but
 /// committed after it is still seen.
@@ -38,7 +38,7 @@ SELECT EXTRACT(EPOCH FROM clock.now)::double precision AS now,
   FROM clock"#;
 
 /// Watches LiteLLM's key tables in PostgreSQL and sends every revoked key to its [`RevocationSink`]s (a
-/// [`Cache`](super::Cache), the tokens exchanged for a key, …), so that a gateway running as several replicas,
+/// [`Cache`](crate::validators::Cache), the tokens exchanged for a key, …), so that a gateway running as several replicas,
 /// each with its own cache, refuses a revoked key on every replica within a bound (2 s by default).
 ///
 /// # How the bound is kept
@@ -56,7 +56,7 @@ SELECT EXTRACT(EPOCH FROM clock.now)::double precision AS now,
 ///   database makes without moving these columns are seen only when the cached answer expires.
 /// - **The trust gate.** Each successful poll [`confirm`](TrustGate::confirm)s the [`TrustGate`] given to
 ///   [`new`](LiteLlmRevocations::new), as of the moment the poll was sent. Give the same gate to the cache
-///   ([`CacheBuilder::trust_gate`](super::CacheBuilder::trust_gate)): when the database cannot be reached for
+///   ([`CacheBuilder::trust_gate`](crate::validators::CacheBuilder::trust_gate)): when the database cannot be reached for
 ///   longer than the bound, the cache stops answering `Valid` from memory, and every key is validated by the
 ///   store again, failing closed (503) while it is down.
 /// - **`LISTEN`/`NOTIFY`** (optional, [`listen`](LiteLlmRevocations::listen)): with the trigger of

@@ -13,13 +13,14 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::{
+    config::Config,
+    decision::{settle, Plan},
+};
 use crate::{
-    admission::Admission,
     body::ResponseBody,
     credentials::Credential,
-    decision::{Decision, Plan},
-    layer::Config,
-    response::{is_grpc, Rejection},
+    response::Rejection,
     timeout::{LazyTimeout, TimedOut},
     trace::{self, Outcome},
     validate::{BoxError, Validator, Verdict},
@@ -63,84 +64,8 @@ impl<S, ReqBody> Pending<S, ReqBody> {
     }
 }
 
-/// Applies the validator's answer on `credential` to `request`: inserts the extensions and returns `None` when
-/// the request is admitted, or returns the response that refuses it. Records the request's tracing event.
-pub(crate) fn settle<ReqBody, I, E>(
-    config: &Config,
-    request: &mut Request<ReqBody>,
-    credential: &Credential,
-    plan: Plan,
-    answer: Result<Result<Verdict<I>, E>, TimedOut>,
-) -> Option<Response<Bytes>>
-where
-    I: Clone + Send + Sync + 'static,
-    E: Into<BoxError>,
-{
-    let source = plan.source().as_str();
-    let answer = answer
-        .map_err(BoxError::from)
-        .and_then(|verdict| verdict.map_err(Into::into));
-    let verdict = match answer {
-        Ok(verdict) => verdict,
-        Err(error) => {
-            trace::record(
-                Outcome::Error,
-                source,
-                Some(503),
-                Some(credential),
-                Some(&error),
-            );
-            return Some(Rejection::Unavailable.into_response(is_grpc(request.headers())));
-        }
-    };
-    let decision = plan.decide(credential, verdict, || config.challenges(request));
-    match decision {
-        Decision::Admit {
-            identity,
-            passthrough,
-        } => {
-            let outcome = if identity.is_some() {
-                Outcome::Authenticated {
-                    forwards_token: passthrough.is_some(),
-                }
-            } else {
-                Outcome::Passthrough
-            };
-            trace::record(outcome, source, None, Some(credential), None);
-            let extensions = request.extensions_mut();
-            // The non-generic admission fact, for code that must not depend on the identity type.
-            extensions.insert(match &identity {
-                Some(identity) => Admission::Authenticated(identity.source()),
-                None => Admission::Passthrough,
-            });
-            if let Some(identity) = identity {
-                extensions.insert(identity);
-            }
-            if let Some(passthrough) = passthrough {
-                extensions.insert(passthrough);
-            }
-            None
-        }
-        Decision::Reject(rejection) => {
-            let outcome = match rejection {
-                Rejection::Denied => Outcome::Denied,
-                _ => Outcome::Rejected,
-            };
-            let response = rejection.into_response(is_grpc(request.headers()));
-            trace::record(
-                outcome,
-                source,
-                Some(response.status().as_u16()),
-                Some(credential),
-                None,
-            );
-            Some(response)
-        }
-    }
-}
-
 pin_project! {
-    /// Response future of [`McpAuth`](crate::McpAuth): validates, then calls the inner service.
+    /// Response future of [`McpAuth`](super::McpAuth): validates, then calls the inner service.
     pub struct ResponseFuture<S, V, ReqBody>
     where
         S: Service<Request<ReqBody>>,
