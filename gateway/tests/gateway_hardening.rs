@@ -1,0 +1,255 @@
+//! Findings of a security review, each through the gateway: `oauth_delegate` without a gateway key, JWT
+//! callers' per-upstream scopes and clients, and configured keys that must be taken whole.
+
+use mcp_gateway as app;
+mod gateway_support;
+use testkit::issuer::Issuer;
+
+use axum::http::StatusCode;
+use gateway_support::*;
+
+const USER_TOKEN: &str = "user-oauth-token";
+
+fn ok_upstream() -> impl Fn(&axum::http::request::Parts) -> axum::response::Response + Clone {
+    |_| answer(StatusCode::OK, &[], r#"{"ok":true}"#)
+}
+
+fn authorization_seen(upstream: &Recorder) -> Vec<Option<String>> {
+    upstream
+        .seen()
+        .iter()
+        .map(|s| {
+            s.headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn oauth_delegate_needs_a_gateway_key_beside_the_users_token() {
+    let delegate = Recorder::start(ok_upstream()).await;
+    let passthrough = Recorder::start(ok_upstream()).await;
+    let flagged = Recorder::start(ok_upstream()).await;
+    let config = temp_file(
+        "config.yaml",
+        &format!(
+            "mcp_servers:\n  del:\n    url: {}\n    auth_type: oauth_delegate\n    oauth_passthrough: true\n  \
+             pass:\n    url: {}\n    auth_type: true_passthrough\n",
+            delegate.url("/mcp"),
+            passthrough.url("/mcp")
+        ),
+    );
+    let gw = gateway(&args(&[
+        ("--config", config.to_str().unwrap()),
+        ("--key", KEY),
+        ("--upstream", &format!("flag={}", flagged.url("/mcp"))),
+        ("--oauth-delegate", "flag"),
+    ]))
+    .await;
+    let user = format!("Bearer {USER_TOKEN}");
+
+    for (route, upstream) in [("del", &delegate), ("flag", &flagged)] {
+        // The user's token alone: refused before the upstream, as LiteLLM's oauth_delegate refuses it.
+        let alone = post_init(
+            &format!("http://{gw}/mcp/{route}"),
+            &[("authorization", &user)],
+        )
+        .await;
+        assert_eq!(alone.status, StatusCode::UNAUTHORIZED, "{route}");
+        assert_eq!(alone.json()["error"], "invalid_token");
+        assert!(alone.header("www-authenticate").is_some());
+        assert!(upstream.seen().is_empty(), "{route}: reached the upstream");
+        // Beside a gateway key, the user's token is what the upstream receives.
+        let both = post_init(
+            &format!("http://{gw}/mcp/{route}"),
+            &[("x-litellm-api-key", KEY), ("authorization", &user)],
+        )
+        .await;
+        assert_eq!(both.status, StatusCode::OK, "{route}");
+        assert_eq!(authorization_seen(upstream), [Some(user.clone())]);
+    }
+    // true_passthrough keeps today's meaning: the token alone passes through.
+    let alone = post_init(
+        &format!("http://{gw}/mcp/pass"),
+        &[("authorization", &user)],
+    )
+    .await;
+    assert_eq!(alone.status, StatusCode::OK);
+    assert_eq!(authorization_seen(&passthrough), [Some(user.clone())]);
+}
+
+#[tokio::test]
+async fn jwt_callers_need_the_routes_scopes_and_an_allowed_client() {
+    let issuer = Issuer::start().await;
+    let upstream = Recorder::start(ok_upstream()).await;
+    let open = Recorder::start(ok_upstream()).await;
+    let gw = gateway(&args(&[
+        ("--key", KEY),
+        ("--upstream", &format!("rec={}", upstream.url("/mcp"))),
+        ("--upstream-auth", "rec=bearer_token:gateway-own-credential"),
+        ("--upstream", &format!("open={}", open.url("/mcp"))),
+        ("--jwt-issuer", &issuer.url),
+        ("--jwt-jwks-uri", &issuer.jwks_uri().to_string()),
+        ("--jwt-required-scope", "rec=mcp:admin"),
+        ("--jwt-required-scope", "rec=mcp:read"),
+        ("--jwt-allowed-client", "rec=ide"),
+        ("--jwt-allowed-client", "rec=agent"),
+    ]))
+    .await;
+    let url = format!("http://{gw}/mcp/rec");
+    let token = |scope: &str, client: &str, aud: &str| {
+        let mut claims = issuer.claims(aud, 3600);
+        claims["scope"] = scope.into();
+        claims["client_id"] = client.into();
+        format!("Bearer {}", issuer.sign("k1", &claims))
+    };
+
+    // Missing a scope: the step-up 403 names every scope the route needs and the route's metadata.
+    let lacking = post_init(&url, &[("authorization", &token("mcp:read", "ide", &url))]).await;
+    assert_eq!(lacking.status, StatusCode::FORBIDDEN);
+    assert_eq!(lacking.json()["error"], "insufficient_scope");
+    assert_eq!(
+        lacking.header("www-authenticate").unwrap(),
+        format!(
+            r#"Bearer error="insufficient_scope", scope="mcp:admin mcp:read", resource_metadata="http://{gw}/.well-known/oauth-protected-resource/mcp/rec""#
+        )
+    );
+    // A client not on the list: 403 access_denied, no challenge.
+    let stranger = post_init(
+        &url,
+        &[("authorization", &token("mcp:admin mcp:read", "other", &url))],
+    )
+    .await;
+    assert_eq!(stranger.status, StatusCode::FORBIDDEN);
+    assert_eq!(stranger.json()["error"], "access_denied");
+    assert!(stranger.header("www-authenticate").is_none());
+    assert!(
+        upstream.seen().is_empty(),
+        "a refused JWT caller never reaches the upstream with the gateway's credential"
+    );
+
+    // Both conditions met: the upstream gets the gateway's own credential, never the JWT.
+    let allowed = post_init(
+        &url,
+        &[("authorization", &token("mcp:read mcp:admin", "agent", &url))],
+    )
+    .await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    assert_eq!(
+        authorization_seen(&upstream),
+        [Some("Bearer gateway-own-credential".to_owned())]
+    );
+    // Keys are not JWT callers; another upstream without conditions admits any JWT for it.
+    let keyed = post_init(&url, &[("x-litellm-api-key", KEY)]).await;
+    assert_eq!(keyed.status, StatusCode::OK);
+    let open_url = format!("http://{gw}/mcp/open");
+    let anywhere = post_init(
+        &open_url,
+        &[("authorization", &token("", "other", &open_url))],
+    )
+    .await;
+    assert_eq!(anywhere.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn required_scopes_and_allowed_clients_come_from_the_config_file_and_need_jwt_admission() {
+    let yaml = |issuer: &str| {
+        format!(
+            "mcp_servers:\n  rec:\n    url: http://127.0.0.1:9/mcp\n    required_scopes: [mcp.jira, mcp.read]\n    \
+             allowed_client_ids: [ide]\n{issuer}"
+        )
+    };
+    let with = temp_file(
+        "config.yaml",
+        &yaml("mcp_resource_server:\n  issuer: https://idp.example\n"),
+    );
+    let mut options =
+        app::Options::parse(["--config".to_owned(), with.display().to_string()], None).unwrap();
+    let access = &options.server("rec").unwrap().access;
+    assert_eq!(access.required_scopes, ["mcp.jira", "mcp.read"]);
+    assert_eq!(
+        access.allowed_client_ids.as_deref(),
+        Some(&["ide".to_owned()][..])
+    );
+
+    let without = temp_file("config.yaml", &yaml(""));
+    let error = app::Options::parse(["--config".to_owned(), without.display().to_string()], None)
+        .unwrap_err();
+    assert!(
+        error.starts_with("mcp_servers.rec:") && error.contains("JWT admission"),
+        "{error}"
+    );
+    let error = app::Options::parse(
+        args(&[
+            ("--upstream", "rec=http://127.0.0.1:9/mcp"),
+            ("--jwt-issuer", "https://idp.example"),
+            ("--jwt-required-scope", "rec=two words"),
+        ]),
+        None,
+    )
+    .unwrap_err();
+    assert!(error.starts_with("--jwt-required-scope rec"), "{error}");
+}
+
+async fn prepare(args: Vec<String>) -> Result<app::Prepared, String> {
+    let options = app::Options::parse(args, None)?;
+    app::prepare(options, "127.0.0.1:4000".parse().unwrap()).await
+}
+
+#[tokio::test]
+async fn a_configured_key_is_taken_whole_or_refused_never_shortened() {
+    let upstream = Recorder::start(ok_upstream()).await;
+    let route = format!("rec={}", upstream.url("/mcp"));
+    // `sk-alice=bob`: `bob` is no upstream, so the key cannot be `sk-alice` limited to it.
+    for key in ["sk-alice=bob", "sk-alice bob", "sk-alice\tbob"] {
+        let error = match prepare(args(&[("--key", key), ("--upstream", &route)])).await {
+            Ok(_) => panic!("{key:?} was accepted"),
+            Err(error) => error,
+        };
+        assert!(error.starts_with("--key"), "{error}");
+        assert!(
+            !error.contains("alice") && !error.contains("bob"),
+            "the error repeats the key: {error}"
+        );
+    }
+    // A list of real upstreams still reads as one, and a trailing `=` belongs to the key.
+    let gw = gateway(&args(&[
+        ("--key", "sk-padded=="),
+        ("--key", "sk-limited=rec"),
+        ("--upstream", &route),
+    ]))
+    .await;
+    for key in ["sk-padded==", "sk-limited"] {
+        let answer = post_init(
+            &format!("http://{gw}/mcp/rec"),
+            &[("x-litellm-api-key", key)],
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{key}");
+    }
+
+    // The config file's master key is taken whole, `=` and all; its prefix is no key.
+    let config = temp_file(
+        "config.yaml",
+        &format!(
+            "mcp_servers:\n  rec:\n    url: {}\ngeneral_settings:\n  master_key: sk-master=rec\n",
+            upstream.url("/mcp")
+        ),
+    );
+    let gw = gateway(&args(&[("--config", config.to_str().unwrap())])).await;
+    let url = format!("http://{gw}/mcp/rec");
+    let whole = post_init(&url, &[("x-litellm-api-key", "sk-master=rec")]).await;
+    assert_eq!(whole.status, StatusCode::OK);
+    let cut = post_init(&url, &[("x-litellm-api-key", "sk-master")]).await;
+    assert_eq!(cut.status, StatusCode::UNAUTHORIZED);
+    let config = temp_file(
+        "config.yaml",
+        "mcp_servers:\n  rec:\n    url: http://127.0.0.1:9/mcp\ngeneral_settings:\n  master_key: sk master\n",
+    );
+    let error = match prepare(args(&[("--config", config.to_str().unwrap())])).await {
+        Ok(_) => panic!("a master key with a space was accepted"),
+        Err(error) => error,
+    };
+    assert!(error.starts_with("general_settings.master_key"), "{error}");
+}
