@@ -253,3 +253,45 @@ async fn a_configured_key_is_taken_whole_or_refused_never_shortened() {
     };
     assert!(error.starts_with("general_settings.master_key"), "{error}");
 }
+
+#[tokio::test]
+async fn each_path_form_an_upstream_could_read_differently_is_400_and_never_reaches_it() {
+    let upstream = Recorder::start(ok_upstream()).await;
+    let gw = gateway(&args(&[
+        ("--key", KEY),
+        ("--upstream", &format!("rec={}", upstream.url("/mcp"))),
+        ("--passthrough", "rec"),
+    ]))
+    .await;
+    for rest in [
+        "/..;/other",      // `..` to a Java servlet container
+        "/.;/x",           // `.` likewise
+        "/x;jsessionid=1", // a path parameter
+        "/%252e%252e/x",   // `%25`: double encoding
+        "/%00",            // NUL
+        "/%c0%ae%c0%ae/x", // overlong UTF-8 for `..`
+        "/%80",            // any byte at or above %80
+    ] {
+        let url = format!("http://{gw}/mcp/rec{rest}");
+        for credential in [
+            ("x-litellm-api-key", KEY.to_owned()),
+            ("authorization", format!("Bearer {USER_TOKEN}")),
+        ] {
+            let answer = post_init(&url, &[(credential.0, &credential.1)]).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::BAD_REQUEST,
+                "{rest} {}",
+                credential.0
+            );
+        }
+    }
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+    // A canonical sub-path still goes through.
+    let fine = post_init(
+        &format!("http://{gw}/mcp/rec/x"),
+        &[("x-litellm-api-key", KEY)],
+    )
+    .await;
+    assert_eq!(fine.status, StatusCode::OK);
+}
