@@ -150,15 +150,19 @@ impl Validator for KeyStore {
     type Error = BoxError;
     type Future = BoxFuture<'static, Result<Verdict<KeyIdentity>, BoxError>>;
 
-    /// Static keys answer at once, which also lets the auth layer drop a second gateway key sent as a bearer
-    /// beside the first.
+    /// Static keys answer at once, and LiteLLM's table for its master key and credentials not shaped like its
+    /// keys; that also lets the auth layer drop a second gateway key sent as a bearer beside the first.
     fn validate_now(&self, credential: &str) -> Option<Result<Verdict<KeyIdentity>, BoxError>> {
         match self {
             Self::Static(keys) => keys
                 .validate_now(credential)
                 .map(|answer| answer.map_err(|never| match never {})),
             #[cfg(feature = "postgres")]
-            Self::LiteLlm(_) => None,
+            Self::LiteLlm(keys) => keys.validate_now(credential).map(|answer| {
+                answer
+                    .map(|verdict| verdict.map(litellm_identity))
+                    .map_err(BoxError::from)
+            }),
         }
     }
 
@@ -173,20 +177,24 @@ impl Validator for KeyStore {
                 let lookup = keys.validate(credential);
                 Box::pin(async move {
                     let verdict = lookup.await.map_err(BoxError::from)?;
-                    Ok(verdict.map(|info| {
-                        let upstreams = if info.master {
-                            Upstreams::all()
-                        } else {
-                            info.upstreams.clone()
-                        };
-                        let name = info
-                            .key_alias
-                            .or(info.user_id)
-                            .unwrap_or_else(|| "litellm-key".to_owned());
-                        KeyIdentity::new(name, upstreams)
-                    }))
+                    Ok(verdict.map(litellm_identity))
                 })
             }
         }
     }
+}
+
+/// A LiteLLM key's identity: its alias or user, and the upstreams LiteLLM grants it (every one for the master).
+#[cfg(feature = "postgres")]
+fn litellm_identity(info: tower_mcp_auth::validators::KeyInfo) -> KeyIdentity {
+    let upstreams = if info.master {
+        Upstreams::all()
+    } else {
+        info.upstreams.clone()
+    };
+    let name = info
+        .key_alias
+        .or(info.user_id)
+        .unwrap_or_else(|| "litellm-key".to_owned());
+    KeyIdentity::new(name, upstreams)
 }

@@ -37,7 +37,7 @@ use tower_mcp_auth::{
     },
     upstream::{Subject, SubjectToken},
     validators::{Either, FirstOf, Jwt, JwtClaims},
-    BoxError, McpAuthLayer, Validator, Verdict,
+    BoxError, McpAuthLayer, Recognition, Validator, Verdict,
 };
 
 use super::{keys::KeyStore, proxy::Relayed, route, tls::HttpsConnector, HttpsClient, Options};
@@ -169,6 +169,13 @@ impl Validator for RouteValidator {
                 let lookup = both.validate(credential);
                 Box::pin(async move { Ok(lookup.await?.map(Caller::from)) })
             }
+        }
+    }
+
+    fn recognize_now(&self, credential: &str) -> Recognition {
+        match self {
+            Self::Keys(keys) => keys.recognize_now(credential),
+            Self::KeysOrJwt(both) => both.recognize_now(credential),
         }
     }
 

@@ -295,3 +295,55 @@ async fn each_path_form_an_upstream_could_read_differently_is_400_and_never_reac
     .await;
     assert_eq!(fine.status, StatusCode::OK);
 }
+
+/// A JWT naming `iss`, signed by no one.
+fn unsigned_jwt(iss: &str, aud: &str) -> String {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+    let part = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.c2ln",
+        part(serde_json::json!({"alg": "ES256", "kid": "k1"})),
+        part(serde_json::json!({"iss": iss, "sub": "alice", "aud": aud, "exp": 4_000_000_000u64}))
+    )
+}
+
+#[tokio::test]
+async fn a_jwt_of_the_gateways_issuer_beside_a_key_never_reaches_a_passthrough_upstream() {
+    let upstream = Recorder::start(ok_upstream()).await;
+    let dead = dead_port().await;
+    let issuer = format!("http://{dead}/issuer");
+    let gw = gateway(&args(&[
+        ("--key", KEY),
+        ("--upstream", &format!("rec={}", upstream.url("/mcp"))),
+        ("--passthrough", "rec"),
+        // The issuer cannot be reached: its key set is never fetched.
+        ("--jwt-issuer", &issuer),
+        ("--jwt-jwks-uri", &format!("http://{dead}/jwks")),
+    ]))
+    .await;
+    let url = format!("http://{gw}/mcp/rec");
+    let ours = format!("Bearer {}", unsigned_jwt(&issuer, &url));
+    let answer = post_init(
+        &url,
+        &[("x-litellm-api-key", KEY), ("authorization", &ours)],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        authorization_seen(&upstream),
+        [None],
+        "a token naming the gateway's issuer went upstream as the client's own"
+    );
+    // A JWT of another issuer is the client's own token for that upstream.
+    let theirs = format!(
+        "Bearer {}",
+        unsigned_jwt("https://idp.upstream.example", &url)
+    );
+    let answer = post_init(
+        &url,
+        &[("x-litellm-api-key", KEY), ("authorization", &theirs)],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(authorization_seen(&upstream)[1], Some(theirs));
+}

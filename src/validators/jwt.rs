@@ -24,7 +24,7 @@ use super::jwks::{Jwks, KeySet, Settings, Source};
 use crate::{
     secret::Fingerprint,
     tls::{https_connector, HttpsConnector, TrustError},
-    validate::{Validator, Verdict},
+    validate::{Recognition, Validator, Verdict},
 };
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -267,6 +267,15 @@ where
                 Step::Refresh => unreachable!("a refreshed check never asks for another refresh"),
             }
         })
+    }
+
+    /// A token naming this issuer (`iss`, read before any check) is ours whatever the state of the key set,
+    /// so it never travels upstream as a client's own token; anything else is not.
+    fn recognize_now(&self, credential: &str) -> Recognition {
+        match Unverified::parse(credential) {
+            Some(unverified) if unverified.iss == self.issuer() => Recognition::Ours,
+            _ => Recognition::NotOurs,
+        }
     }
 
     fn validate_now(&self, credential: &str) -> Option<Result<Verdict<Arc<JwtClaims>>, JwtError>> {
