@@ -171,6 +171,11 @@ pub struct Cli {
     #[arg(long, value_name = "URL", env = "MCP_GATEWAY_JWT_JWKS_URI")]
     pub jwt_jwks_uri: Option<String>,
 
+    /// Accept `http://` JWT issuers, JWKS URLs and token endpoints on hosts other than loopback (they carry
+    /// signing keys, client secrets and subject tokens in clear text); without it they are start-up errors.
+    #[arg(long, env = "MCP_GATEWAY_ALLOW_INSECURE_AUTH_SERVER")]
+    pub allow_insecure_auth_server: bool,
+
     /// RFC 8693 token exchange for an upstream, `NAME=TOKEN_ENDPOINT`, with the client credentials from
     /// MCP_GATEWAY_EXCHANGE_CLIENT_ID and MCP_GATEWAY_EXCHANGE_CLIENT_SECRET (repeatable).
     #[arg(

@@ -209,18 +209,38 @@ pub fn jwt(
             .ok()
             .filter(|u| u.authority().is_some() && matches!(u.scheme_str(), Some("http" | "https")))
     };
-    absolute(issuer)
+    let parsed = absolute(issuer)
         .ok_or_else(|| format!("--jwt-issuer {issuer:?} is not an absolute http(s) URL"))?;
+    check_transport(&parsed, options, "--jwt-issuer")?;
     let mut builder = Jwt::builder(issuer.clone(), audience);
     if let Some(uri) = &options.jwt_jwks_uri {
-        builder = builder.jwks_uri(
-            absolute(uri)
-                .ok_or_else(|| format!("--jwt-jwks-uri {uri:?} is not an absolute http(s) URL"))?,
-        );
+        let parsed = absolute(uri)
+            .ok_or_else(|| format!("--jwt-jwks-uri {uri:?} is not an absolute http(s) URL"))?;
+        check_transport(&parsed, options, "--jwt-jwks-uri")?;
+        builder = builder.jwks_uri(parsed);
     }
     Ok(Some(builder.build_with_client(
         Client::builder(TokioExecutor::new()).build(connector.clone()),
     )))
+}
+
+/// An authorization server's URL carries signing keys, client secrets or subject tokens: `http://` only on a
+/// loopback host, unless `--allow-insecure-auth-server`.
+fn check_transport(uri: &axum::http::Uri, options: &Options, what: &str) -> Result<(), String> {
+    let host = uri.host().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if uri.scheme_str() == Some("https") || loopback || options.allow_insecure_auth_server {
+        return Ok(());
+    }
+    Err(format!(
+        "{what}: an http:// URL on a host that is not loopback would carry keys, secrets or tokens in clear \
+         text; use https, or pass --allow-insecure-auth-server (gateway_settings.allow_insecure_auth_server)"
+    ))
 }
 
 /// Checks the token-exchange settings against the routes, and builds each upstream's exchange layer.
@@ -261,6 +281,7 @@ pub fn exchanges(
             .ok()
             .filter(|u| u.authority().is_some() && matches!(u.scheme_str(), Some("http" | "https")))
             .ok_or_else(|| format!("{flag}: the token endpoint is not an absolute http(s) URL"))?;
+        check_transport(&endpoint, options, &format!("{flag}: the token endpoint"))?;
         if spec.client_id.is_empty() || spec.client_secret.is_empty() {
             return Err(format!("{flag}: client_id and client_secret are required"));
         }

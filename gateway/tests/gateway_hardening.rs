@@ -347,3 +347,60 @@ async fn a_jwt_of_the_gateways_issuer_beside_a_key_never_reaches_a_passthrough_u
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(authorization_seen(&upstream)[1], Some(theirs));
 }
+
+#[tokio::test]
+async fn http_issuers_jwks_urls_and_token_endpoints_beyond_loopback_are_refused_unless_allowed() {
+    std::env::set_var("MCP_GATEWAY_EXCHANGE_CLIENT_ID", "gateway");
+    std::env::set_var("MCP_GATEWAY_EXCHANGE_CLIENT_SECRET", "gateway-secret");
+    let base = [("--key", KEY), ("--upstream", "rec=http://127.0.0.1:9/mcp")];
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[("--jwt-issuer", "http://idp.example")], "--jwt-issuer"),
+        (
+            &[
+                ("--jwt-issuer", "https://idp.example"),
+                ("--jwt-jwks-uri", "http://idp.example/jwks"),
+            ],
+            "--jwt-jwks-uri",
+        ),
+        (
+            &[
+                ("--jwt-issuer", "https://idp.example"),
+                ("--token-exchange", "rec=http://idp.example/token"),
+            ],
+            "token exchange for rec: the token endpoint",
+        ),
+    ];
+    for (flags, blamed) in cases {
+        let mut all: Vec<(&str, &str)> = base.to_vec();
+        all.extend_from_slice(flags);
+        let error = match prepare(args(&all)).await {
+            Ok(_) => panic!("{flags:?} was accepted"),
+            Err(error) => error,
+        };
+        assert!(
+            error.starts_with(blamed) && error.contains("--allow-insecure-auth-server"),
+            "{error}"
+        );
+        // The explicit opt-in, by flag or in the config file, accepts it.
+        let mut allowed = all.clone();
+        allowed.push(("--allow-insecure-auth-server", "true"));
+        let allowed: Vec<String> = args(&allowed).into_iter().filter(|a| a != "true").collect();
+        assert!(prepare(allowed).await.is_ok(), "{flags:?} with the opt-in");
+    }
+    // Loopback and https need no opt-in.
+    let mut loopback = base.to_vec();
+    loopback.push(("--jwt-issuer", "http://localhost:9/issuer"));
+    loopback.push(("--token-exchange", "rec=http://[::1]:9/token"));
+    assert!(prepare(args(&loopback)).await.is_ok());
+    let config = temp_file(
+        "config.yaml",
+        "mcp_servers:\n  rec:\n    url: http://127.0.0.1:9/mcp\nmcp_resource_server:\n  issuer: http://idp.example\n\
+         gateway_settings:\n  allow_insecure_auth_server: true\n",
+    );
+    assert!(prepare(args(&[
+        ("--key", KEY),
+        ("--config", config.to_str().unwrap())
+    ]))
+    .await
+    .is_ok());
+}

@@ -34,6 +34,7 @@
 //!   max_connections: 1024
 //!   linger_timeout: 5s
 //!   linger_max_bytes: 16777216
+//!   allow_insecure_auth_server: false            # http:// issuers/token endpoints beyond loopback
 //! ```
 //!
 //! Every string may be `os.environ/VAR`, read from the environment. Errors name the YAML path
@@ -73,6 +74,8 @@ struct GatewaySettings {
     max_connections: Option<u32>,
     linger_timeout: Option<DurationValue>,
     linger_max_bytes: Option<u64>,
+    #[serde(default)]
+    allow_insecure_auth_server: bool,
 }
 
 /// A duration as YAML writes it: plain seconds, or text with a unit (`30s`, `1m`).
@@ -162,6 +165,8 @@ pub struct FileConfig {
     pub jwt: Option<(String, Option<String>)>,
     /// `gateway_settings`: connection limits.
     pub limits: super::LimitSettings,
+    /// `gateway_settings.allow_insecure_auth_server`.
+    pub allow_insecure_auth_server: bool,
     /// Fields this gateway does not use, in one line.
     pub warning: Option<String>,
 }
@@ -324,6 +329,7 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
             })
             .transpose()?,
         limits,
+        allow_insecure_auth_server: settings.allow_insecure_auth_server,
         warning,
     })
 }

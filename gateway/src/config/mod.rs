@@ -103,6 +103,8 @@ pub struct Options {
     /// JWT admission on every route: the issuer, and optionally its JWKS URL (else discovered).
     pub jwt_issuer: Option<String>,
     pub jwt_jwks_uri: Option<String>,
+    /// Accept `http://` issuers, JWKS URLs and token endpoints beyond loopback (`--allow-insecure-auth-server`).
+    pub allow_insecure_auth_server: bool,
     /// Run the demo upstream in the same process.
     pub demo: bool,
     /// Things worth a warning at start-up (such as unknown config fields).
@@ -154,6 +156,7 @@ impl Options {
             master_key: None,
             jwt_issuer: cli.jwt_issuer,
             jwt_jwks_uri: cli.jwt_jwks_uri,
+            allow_insecure_auth_server: cli.allow_insecure_auth_server,
             demo: cli.demo,
             warnings: Vec::new(),
         };
@@ -264,6 +267,7 @@ impl Options {
             }
         }
         self.master_key = file.master_key;
+        self.allow_insecure_auth_server |= file.allow_insecure_auth_server;
         self.database_url = file.database_url;
         if let (None, Some((issuer, jwks_uri))) = (&self.jwt_issuer, file.jwt) {
             // `iss` is compared exactly: the issuer is kept as written.
@@ -378,6 +382,10 @@ impl fmt::Debug for Options {
             )
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_jwks_uri", &self.jwt_jwks_uri)
+            .field(
+                "allow_insecure_auth_server",
+                &self.allow_insecure_auth_server,
+            )
             .field("demo", &self.demo)
             .finish()
     }
