@@ -70,7 +70,10 @@ async fn help_lists_every_flag_with_its_environment_variable() {
         ("--oauth-delegate", "MCP_GATEWAY_OAUTH_DELEGATE"),
         ("--jwt-required-scope", "MCP_GATEWAY_JWT_REQUIRED_SCOPE"),
         ("--jwt-allowed-client", "MCP_GATEWAY_JWT_ALLOWED_CLIENT"),
-        ("--allow-insecure-auth-server", "MCP_GATEWAY_ALLOW_INSECURE_AUTH_SERVER"),
+        (
+            "--allow-insecure-auth-server",
+            "MCP_GATEWAY_ALLOW_INSECURE_AUTH_SERVER",
+        ),
         ("--jwt-issuer", "MCP_GATEWAY_JWT_ISSUER"),
         ("--jwt-jwks-uri", "MCP_GATEWAY_JWT_JWKS_URI"),
         ("--token-exchange", "MCP_GATEWAY_TOKEN_EXCHANGE"),
