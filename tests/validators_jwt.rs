@@ -424,3 +424,36 @@ async fn an_https_issuer_naming_an_http_jwks_uri_is_refused_and_the_keys_never_f
     );
     assert_eq!(keys.jwks_hits(), 0, "the key set was fetched in clear text");
 }
+
+#[tokio::test]
+async fn a_token_not_typed_at_jwt_is_invalid_unless_the_issuer_is_allowed_plain_jwt() {
+    let issuer = Issuer::start().await;
+    let claims = issuer.claims(ROUTE_A, 3600);
+    // An ID token, or any other JWT of the issuer, is no access token (RFC 9068 §4).
+    let typed_jwt = issuer.sign_typed("k1", Some("k1"), Some("JWT"), &claims);
+    let untyped = issuer.sign_typed("k1", Some("k1"), None, &claims);
+    let media_type = issuer.sign_typed("k1", Some("k1"), Some("application/AT+JWT"), &claims);
+    let strict = jwt(&issuer);
+    for token in [&typed_jwt, &untyped] {
+        assert!(matches!(
+            strict.validate(token).await.unwrap(),
+            Verdict::Invalid
+        ));
+    }
+    assert!(matches!(
+        strict.validate(&media_type).await.unwrap(),
+        Verdict::Valid(_)
+    ));
+    // The opt-out, for issuers that type their access tokens `JWT`.
+    let lenient = Jwt::builder(issuer.url.clone(), ROUTE_A)
+        .jwks_uri(issuer.jwks_uri())
+        .require_at_jwt_typ(false)
+        .build()
+        .unwrap();
+    for token in [&typed_jwt, &untyped] {
+        assert!(matches!(
+            lenient.validate(token).await.unwrap(),
+            Verdict::Valid(_)
+        ));
+    }
+}

@@ -176,6 +176,11 @@ pub struct Cli {
     #[arg(long, env = "MCP_GATEWAY_ALLOW_INSECURE_AUTH_SERVER")]
     pub allow_insecure_auth_server: bool,
 
+    /// Admit JWTs whose header `typ` is not `at+jwt` (RFC 9068), for an issuer that types its access tokens
+    /// `JWT` or not at all; without it they are 401 `invalid_token`.
+    #[arg(long, env = "MCP_GATEWAY_JWT_ALLOW_ANY_TYP")]
+    pub jwt_allow_any_typ: bool,
+
     /// RFC 8693 token exchange for an upstream, `NAME=TOKEN_ENDPOINT`, with the client credentials from
     /// MCP_GATEWAY_EXCHANGE_CLIENT_ID and MCP_GATEWAY_EXCHANGE_CLIENT_SECRET (repeatable).
     #[arg(

@@ -212,7 +212,8 @@ pub fn jwt(
     let parsed = absolute(issuer)
         .ok_or_else(|| format!("--jwt-issuer {issuer:?} is not an absolute http(s) URL"))?;
     check_transport(&parsed, options, "--jwt-issuer")?;
-    let mut builder = Jwt::builder(issuer.clone(), audience);
+    let mut builder =
+        Jwt::builder(issuer.clone(), audience).require_at_jwt_typ(!options.jwt_allow_any_typ);
     if let Some(uri) = &options.jwt_jwks_uri {
         let parsed = absolute(uri)
             .ok_or_else(|| format!("--jwt-jwks-uri {uri:?} is not an absolute http(s) URL"))?;

@@ -404,3 +404,47 @@ async fn http_issuers_jwks_urls_and_token_endpoints_beyond_loopback_are_refused_
     .await
     .is_ok());
 }
+
+#[tokio::test]
+async fn a_jwt_not_typed_at_jwt_is_401_unless_the_issuer_is_allowed_any_typ() {
+    let issuer = Issuer::start().await;
+    let upstream = Recorder::start(ok_upstream()).await;
+    let jwks = issuer.jwks_uri().to_string();
+    let route = format!("rec={}", upstream.url("/mcp"));
+    let strict = gateway(&args(&[
+        ("--key", KEY),
+        ("--upstream", &route),
+        ("--jwt-issuer", &issuer.url),
+        ("--jwt-jwks-uri", &jwks),
+    ]))
+    .await;
+    let mut lenient_args = args(&[
+        ("--key", KEY),
+        ("--upstream", &route),
+        ("--jwt-issuer", &issuer.url),
+        ("--jwt-jwks-uri", &jwks),
+    ]);
+    lenient_args.push("--jwt-allow-any-typ".to_owned());
+    let lenient = gateway(&lenient_args).await;
+    for (gw, expected) in [
+        (strict, StatusCode::UNAUTHORIZED),
+        (lenient, StatusCode::OK),
+    ] {
+        let url = format!("http://{gw}/mcp/rec");
+        let id_token_like =
+            issuer.sign_typed("k1", Some("k1"), Some("JWT"), &issuer.claims(&url, 3600));
+        let answer = post_init(
+            &url,
+            &[("authorization", &format!("Bearer {id_token_like}"))],
+        )
+        .await;
+        assert_eq!(answer.status, expected, "{gw}");
+        let access_token = issuer.token(&url);
+        let answer = post_init(
+            &url,
+            &[("authorization", &format!("Bearer {access_token}"))],
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+}

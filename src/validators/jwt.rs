@@ -93,6 +93,8 @@ pub struct Jwt<C = HttpsConnector> {
     /// One set of checks per allowed algorithm: jsonwebtoken wants every algorithm of a check to be of the
     /// key's family.
     validations: Arc<[(Algorithm, Validation)]>,
+    /// RFC 9068 §4: the header's `typ` must be `at+jwt` (so an ID token of the same issuer is no access token).
+    require_at_jwt: bool,
 }
 
 impl<C> Clone for Jwt<C> {
@@ -101,6 +103,7 @@ impl<C> Clone for Jwt<C> {
             keys: Arc::clone(&self.keys),
             audience: Arc::clone(&self.audience),
             validations: Arc::clone(&self.validations),
+            require_at_jwt: self.require_at_jwt,
         }
     }
 }
@@ -131,6 +134,7 @@ impl Jwt {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             min_refresh_interval: DEFAULT_MIN_REFRESH_INTERVAL,
             default_max_age: DEFAULT_MAX_AGE,
+            require_at_jwt: true,
         }
     }
 }
@@ -152,6 +156,7 @@ impl<C> Jwt<C> {
             keys: Arc::clone(&self.keys),
             audience,
             validations,
+            require_at_jwt: self.require_at_jwt,
         }
     }
 
@@ -185,6 +190,9 @@ where
             return Ok(Step::Done(Verdict::Unknown));
         }
         // From here on the token claims to be ours: every failure is `Invalid`, never `Unknown`.
+        if self.require_at_jwt && !unverified.typ.as_deref().is_some_and(is_at_jwt) {
+            return Ok(Step::Done(Verdict::Invalid));
+        }
         let allowed = unverified.alg.parse::<Algorithm>().ok();
         let Some((alg, validation)) = allowed.and_then(|alg| {
             self.validations
@@ -301,9 +309,18 @@ pub struct JwtBuilder {
     max_response_bytes: usize,
     min_refresh_interval: Duration,
     default_max_age: Duration,
+    require_at_jwt: bool,
 }
 
 impl JwtBuilder {
+    /// Whether a token's header must say `typ: at+jwt` (RFC 9068 §4; `application/at+jwt` too, compared
+    /// ignoring case). On by default, so an ID token or another JWT of the same issuer is `Invalid`, never an
+    /// access token; turn it off (`false`) only for an issuer that types its access tokens `JWT` or not at all.
+    pub fn require_at_jwt_typ(mut self, required: bool) -> Self {
+        self.require_at_jwt = required;
+        self
+    }
+
     /// Fetches the keys at this `jwks_uri` instead of discovering it from the issuer's metadata.
     pub fn jwks_uri(mut self, uri: Uri) -> Self {
         self.jwks_uri = Some(uri);
@@ -393,6 +410,7 @@ impl JwtBuilder {
             keys: Arc::new(Jwks::new(client, settings)),
             audience: self.audience.into(),
             validations,
+            require_at_jwt: self.require_at_jwt,
         }
     }
 }
@@ -401,7 +419,14 @@ impl JwtBuilder {
 struct Unverified {
     alg: String,
     kid: Option<String>,
+    typ: Option<String>,
     iss: String,
+}
+
+/// RFC 9068's `typ` of a JWT access token, with or without the `application/` prefix (RFC 7515 §4.1.9).
+fn is_at_jwt(typ: &str) -> bool {
+    let typ = typ.trim();
+    typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
 }
 
 impl Unverified {
@@ -410,6 +435,7 @@ impl Unverified {
         struct Header {
             alg: String,
             kid: Option<String>,
+            typ: Option<String>,
         }
         #[derive(Deserialize)]
         struct Payload {
@@ -426,6 +452,7 @@ impl Unverified {
         Some(Self {
             alg: header.alg,
             kid: header.kid,
+            typ: header.typ,
             iss: payload.iss,
         })
     }

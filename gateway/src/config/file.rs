@@ -28,6 +28,7 @@
 //! mcp_resource_server:                           # this gateway's own section, not LiteLLM's
 //!   issuer: https://idp.example
 //!   jwks_uri: https://idp.example/jwks           # optional; else discovered from the issuer
+//!   allow_any_typ: false                         # true: admit JWTs not typed at+jwt (RFC 9068)
 //! gateway_settings:                              # this gateway's own section: connection limits
 //!   header_read_timeout: 10s                     # durations: `10s`, `1m`, or plain seconds
 //!   body_read_timeout: 30s
@@ -130,6 +131,9 @@ struct RawServer {
 struct ResourceServer {
     issuer: String,
     jwks_uri: Option<String>,
+    /// Admit JWTs not typed `at+jwt` (RFC 9068).
+    #[serde(default)]
+    allow_any_typ: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -167,6 +171,8 @@ pub struct FileConfig {
     pub limits: super::LimitSettings,
     /// `gateway_settings.allow_insecure_auth_server`.
     pub allow_insecure_auth_server: bool,
+    /// `mcp_resource_server.allow_any_typ`.
+    pub jwt_allow_any_typ: bool,
     /// Fields this gateway does not use, in one line.
     pub warning: Option<String>,
 }
@@ -298,6 +304,10 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
         linger_timeout: duration(&settings.linger_timeout, "linger_timeout")?,
         linger_max_bytes: settings.linger_max_bytes,
     };
+    let jwt_allow_any_typ = file
+        .mcp_resource_server
+        .as_ref()
+        .is_some_and(|rs| rs.allow_any_typ);
     let warning = (!unknown.is_empty()).then(|| {
         format!(
             "config: ignored fields this gateway does not use: {}",
@@ -330,6 +340,7 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
             .transpose()?,
         limits,
         allow_insecure_auth_server: settings.allow_insecure_auth_server,
+        jwt_allow_any_typ,
         warning,
     })
 }

@@ -103,6 +103,8 @@ pub struct Options {
     /// JWT admission on every route: the issuer, and optionally its JWKS URL (else discovered).
     pub jwt_issuer: Option<String>,
     pub jwt_jwks_uri: Option<String>,
+    /// Admit JWTs not typed `at+jwt` (`--jwt-allow-any-typ`, `mcp_resource_server.allow_any_typ`).
+    pub jwt_allow_any_typ: bool,
     /// Accept `http://` issuers, JWKS URLs and token endpoints beyond loopback (`--allow-insecure-auth-server`).
     pub allow_insecure_auth_server: bool,
     /// Run the demo upstream in the same process.
@@ -157,6 +159,7 @@ impl Options {
             jwt_issuer: cli.jwt_issuer,
             jwt_jwks_uri: cli.jwt_jwks_uri,
             allow_insecure_auth_server: cli.allow_insecure_auth_server,
+            jwt_allow_any_typ: cli.jwt_allow_any_typ,
             demo: cli.demo,
             warnings: Vec::new(),
         };
@@ -268,6 +271,7 @@ impl Options {
         }
         self.master_key = file.master_key;
         self.allow_insecure_auth_server |= file.allow_insecure_auth_server;
+        self.jwt_allow_any_typ |= file.jwt_allow_any_typ;
         self.database_url = file.database_url;
         if let (None, Some((issuer, jwks_uri))) = (&self.jwt_issuer, file.jwt) {
             // `iss` is compared exactly: the issuer is kept as written.
@@ -382,6 +386,7 @@ impl fmt::Debug for Options {
             )
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_jwks_uri", &self.jwt_jwks_uri)
+            .field("jwt_allow_any_typ", &self.jwt_allow_any_typ)
             .field(
                 "allow_insecure_auth_server",
                 &self.allow_insecure_auth_server,
