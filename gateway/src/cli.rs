@@ -26,8 +26,9 @@ pub struct Cli {
     #[arg(long, value_name = "URL", env = "MCP_GATEWAY_PUBLIC_URL")]
     pub public_url: Option<String>,
 
-    /// A gateway key, optionally with the upstreams it may use: `KEY[=NAME,...]` (repeatable). The environment
-    /// variable MCP_GATEWAY_KEYS adds keys separated by commas or newlines (`KEY [identity]`, no lists).
+    /// A gateway key, optionally with the upstreams it may use: `KEY[=NAME,...]` (repeatable); taken whole or
+    /// refused, never cut at a space or an `=` that lists no upstreams. The environment variable
+    /// MCP_GATEWAY_KEYS adds keys separated by commas or newlines (`KEY [identity]`, no lists).
     #[arg(long = "key", value_name = "KEY[=NAME,...]")]
     pub keys: Vec<String>,
 
