@@ -1,4 +1,20 @@
-//! `ResponseBody`: the inner service's body, or the layer's own JSON body.
+//! [`ResponseBody`]: the body of the crate's middleware responses — the inner service's body, or the layer's own
+//! small JSON body.
+//!
+//! [`McpAuth`](crate::auth::McpAuth), [`permissions`](crate::permissions)' layer and token exchange answer with
+//! it, so a rejection never needs the inner body type to be buildable from bytes.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body::Body as _;
+//! use tower_mcp_auth::body::ResponseBody;
+//!
+//! let inner: ResponseBody<String> = ResponseBody::new("from the upstream".to_owned());
+//! let rejection: ResponseBody<String> = ResponseBody::full(Bytes::from_static(b"{}"));
+//! assert_eq!(rejection.size_hint().exact(), Some(2));
+//! assert!(ResponseBody::<String>::default().is_end_stream());
+//! # let _ = inner;
+//! ```
 
 use std::{
     fmt,
@@ -14,7 +30,7 @@ use pin_project_lite::pin_project;
 use crate::validate::BoxError;
 
 pin_project! {
-    /// The body of responses from [`McpAuth`](crate::McpAuth): the inner service's body, or the small JSON body
+    /// The body of responses from [`McpAuth`](crate::auth::McpAuth): the inner service's body, or the small JSON body
     /// of a rejection.
     ///
     /// It implements [`Body`] whenever the inner body yields [`Bytes`], with a boxed error — what axum, hyper and

@@ -84,8 +84,8 @@
 //! # Response bodies
 //!
 //! Rejections are responses, never errors: the service's error type is the inner service's. The response body
-//! is [`ResponseBody<B>`]: the inner body or the layer's JSON body, so the layer works with any inner body type
-//! (axum, hyper, tonic) without needing to build one from bytes.
+//! is [`body::ResponseBody<B>`](body::ResponseBody): the inner body or the layer's JSON body, so the layer works
+//! with any inner body type (axum, hyper, tonic) without needing to build one from bytes.
 //!
 //! # Tracing
 //!
@@ -102,14 +102,14 @@ struct ReadmeDoctests;
 
 mod admission;
 pub mod auth;
-mod body;
+pub mod body;
 pub mod client_credentials;
 mod config_error;
 mod credentials;
 #[cfg(feature = "axum")]
 mod extract;
 #[cfg(any(feature = "token-exchange", feature = "introspection", feature = "jwt"))]
-mod http_fetch;
+pub mod http_client;
 mod identity;
 mod macros;
 pub mod metrics;
@@ -131,7 +131,6 @@ pub use validate::{validate_fn, BoxError, Recognition, ValidateFn, Validator, Ve
 
 pub use admission::Admission;
 pub use auth::{DEFAULT_KEY_HEADER, DEFAULT_MAX_CREDENTIAL_LEN, DEFAULT_VALIDATION_TIMEOUT};
-pub use body::ResponseBody;
 pub use config_error::ConfigError;
 #[cfg(feature = "axum")]
 pub use extract::MissingCredential;

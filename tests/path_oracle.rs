@@ -119,7 +119,7 @@ struct Oracle {
     /// The real layer, over a service that records whether the request came through as a passthrough.
     layer: tower::util::BoxCloneService<
         Request<()>,
-        Response<tower_mcp_auth::ResponseBody<()>>,
+        Response<tower_mcp_auth::body::ResponseBody<()>>,
         Infallible,
     >,
     passed: Arc<Mutex<bool>>,

@@ -380,7 +380,7 @@ fn layer_over(
     layer_timeout: Duration,
 ) -> impl tower::Service<
     Request<()>,
-    Response = Response<tower_mcp_auth::ResponseBody<()>>,
+    Response = Response<tower_mcp_auth::body::ResponseBody<()>>,
     Error = Infallible,
     Future = impl Send,
 > + Clone {

@@ -10,24 +10,15 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
-use hyper_util::{
-    client::legacy::{connect::Connect, Client},
-    rt::TokioExecutor,
-};
+use hyper_util::client::legacy::{connect::Connect, Client};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::http_fetch::{fetch, FetchFailure};
 use crate::{
-    tls::{https_connector, HttpsConnector},
+    http_client::{fetch, form_body, https_client, ClientOptions, FetchFailure},
+    tls::HttpsConnector,
     validate::{BoxError, Validator, Verdict},
 };
-
-/// The default time an introspection may take, below the layer's own validation timeout so that a slow
-/// endpoint is reported as such.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
-/// The default cap on an introspection response body.
-const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// A [`Validator`] that asks an RFC 7662 token introspection endpoint about each credential.
 ///
@@ -92,8 +83,7 @@ pub struct Introspection<C = HttpsConnector> {
     client: Client<C, Full<Bytes>>,
     endpoint: Uri,
     auth: ClientAuth,
-    timeout: Duration,
-    max_response_bytes: usize,
+    options: ClientOptions,
     binding: Binding,
 }
 
@@ -142,9 +132,8 @@ impl Introspection {
     /// read as PEM certificates.
     pub fn new(endpoint: Uri, auth: ClientAuth) -> Result<Self, IntrospectionError> {
         check_endpoint(&endpoint)?;
-        let connector = https_connector()
+        let client = https_client()
             .map_err(|e| IntrospectionError::new(Kind::Trust, Some(Box::new(e) as BoxError)))?;
-        let client = Client::builder(TokioExecutor::new()).build(connector);
         Self::with_client(client, endpoint, auth)
     }
 }
@@ -193,8 +182,7 @@ impl<C> Introspection<C> {
             client,
             endpoint,
             auth,
-            timeout: DEFAULT_TIMEOUT,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            options: ClientOptions::new(),
             binding: Binding::default(),
         })
     }
@@ -240,7 +228,7 @@ impl<C> Introspection<C> {
     /// # let _ = introspection;
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.options.timeout = timeout;
         self
     }
 
@@ -257,12 +245,36 @@ impl<C> Introspection<C> {
     /// # let _ = introspection;
     /// ```
     pub fn max_response_bytes(mut self, max: usize) -> Self {
-        self.max_response_bytes = max;
+        self.options.max_response_bytes = max;
+        self
+    }
+
+    /// Sets the [timeout](Self::timeout) and the [response cap](Self::max_response_bytes) at once
+    /// (default [`ClientOptions::new`]: 3 s, 64 KiB).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use tower_mcp_auth::{
+    ///     http_client::ClientOptions,
+    ///     validators::{ClientAuth, Introspection},
+    /// };
+    ///
+    /// let options = ClientOptions::new().with_timeout(Duration::from_secs(1));
+    /// let introspection = Introspection::new(
+    ///     "http://127.0.0.1:8080/introspect".parse().unwrap(),
+    ///     ClientAuth::bearer("t"),
+    /// )
+    /// .unwrap()
+    /// .client_options(options);
+    /// # let _ = introspection;
+    /// ```
+    pub fn client_options(mut self, options: ClientOptions) -> Self {
+        self.options = options;
         self
     }
 
     fn request(&self, credential: &str) -> Request<Full<Bytes>> {
-        let body = crate::http_fetch::form_body([("token", credential)]);
+        let body = form_body([("token", credential)]);
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.endpoint.clone();
@@ -282,8 +294,8 @@ impl<C> fmt::Debug for Introspection<C> {
         f.debug_struct("Introspection")
             .field("endpoint", &self.endpoint)
             .field("auth", &self.auth)
-            .field("timeout", &self.timeout)
-            .field("max_response_bytes", &self.max_response_bytes)
+            .field("timeout", &self.options.timeout)
+            .field("max_response_bytes", &self.options.max_response_bytes)
             .field("binding", &self.binding)
             .finish_non_exhaustive()
     }
@@ -300,19 +312,27 @@ where
     fn validate(&self, credential: &str) -> Self::Future {
         let request = self.request(credential);
         let client = self.client.clone();
-        let (timeout, limit) = (self.timeout, self.max_response_bytes);
+        let options = self.options;
         let binding = self.binding.clone();
         Box::pin(async move {
-            let (_, body) = fetch(&client, request, timeout, limit)
-                .await
-                .map_err(|failure| match failure {
-                    FetchFailure::Transport(e) => IntrospectionError::new(Kind::Transport, Some(e)),
-                    FetchFailure::Status(status) => {
-                        IntrospectionError::new(Kind::Status(status), None)
-                    }
-                    FetchFailure::TooLarge => IntrospectionError::new(Kind::TooLarge(limit), None),
-                    FetchFailure::Timeout => IntrospectionError::new(Kind::Timeout(timeout), None),
-                })?;
+            let (_, body) =
+                fetch(&client, request, options)
+                    .await
+                    .map_err(|failure| match failure {
+                        FetchFailure::Transport(e) => {
+                            IntrospectionError::new(Kind::Transport, Some(e))
+                        }
+                        FetchFailure::Status(status) => {
+                            IntrospectionError::new(Kind::Status(status), None)
+                        }
+                        FetchFailure::TooLarge => IntrospectionError::new(
+                            Kind::TooLarge(options.max_response_bytes),
+                            None,
+                        ),
+                        FetchFailure::Timeout => {
+                            IntrospectionError::new(Kind::Timeout(options.timeout), None)
+                        }
+                    })?;
             let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
                 IntrospectionError::new(
                     Kind::Json {
@@ -356,7 +376,7 @@ impl ClientAuth {
     pub fn basic(client_id: &str, client_secret: &str) -> Self {
         Self::new(
             "Basic",
-            &crate::http_fetch::basic_authorization(client_id, client_secret),
+            &crate::http_client::basic_authorization(client_id, client_secret),
         )
     }
 

@@ -27,7 +27,7 @@ use jsonwebtoken::{
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::http_fetch::{fetch, FetchFailure};
+use crate::http_client::{fetch, ClientOptions, FetchFailure};
 
 /// Where the key set is found.
 #[derive(Clone, Debug)]
@@ -43,8 +43,7 @@ pub(super) enum Source {
 pub(super) struct Settings {
     pub(super) issuer: String,
     pub(super) source: Source,
-    pub(super) timeout: Duration,
-    pub(super) max_response_bytes: usize,
+    pub(super) options: ClientOptions,
     pub(super) min_refresh_interval: Duration,
     pub(super) default_max_age: Duration,
     pub(super) max_max_age: Duration,
@@ -261,8 +260,8 @@ where
         request
             .headers_mut()
             .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        let limit = self.settings.max_response_bytes;
-        fetch(&self.client, request, self.settings.timeout, limit)
+        let limit = self.settings.options.max_response_bytes;
+        fetch(&self.client, request, self.settings.options)
             .await
             .map_err(|failure| match failure {
                 FetchFailure::Transport(e) => FetchError::with_source("transport error", e),

@@ -12,23 +12,19 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::Uri;
 use http_body_util::Full;
-use hyper_util::{
-    client::legacy::{connect::Connect, Client},
-    rt::TokioExecutor,
-};
+use hyper_util::client::legacy::{connect::Connect, Client};
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::jwks::{Jwks, KeySet, Settings, Source};
 use crate::{
+    http_client::{https_client, ClientOptions},
     secret::Fingerprint,
-    tls::{https_connector, HttpsConnector, TrustError},
+    tls::{HttpsConnector, TrustError},
     validate::{Recognition, Validator, Verdict},
 };
 
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
-const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024;
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(5 * 60);
@@ -130,8 +126,7 @@ impl Jwt {
             jwks_uri: None,
             algorithms: ASYMMETRIC.to_vec(),
             leeway: DEFAULT_LEEWAY,
-            timeout: DEFAULT_TIMEOUT,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            options: ClientOptions::jwks(),
             min_refresh_interval: DEFAULT_MIN_REFRESH_INTERVAL,
             default_max_age: DEFAULT_MAX_AGE,
             require_at_jwt: true,
@@ -305,8 +300,7 @@ pub struct JwtBuilder {
     jwks_uri: Option<Uri>,
     algorithms: Vec<Algorithm>,
     leeway: Duration,
-    timeout: Duration,
-    max_response_bytes: usize,
+    options: ClientOptions,
     min_refresh_interval: Duration,
     default_max_age: Duration,
     require_at_jwt: bool,
@@ -350,13 +344,31 @@ impl JwtBuilder {
 
     /// How long one fetch of the metadata or the JWKS may take (default 3 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.options.timeout = timeout;
         self
     }
 
     /// The largest metadata or JWKS body accepted (default 256 KiB).
     pub fn max_response_bytes(mut self, max: usize) -> Self {
-        self.max_response_bytes = max;
+        self.options.max_response_bytes = max;
+        self
+    }
+
+    /// Sets the [timeout](Self::timeout) and the [body cap](Self::max_response_bytes) of the metadata and JWKS
+    /// fetches at once (default [`ClientOptions::jwks`]: 3 s, 256 KiB).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mcp_auth::{http_client::ClientOptions, validators::Jwt};
+    ///
+    /// let jwt = Jwt::builder("https://auth.example.com", "https://gateway.example.com/mcp")
+    ///     .client_options(ClientOptions::jwks().with_max_response_bytes(1024 * 1024))
+    ///     .build()
+    ///     .expect("usable trust roots");
+    /// # let _ = jwt;
+    /// ```
+    pub fn client_options(mut self, options: ClientOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -378,8 +390,7 @@ impl JwtBuilder {
     /// # Errors
     /// When `SSL_CERT_FILE` is set but unusable; see [`TrustError`].
     pub fn build(self) -> Result<Jwt, TrustError> {
-        let client = Client::builder(TokioExecutor::new()).build(https_connector()?);
-        Ok(self.build_with_client(client))
+        Ok(self.build_with_client(https_client()?))
     }
 
     /// Builds the validator with `client` (bring your own connector, e.g. for TLS).
@@ -400,8 +411,7 @@ impl JwtBuilder {
         let settings = Settings {
             issuer: self.issuer,
             source: self.jwks_uri.map_or(Source::Discover, Source::Uri),
-            timeout: self.timeout,
-            max_response_bytes: self.max_response_bytes,
+            options: self.options,
             min_refresh_interval: self.min_refresh_interval,
             default_max_age: self.default_max_age,
             max_max_age: MAX_MAX_AGE.max(self.min_refresh_interval),
@@ -580,6 +590,7 @@ impl std::error::Error for JwtError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper_util::rt::TokioExecutor;
 
     #[test]
     fn for_audience_changes_only_the_audience() {

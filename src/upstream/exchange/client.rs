@@ -14,17 +14,15 @@ use bytes::Bytes;
 use futures_util::{future::BoxFuture, FutureExt as _};
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
-use hyper_util::{
-    client::legacy::{connect::Connect, Client},
-    rt::TokioExecutor,
-};
+use hyper_util::client::legacy::{connect::Connect, Client};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    http_fetch::{basic_authorization, form_body},
-    http_fetch::{read_capped, ReadError},
-    tls::{https_connector, TrustError},
+    http_client::{
+        basic_authorization, form_body, https_client, send, ClientOptions, FetchFailure,
+    },
+    tls::TrustError,
 };
 
 use super::{
@@ -34,8 +32,6 @@ use super::{
     token::{ExchangedToken, Subject},
 };
 
-pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
-pub(super) const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 pub(super) const DEFAULT_EXPIRY_SKEW: Duration = Duration::from_secs(30);
 pub(super) const DEFAULT_REFUSED_TTL: Duration = Duration::from_secs(5);
 pub(super) const DEFAULT_MAX_ENTRIES: u64 = 100_000;
@@ -105,8 +101,7 @@ impl TokenExchange {
             endpoint,
             auth,
             subject_token_type: ACCESS_TOKEN_TYPE.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            options: ClientOptions::new(),
             expiry_skew: DEFAULT_EXPIRY_SKEW,
             refused_ttl: DEFAULT_REFUSED_TTL,
             max_entries: DEFAULT_MAX_ENTRIES,
@@ -364,8 +359,7 @@ pub struct TokenExchangeBuilder {
     pub(super) endpoint: Uri,
     pub(super) auth: TokenClientAuth,
     pub(super) subject_token_type: String,
-    pub(super) timeout: Duration,
-    pub(super) max_response_bytes: usize,
+    pub(super) options: ClientOptions,
     pub(super) expiry_skew: Duration,
     pub(super) refused_ttl: Duration,
     pub(super) max_entries: u64,
@@ -380,13 +374,37 @@ impl TokenExchangeBuilder {
 
     /// How long one exchange may take (default 3 s); a slower one is a 503.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.options.timeout = timeout;
         self
     }
 
     /// The largest token endpoint answer accepted (default 64 KiB).
     pub fn max_response_bytes(mut self, max: usize) -> Self {
-        self.max_response_bytes = max;
+        self.options.max_response_bytes = max;
+        self
+    }
+
+    /// Sets the [timeout](Self::timeout) and the [answer cap](Self::max_response_bytes) at once (default
+    /// [`ClientOptions::new`]: 3 s, 64 KiB).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mcp_auth::{
+    ///     http_client::ClientOptions,
+    ///     upstream::{TokenClientAuth, TokenExchange},
+    /// };
+    ///
+    /// let exchange = TokenExchange::builder(
+    ///     "http://127.0.0.1:8080/token".parse().unwrap(),
+    ///     TokenClientAuth::basic("gateway", "client-secret"),
+    /// )
+    /// .client_options(ClientOptions::new().with_timeout(Duration::from_secs(1)))
+    /// .build()
+    /// .expect("usable trust roots");
+    /// # let _ = exchange;
+    /// ```
+    pub fn client_options(mut self, options: ClientOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -414,8 +432,7 @@ impl TokenExchangeBuilder {
     /// # Errors
     /// When `SSL_CERT_FILE` is set but unusable; see [`TrustError`].
     pub fn build(self) -> Result<TokenExchange, TrustError> {
-        let client = Client::builder(TokioExecutor::new()).build(https_connector()?);
-        Ok(self.build_with_client(client))
+        Ok(self.build_with_client(https_client()?))
     }
 
     /// Builds the client over `client` (bring your own connector, e.g. for TLS).
@@ -423,33 +440,28 @@ impl TokenExchangeBuilder {
     where
         C: Connect + Clone + Send + Sync + 'static,
     {
-        let (timeout, limit) = (self.timeout, self.max_response_bytes);
+        let options = self.options;
         let post = move |request: Request<Full<Bytes>>| {
             let client = client.clone();
             async move {
-                let exchange = async {
-                    let response = client.request(request).await.map_err(|e| ExchangeError {
-                        kind: ErrorKind::Transport,
-                        source: Some(Arc::new(e)),
-                    })?;
-                    let status = response.status();
-                    let body =
-                        read_capped(response.into_body(), limit)
-                            .await
-                            .map_err(|e| match e {
-                                ReadError::TooLarge => {
-                                    ExchangeError::new(ErrorKind::TooLarge(limit))
-                                }
-                                ReadError::Body(e) => ExchangeError {
-                                    kind: ErrorKind::Transport,
-                                    source: Some(Arc::from(e)),
-                                },
-                            })?;
-                    Ok((status, body))
-                };
-                tokio::time::timeout(timeout, exchange)
+                send(&client, request, options)
                     .await
-                    .map_err(|_| ExchangeError::new(ErrorKind::Timeout(timeout)))?
+                    .map_err(|failure| match failure {
+                        FetchFailure::Transport(e) => ExchangeError {
+                            kind: ErrorKind::Transport,
+                            source: Some(Arc::from(e)),
+                        },
+                        FetchFailure::TooLarge => {
+                            ExchangeError::new(ErrorKind::TooLarge(options.max_response_bytes))
+                        }
+                        FetchFailure::Timeout => {
+                            ExchangeError::new(ErrorKind::Timeout(options.timeout))
+                        }
+                        // `send` reads the answer whatever its status.
+                        FetchFailure::Status(status) => {
+                            ExchangeError::new(ErrorKind::Status(status))
+                        }
+                    })
             }
             .boxed()
         };
@@ -488,6 +500,7 @@ impl TokenExchangeBuilder {
 mod tests {
     use super::*;
     use base64::{engine::general_purpose::STANDARD, Engine as _};
+    use hyper_util::rt::TokioExecutor;
 
     #[test]
     fn an_exchanged_token_is_kept_no_longer_than_either_lifetime() {
