@@ -280,19 +280,17 @@ impl Validator for LiteLlmKeys {
     type Error = LiteLlmError;
     type Future = BoxFuture<'static, Result<Verdict<KeyInfo>, LiteLlmError>>;
 
+    /// The master key and credentials not shaped like LiteLLM keys are answered without a query, so a bearer
+    /// beside a key that is an upstream's OAuth token is ruled out at once (and may pass through).
+    fn validate_now(&self, credential: &str) -> Option<Result<Verdict<KeyInfo>, LiteLlmError>> {
+        self.answer_at_once(credential).map(Ok)
+    }
+
     fn validate(&self, credential: &str) -> Self::Future {
+        if let Some(answer) = self.validate_now(credential) {
+            return Box::pin(std::future::ready(answer));
+        }
         let digest = sha256(credential);
-        if self
-            .master
-            .is_some_and(|master| bool::from(master.ct_eq(&digest)))
-        {
-            return Box::pin(std::future::ready(Ok(Verdict::Valid(
-                Self::master_identity(),
-            ))));
-        }
-        if !credential.starts_with(KEY_PREFIX) {
-            return Box::pin(std::future::ready(Ok(Verdict::Unknown)));
-        }
         let token = hex(&digest);
         let this = self.clone();
         Box::pin(async move {
@@ -304,6 +302,18 @@ impl Validator for LiteLlmKeys {
 }
 
 impl LiteLlmKeys {
+    /// What needs no query: the master key, and credentials that are not shaped like LiteLLM keys.
+    fn answer_at_once(&self, credential: &str) -> Option<Verdict<KeyInfo>> {
+        let digest = sha256(credential);
+        if self
+            .master
+            .is_some_and(|master| bool::from(master.ct_eq(&digest)))
+        {
+            return Some(Verdict::Valid(Self::master_identity()));
+        }
+        (!credential.starts_with(KEY_PREFIX)).then_some(Verdict::Unknown)
+    }
+
     /// The verdict for the key whose digest is `token`, looking in the live table, then among rotated and
     /// deleted keys.
     async fn lookup(
