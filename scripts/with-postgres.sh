@@ -11,6 +11,8 @@
 #
 #     TOWER_MCP_AUTH_TEST_DATABASE_URL  a connection URL for that database
 #     TOWER_MCP_AUTH_TEST_PG_CTL        a script taking `stop` or `start`, for the tests of a database outage
+#     TOWER_MCP_AUTH_TEST_LITELLM_DATABASE_URL  a second database, `litellm_schema`, holding LiteLLM's own
+#                                       schema from its migrations (scripts/litellm-schema.sh)
 #
 # The server is stopped and the directory removed when the command ends, whatever its outcome; the script exits
 # with the command's status.
@@ -100,6 +102,16 @@ for fixture in "${fixtures[@]}"; do
 done
 
 export TOWER_MCP_AUTH_TEST_DATABASE_URL="postgres://postgres@localhost/litellm_test?host=$dir"
+
+# A second database with LiteLLM's own schema, from its migrations: the tests that write rows as LiteLLM writes
+# them use it. Without it (the package cannot be fetched), those tests skip and say why.
+"${psql[@]}" -d postgres -c 'CREATE DATABASE litellm_schema'
+schema_url="postgres://postgres@localhost/litellm_schema?host=$dir"
+if PSQL="$bindir/psql" "$root/scripts/litellm-schema.sh" "$schema_url"; then
+    export TOWER_MCP_AUTH_TEST_LITELLM_DATABASE_URL="$schema_url"
+else
+    echo "with-postgres: LiteLLM's schema is not available; TOWER_MCP_AUTH_TEST_LITELLM_DATABASE_URL unset" >&2
+fi
 export TOWER_MCP_AUTH_TEST_PG_CTL="$ctl"
 echo "with-postgres: PostgreSQL $("$bindir/postgres" -V | awk '{print $3}') on $dir" >&2
 

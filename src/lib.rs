@@ -136,7 +136,7 @@ mod validate;
 pub mod validators;
 
 pub use auth::McpAuthLayer;
-pub use validate::{validate_fn, BoxError, ValidateFn, Validator, Verdict};
+pub use validate::{validate_fn, BoxError, Recognition, ValidateFn, Validator, Verdict};
 
 pub use admission::Admission;
 pub use auth::{DEFAULT_KEY_HEADER, DEFAULT_MAX_CREDENTIAL_LEN, DEFAULT_VALIDATION_TIMEOUT};

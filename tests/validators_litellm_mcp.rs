@@ -260,6 +260,14 @@ async fn object_permissions_and_teams_give_the_servers_litellm_would() {
     )
     .await;
     assert_eq!(upstreams(&routed), ["atl", "docs"]);
+    // LiteLLM's `llm_api_routes` (keys of `key_type: llm_api`) include its MCP routes.
+    let llm_api = valid(
+        &keys,
+        &d.key("llm-api", None, Some(&only_atl), &["llm_api_routes"])
+            .await,
+    )
+    .await;
+    assert_eq!(upstreams(&llm_api), ["atl", "docs"]);
     assert!(!a.master);
 }
 
@@ -284,7 +292,8 @@ async fn keys_litellm_would_refuse_are_denied_never_unknown() {
         ),
         (
             "routes without MCP",
-            d.key("llm-only", None, None, &["llm_api_routes"]).await,
+            d.key("llm-only", None, None, &["llm_api_routes_without_mcp"])
+                .await,
         ),
     ];
     for (case, key) in cases {

@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod demo;
 mod discovery;
 mod keys;
@@ -31,7 +32,6 @@ use axum::{
     middleware,
     response::{IntoResponse, Response},
     routing::{any, get},
-    serve::ListenerExt,
     Json, Router,
 };
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -45,6 +45,7 @@ use tower_mcp_auth::{
 };
 
 pub use config::Options;
+pub use sessions::SessionSecret;
 
 /// The OAuth token the embedded demo upstream accepts.
 pub const DEMO_TOKEN: &str = "demo-oauth-token";
@@ -82,7 +83,7 @@ pub struct Gateway {
     max_body: usize,
     /// The JWT issuer every route names as its authorization server (`--jwt-issuer`).
     jwt_issuer: Option<String>,
-    sessions: sessions::Sessions,
+    sessions: sessions::Sealer,
     tools: tools::Policy,
 }
 
@@ -94,8 +95,12 @@ pub struct Prepared {
     /// Present when serving HTTPS.
     pub tls: Option<TlsAcceptor>,
     pub drain_timeout: Duration,
+    /// What a client may hold of the gateway: connections, and time to send heads and bodies.
+    pub limits: conn::Limits,
     /// Start-up warnings (such as config fields this gateway ignores).
     pub warnings: Vec<String>,
+    /// With `--metrics-listen`: its bound listener and the router serving `/metrics` there ([`run`] serves it).
+    pub metrics: Option<(TcpListener, Router)>,
 }
 
 impl Prepared {
@@ -166,6 +171,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         }
         options.servers.push(server);
         if options.keys.is_empty()
+            && options.master_key.is_none()
             && options.env_keys.is_empty()
             && options.key_files.is_empty()
             && options.database_url.is_none()
@@ -244,6 +250,17 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
     let mut exchanges = resource_server::exchanges(&options, &configs, &connector)?;
 
     let names: Vec<String> = configs.iter().map(|c| c.name().to_owned()).collect();
+    let access: permissions::Routes = Arc::new(
+        options
+            .servers
+            .iter()
+            .filter(|s| s.access != config::RouteAccess::default())
+            .map(|s| {
+                let url = metadata_url(&public, s.name());
+                (s.name().to_owned(), (s.access.clone(), url))
+            })
+            .collect(),
+    );
     let upstreams = configs
         .into_iter()
         .map(|config| {
@@ -273,7 +290,10 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         upstream_timeout,
         max_body: options.max_body,
         jwt_issuer: options.jwt_issuer.clone(),
-        sessions: sessions::Sessions::new(),
+        sessions: sessions::Sealer::new(
+            options.session_secret.as_ref(),
+            options.previous_session_secret.as_ref(),
+        ),
         tools: tool_policy.clone(),
     });
 
@@ -294,7 +314,15 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
                 ))
                 .layer(TakeClientCredentialsLayer::new().servers(&names))
                 .layer(auth)
+                .layer(middleware::from_fn_with_state(
+                    key_store.clone(),
+                    keys::drop_second_key,
+                ))
                 .layer(permissions::require_upstream())
+                .layer(middleware::from_fn_with_state(
+                    access,
+                    permissions::route_access,
+                ))
                 .layer(middleware::from_fn_with_state(
                     tool_policy.clone(),
                     tools::record,
@@ -308,11 +336,22 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         )
         .with_state(gateway.clone());
     metrics::install();
-    let ops = Router::new()
+    let mut ops = Router::new()
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(metrics::scrape))
-        .with_state(key_store.readiness());
+        .route("/readyz", get(ops::readyz));
+    let metrics = match &options.metrics_listen {
+        Some(listen) => {
+            let listener = TcpListener::bind(listen.as_str())
+                .await
+                .map_err(|e| format!("--metrics-listen {listen}: cannot listen: {e}"))?;
+            Some((listener, metrics::router()))
+        }
+        None => {
+            ops = ops.route("/metrics", get(metrics::scrape));
+            None
+        }
+    };
+    let ops = ops.with_state(key_store.readiness());
     let app = Router::new()
         .route(
             "/.well-known/oauth-protected-resource",
@@ -334,22 +373,20 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         demo,
         tls,
         drain_timeout: options.drain_timeout,
+        limits: options.limits,
         warnings: options.warnings,
+        metrics,
     })
 }
 
-/// Serves `app` on `listener` over plain HTTP until `shutdown` completes, then lets requests in flight finish.
+/// Serves `app` on `listener` over plain HTTP, with the default [`conn::Limits`], until `shutdown` completes, then
+/// lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    conn::serve(listener, None, app, conn::Limits::default(), shutdown).await
 }
 
 /// Serves a prepared gateway on `listener` (HTTPS when it has TLS) until `shutdown` completes; then requests in
@@ -365,19 +402,17 @@ pub async fn run(
         shutdown.await;
         signal.notify_one();
     };
-    let app = prepared.app;
-    let server: std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match prepared.tls
-    {
-        Some(acceptor) => {
-            let listener = tls::TlsListener::new(listener, acceptor)?;
-            Box::pin(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            })
-        }
-        None => Box::pin(serve(listener, app, shutdown)),
-    };
+    if let Some((listener, metrics)) = prepared.metrics {
+        // Ends with the process: scrapes may go on while requests drain.
+        tokio::spawn(serve(listener, metrics, std::future::pending()));
+    }
+    let server = conn::serve(
+        listener,
+        prepared.tls,
+        prepared.app,
+        prepared.limits,
+        shutdown,
+    );
     let drain_timeout = prepared.drain_timeout;
     tokio::select! {
         served = server => served,

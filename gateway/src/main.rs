@@ -94,6 +94,11 @@ async fn main() {
     }
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on {}://{addr}", prepared.scheme());
+    if let Some((listener, _)) = &prepared.metrics {
+        if let Ok(metrics) = listener.local_addr() {
+            let _ = writeln!(stdout, "metrics on http://{metrics}/metrics");
+        }
+    }
     if prepared.demo.is_some() {
         let _ = writeln!(stdout, "{}", demo_help(&prepared.public_url));
     }

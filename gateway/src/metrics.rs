@@ -1,8 +1,10 @@
 //! `GET /metrics`: the layer's metrics (feature `metrics`) and the gateway's own per-upstream requests, in
 //! Prometheus' text format.
 //!
-//! The recorder is the `metrics` facade's global one, installed once per process; a real deployment would serve
-//! this on an internal port only, away from MCP clients.
+//! The recorder is the `metrics` facade's global one, installed once per process. Latencies (every metric whose
+//! name ends in `duration`) are Prometheus histograms with fixed buckets ([`LATENCY_BUCKETS`]), which add up
+//! across replicas, unlike quantiles. With `--metrics-listen ADDR` this is served on that listener only, away
+//! from MCP clients; without it, on the public listener.
 
 use std::{
     sync::{Arc, OnceLock},
@@ -15,16 +17,23 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Per-upstream requests, by the OpenTelemetry HTTP client convention's name; counts, statuses and latency.
 const UPSTREAM_REQUESTS: &str = "http.client.request.duration";
+
+/// The buckets of every latency histogram, in seconds: from a cached key lookup to a slow upstream.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// The process's Prometheus recorder, installed on first use.
 fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("duration".to_owned()), LATENCY_BUCKETS)
+            .expect("the latency buckets are not empty")
             .install_recorder()
             .expect("no other metrics recorder is installed");
         tower_mcp_auth::metrics::describe();
@@ -40,6 +49,11 @@ fn handle() -> &'static PrometheusHandle {
 /// Installs the recorder, so that what happens before the first scrape is counted too.
 pub fn install() {
     handle();
+}
+
+/// The router of a metrics-only listener: `GET /metrics`.
+pub fn router() -> axum::Router {
+    axum::Router::new().route("/metrics", axum::routing::get(scrape))
 }
 
 /// `GET /metrics`.

@@ -24,7 +24,7 @@ use super::{
     ops::AuthOutcome,
     resource_server::Caller,
     route,
-    sessions::{Owner, SESSION_HEADER},
+    sessions::{self, Owner, SESSION_HEADER},
     tls, Gateway, Upstream,
 };
 
@@ -170,6 +170,13 @@ async fn read_body(parts: &Parts, body: Body, max: usize) -> Result<axum::body::
             }
             source = e.source();
         }
+        if crate::conn::is_body_timeout(&error) {
+            return json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time",
+            );
+        }
         json_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -214,21 +221,24 @@ async fn relay(gateway: &Gateway, request: Request, owner: Option<Owner>) -> Res
         );
     };
     let name = upstream.config.name();
-    // A session continues only for the caller that opened it; any other gets what an unknown session gets.
-    let session = request
-        .headers()
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if let Some(session) = &session {
-        if !gateway
-            .sessions
-            .owned_by(name, session, owner.as_ref())
-            .await
-        {
-            return json_error(StatusCode::NOT_FOUND, "not_found", "no such MCP session");
+    // The client holds a sealed id; the upstream gets its own id back only when the seal opens for this caller
+    // on this upstream. Anything else is what an unknown session gets, and the upstream is never contacted.
+    let session = match sessions::presented(request.headers()) {
+        Ok(presented) => presented.cloned(),
+        Err(description) => {
+            return json_error(StatusCode::BAD_REQUEST, "invalid_request", description)
         }
-    }
+    };
+    let session = match session {
+        None => None,
+        Some(sealed) => match owner
+            .as_ref()
+            .and_then(|owner| gateway.sessions.open(name, owner, &sealed))
+        {
+            Some(opened) => Some(opened),
+            None => return json_error(StatusCode::NOT_FOUND, "not_found", "no such MCP session"),
+        },
+    };
     let uri = match upstream_uri(upstream.config.url(), rest, request.uri().query()) {
         Ok(uri) => uri,
         Err(_) => return json_error(StatusCode::BAD_REQUEST, "invalid_request", "bad path"),
@@ -241,6 +251,9 @@ async fn relay(gateway: &Gateway, request: Request, owner: Option<Owner>) -> Res
         Err(response) => return response,
     };
     parts.uri = uri;
+    if let Some(session) = session {
+        parts.headers.insert(SESSION_HEADER, session);
+    }
     // The client picks `Host` from the upstream URI; `Origin` and cookies are for the gateway, not the upstream.
     for name in [header::HOST, header::ORIGIN, header::COOKIE] {
         parts.headers.remove(name);
@@ -291,22 +304,27 @@ async fn relay(gateway: &Gateway, request: Request, owner: Option<Owner>) -> Res
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::SET_COOKIE);
-    if let Some(owner) = owner {
-        let opened = parts
-            .headers
-            .get(SESSION_HEADER)
-            .and_then(|v| v.to_str().ok());
-        match (opened, &session) {
-            (_, Some(session))
-                if method == axum::http::Method::DELETE && parts.status.is_success() =>
-            {
-                gateway.sessions.end(name, session).await;
-            }
-            (Some(opened), _) if parts.status.is_success() => {
-                gateway.sessions.bind(name, opened, owner).await;
-            }
-            _ => {}
+    // The upstream's session id never reaches the client as it is: sealed for this caller, or not at all.
+    let mut opened = parts.headers.get_all(SESSION_HEADER).iter();
+    let sealed = match (opened.next(), opened.next(), &owner) {
+        (None, _, _) => None,
+        (Some(session), None, Some(owner)) => {
+            Some(gateway.sessions.seal(name, owner, session.as_bytes()))
         }
+        (Some(_), _, _) => {
+            tracing::warn!(
+                upstream = name,
+                "upstream sent several session ids, or one to no caller"
+            );
+            return json_error(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the upstream MCP server sent an unusable session id",
+            );
+        }
+    };
+    if let Some(sealed) = sealed {
+        parts.headers.insert(SESSION_HEADER, sealed);
     }
     parts.extensions.insert(Relayed);
     if parts.status.is_redirection() {

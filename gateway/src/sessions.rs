@@ -1,34 +1,101 @@
-//! MCP sessions bound to the caller that opened them.
+//! MCP sessions bound to the caller that opened them, without state shared between replicas.
 //!
 //! An upstream's `Mcp-Session-Id` is a bearer secret of its own: whoever presents it continues the session.
-//! The gateway records, for each session an upstream hands out through it, who opened it: the key's identity
-//! for key callers, the SHA-256 digest of the token for passthrough callers (never the token). A request that
-//! presents a session another caller opened, or one the gateway does not know (expired from the table, or
-//! never handed out through it), gets `404`, as for an unknown session, and never reaches the upstream; the
-//! client then opens a new session, as the MCP transport specifies.
+//! The gateway never hands it to the client as it is. It gives the client a *sealed* id instead: the upstream's
+//! id encrypted with XChaCha20-Poly1305 (an AEAD) under a key derived from the session secret (HKDF-SHA256),
+//! with the upstream's name and the session's owner as associated data, so they are bound to it without being
+//! stored in it. Who owns a session:
+//! - a caller admitted by a gateway key: the key's identity;
+//! - a JWT of the gateway's issuer: its issuer and either its subject (a user) or its client (a client
+//!   credentials grant, where `sub` names the client itself, or `sub` is absent) — a user `alice` and a client
+//!   `alice` are different owners; a JWT naming neither: the token's SHA-256 digest;
+//! - a passthrough caller (the upstream's own OAuth token): the SHA-256 digest of that token, never the token.
+//!   A client whose token is refreshed therefore no longer owns the sessions it opened with the old token: they
+//!   answer 404 and the client opens a new one, as the MCP transport specifies.
+//!
+//! Every replica holding the same secret ([`SECRET_VAR`], or `general_settings.session_secret`) opens the id,
+//! after a restart too; during a rotation the previous secret ([`PREVIOUS_SECRET_VAR`]) is still accepted. A
+//! sealed id presented by another caller, for another upstream, altered in any byte, sealed under another
+//! secret, or the upstream's raw id, does not open: the answer is `404` (an unknown session), and the upstream
+//! is never contacted. `DELETE` is relayed with the upstream's id, so the upstream forgets the session, which
+//! every replica then learns from it. Without a configured secret, a random one is drawn per process: sessions
+//! then live as long as the process, on that replica only.
+//!
+//! The request's `Mcp-Session-Id` must be one header of visible ASCII (the MCP transport's rule); several, or
+//! other bytes, are `400`.
 
-use std::{sync::Arc, time::Duration};
+use std::fmt;
 
-use moka::future::Cache;
+use axum::http::{HeaderMap, HeaderValue};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use chacha20poly1305::{
+    aead::{rand_core::RngCore, Aead, AeadCore, KeyInit, OsRng, Payload},
+    XChaCha20Poly1305, XNonce,
+};
+use hkdf::Hkdf;
+use sha2::{Digest, Sha256};
 use tower_mcp_auth::Authenticated;
 
 use super::resource_server::Caller;
 
 /// The MCP session header.
 pub const SESSION_HEADER: &str = "mcp-session-id";
-/// How many sessions the table holds; the least recently used give way first.
-const MAX_SESSIONS: u64 = 100_000;
-/// A session unused for this long is forgotten.
-const IDLE: Duration = Duration::from_secs(60 * 60);
+/// The environment variable of the session secret every replica shares.
+pub const SECRET_VAR: &str = "MCP_GATEWAY_SESSION_SECRET";
+/// The environment variable of the previous session secret, still accepted during a rotation.
+pub const PREVIOUS_SECRET_VAR: &str = "MCP_GATEWAY_SESSION_SECRET_PREVIOUS";
+/// The shortest secret accepted, in bytes (`openssl rand -base64 32` gives 44).
+pub const MIN_SECRET_LEN: usize = 32;
 
-/// Who opened a session.
+/// The first byte of every sealed id: the format, so that a later one can be told apart.
+const VERSION: u8 = 1;
+/// HKDF's `info`: the key is for sealing session ids and nothing else.
+const KEY_INFO: &[u8] = b"mcp-gateway session id v1";
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+/// Sealed ids longer than this are not decoded (the upstream ids they hold are short).
+const MAX_SEALED_LEN: usize = 2048;
+
+/// A configured session secret. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
-pub enum Owner {
-    /// A caller the gateway authenticated by key: its identity.
-    Identity(Arc<str>),
-    /// A passthrough caller: the digest of its token.
-    Token([u8; 32]),
+pub struct SessionSecret(Vec<u8>);
+
+impl SessionSecret {
+    /// `value` as a secret, or why not (too short); `source` names where it came from, never the value.
+    pub fn new(value: &str, source: &str) -> Result<Self, String> {
+        if value.trim().len() < MIN_SECRET_LEN {
+            return Err(format!(
+                "{source}: the session secret must be at least {MIN_SECRET_LEN} bytes (e.g. openssl rand -base64 32)"
+            ));
+        }
+        Ok(Self(value.trim().as_bytes().to_vec()))
+    }
+
+    fn random() -> Self {
+        let mut bytes = vec![0; 32];
+        OsRng.fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        let mut key = [0; 32];
+        Hkdf::<Sha256>::new(None, &self.0)
+            .expand(KEY_INFO, &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        XChaCha20Poly1305::new(&key.into())
+    }
 }
+
+impl fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionSecret([redacted])")
+    }
+}
+
+/// Who opened a session, as the bytes bound to its sealed id: a kind, then length-prefixed fields, so no two
+/// owners share an encoding (an issuer URL with a `:` in it cannot run into a subject).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner(Vec<u8>);
 
 impl Owner {
     /// The caller of an admitted request: its identity if it has one, else its passthrough token's SHA-256
@@ -37,51 +104,241 @@ impl Owner {
         identity: Option<&Authenticated<Caller>>,
         token_digest: Option<[u8; 32]>,
     ) -> Option<Self> {
-        match (identity, token_digest) {
-            (Some(caller), _) => Some(Self::Identity(Arc::from(caller.identity().owner()))),
-            (None, Some(digest)) => Some(Self::Token(digest)),
+        match (identity.map(Authenticated::identity), token_digest) {
+            (Some(Caller::Key(key)), _) => Some(Self::new(b'k', &[key.name().as_bytes()])),
+            (Some(Caller::Jwt(claims)), _) => {
+                Some(match (claims.sub.as_deref(), claims.client_id.as_deref()) {
+                    // RFC 9068 §2.2: without a resource owner (client credentials), `sub` names the client.
+                    (Some(sub), Some(client)) if sub == client => {
+                        Self::new(b'c', &[claims.iss.as_bytes(), client.as_bytes()])
+                    }
+                    (Some(sub), _) => Self::new(b'u', &[claims.iss.as_bytes(), sub.as_bytes()]),
+                    (None, Some(client)) => {
+                        Self::new(b'c', &[claims.iss.as_bytes(), client.as_bytes()])
+                    }
+                    (None, None) => Self::new(b'j', &[&Sha256::digest(claims.token().as_bytes())]),
+                })
+            }
+            (None, Some(digest)) => Some(Self::new(b't', &[&digest])),
             (None, None) => None,
         }
     }
+
+    fn new(kind: u8, fields: &[&[u8]]) -> Self {
+        let mut bytes = vec![kind];
+        for field in fields {
+            bytes.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(field);
+        }
+        Self(bytes)
+    }
 }
 
-/// The bounded, expiring table of sessions and their owners, keyed by upstream and session id.
+/// Seals upstream session ids into the ids clients see, and opens them again.
 #[derive(Clone)]
-pub struct Sessions {
-    table: Cache<(String, String), Owner>,
+pub struct Sealer {
+    current: XChaCha20Poly1305,
+    previous: Option<XChaCha20Poly1305>,
 }
 
-impl Sessions {
-    pub fn new() -> Self {
+impl Sealer {
+    /// Seals with `current` (a random per-process secret when `None`) and opens with `current` or `previous`.
+    pub fn new(current: Option<&SessionSecret>, previous: Option<&SessionSecret>) -> Self {
+        let current = match current {
+            Some(secret) => secret.cipher(),
+            None => {
+                tracing::warn!(
+                    "no session secret ({SECRET_VAR} or general_settings.session_secret): MCP sessions are \
+                     sealed with a random secret of this process, so they end when it stops and other replicas \
+                     do not know them"
+                );
+                SessionSecret::random().cipher()
+            }
+        };
         Self {
-            table: Cache::builder()
-                .max_capacity(MAX_SESSIONS)
-                .time_to_idle(IDLE)
-                .build(),
+            current,
+            previous: previous.map(SessionSecret::cipher),
         }
     }
 
-    /// Whether `owner` may continue `session` on `upstream`: only the caller that opened it may.
-    pub async fn owned_by(&self, upstream: &str, session: &str, owner: Option<&Owner>) -> bool {
-        let found = self.table.get(&key(upstream, session)).await;
-        matches!((found, owner), (Some(found), Some(owner)) if found == *owner)
+    /// The id the client sees for `session`, which `upstream` handed to `owner`.
+    pub fn seal(&self, upstream: &str, owner: &Owner, session: &[u8]) -> HeaderValue {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let aad = associated(upstream, owner);
+        let sealed = self
+            .current
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: session,
+                    aad: &aad,
+                },
+            )
+            .expect("XChaCha20-Poly1305 seals any message of this size");
+        let mut bytes = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(&sealed);
+        HeaderValue::try_from(URL_SAFE_NO_PAD.encode(bytes))
+            .expect("base64 is a valid header value")
     }
 
-    /// Records that `owner` opened `session` on `upstream`. A session already recorded keeps its owner: an
-    /// upstream that hands out an id twice cannot move it to another caller.
-    pub async fn bind(&self, upstream: &str, session: &str, owner: Owner) {
-        self.table
-            .entry(key(upstream, session))
-            .or_insert(owner)
-            .await;
-    }
-
-    /// Forgets `session` (the client ended it).
-    pub async fn end(&self, upstream: &str, session: &str) {
-        self.table.invalidate(&key(upstream, session)).await;
+    /// The upstream's id inside `sealed`, if it was sealed for `owner` on `upstream` under the current or the
+    /// previous secret; `None` for anything else.
+    pub fn open(&self, upstream: &str, owner: &Owner, sealed: &HeaderValue) -> Option<HeaderValue> {
+        let sealed = sealed.as_bytes();
+        if sealed.len() > MAX_SEALED_LEN {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+        let (&version, rest) = bytes.split_first()?;
+        if version != VERSION || rest.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, message) = rest.split_at(NONCE_LEN);
+        let nonce = XNonce::from_slice(nonce);
+        let aad = associated(upstream, owner);
+        let payload = || Payload {
+            msg: message,
+            aad: &aad,
+        };
+        let session = self
+            .current
+            .decrypt(nonce, payload())
+            .or_else(|e| self.previous.as_ref().ok_or(e)?.decrypt(nonce, payload()))
+            .ok()?;
+        HeaderValue::from_bytes(&session).ok()
     }
 }
 
-fn key(upstream: &str, session: &str) -> (String, String) {
-    (upstream.to_owned(), session.to_owned())
+/// The associated data of a sealed id: the upstream's name, then the owner.
+fn associated(upstream: &str, owner: &Owner) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(4 + upstream.len() + owner.0.len());
+    aad.extend_from_slice(&(upstream.len() as u32).to_be_bytes());
+    aad.extend_from_slice(upstream.as_bytes());
+    aad.extend_from_slice(&owner.0);
+    aad
+}
+
+/// The request's session id: `Ok(None)` when absent, or why it is refused (the caller answers `400`) when it
+/// is sent several times or holds anything but visible ASCII.
+pub fn presented(headers: &HeaderMap) -> Result<Option<&HeaderValue>, &'static str> {
+    let mut values = headers.get_all(SESSION_HEADER).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(_), Some(_)) => Err("more than one Mcp-Session-Id header"),
+        (Some(value), None)
+            if value.is_empty() || !value.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b)) =>
+        {
+            Err("the Mcp-Session-Id header must be visible ASCII")
+        }
+        (Some(value), None) => Ok(Some(value)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(fill: char) -> SessionSecret {
+        SessionSecret::new(&fill.to_string().repeat(40), "test").unwrap()
+    }
+
+    fn owner(name: &str) -> Owner {
+        Owner::new(b'k', &[name.as_bytes()])
+    }
+
+    #[test]
+    fn a_sealed_id_opens_only_for_its_owner_upstream_and_secret() {
+        let sealer = Sealer::new(Some(&secret('a')), None);
+        let sealed = sealer.seal("atl", &owner("alice"), b"upstream-1");
+        assert_ne!(sealed.as_bytes(), b"upstream-1");
+        assert_eq!(
+            sealer.open("atl", &owner("alice"), &sealed).unwrap(),
+            "upstream-1"
+        );
+        assert!(sealer.open("atl", &owner("bob"), &sealed).is_none());
+        assert!(sealer.open("priv", &owner("alice"), &sealed).is_none());
+        let other = Sealer::new(Some(&secret('b')), None);
+        assert!(other.open("atl", &owner("alice"), &sealed).is_none());
+        assert!(sealer
+            .open(
+                "atl",
+                &owner("alice"),
+                &HeaderValue::from_static("upstream-1")
+            )
+            .is_none());
+    }
+
+    #[test]
+    fn every_altered_byte_is_refused() {
+        let sealer = Sealer::new(Some(&secret('a')), None);
+        let sealed = sealer.seal("atl", &owner("alice"), b"upstream-1");
+        let text = sealed.to_str().unwrap();
+        for i in 0..text.len() {
+            let mut bytes = text.as_bytes().to_vec();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let altered = HeaderValue::from_bytes(&bytes).unwrap();
+            // Base64's last character may carry unused bits: such a change decodes to the same bytes.
+            if URL_SAFE_NO_PAD.decode(&bytes).ok() == URL_SAFE_NO_PAD.decode(text).ok() {
+                continue;
+            }
+            assert!(
+                sealer.open("atl", &owner("alice"), &altered).is_none(),
+                "byte {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_previous_secret_opens_during_a_rotation() {
+        let old = Sealer::new(Some(&secret('a')), None);
+        let sealed = old.seal("atl", &owner("alice"), b"upstream-1");
+        let rotated = Sealer::new(Some(&secret('b')), Some(&secret('a')));
+        assert_eq!(
+            rotated.open("atl", &owner("alice"), &sealed).unwrap(),
+            "upstream-1"
+        );
+        // New ids are sealed with the new secret only.
+        let new = rotated.seal("atl", &owner("alice"), b"upstream-2");
+        assert!(old.open("atl", &owner("alice"), &new).is_none());
+        assert!(Sealer::new(Some(&secret('b')), None)
+            .open("atl", &owner("alice"), &new)
+            .is_some());
+    }
+
+    #[test]
+    fn owners_of_different_kinds_or_fields_differ() {
+        assert_ne!(
+            Owner::new(b'u', &[b"https://idp", b"alice"]),
+            Owner::new(b'c', &[b"https://idp", b"alice"])
+        );
+        assert_ne!(
+            Owner::new(b'u', &[b"https://idp:a", b"b"]),
+            Owner::new(b'u', &[b"https://idp", b"a:b"])
+        );
+        assert_ne!(Owner::new(b'k', &[b"alice"]), Owner::new(b'u', &[b"alice"]));
+    }
+
+    #[test]
+    fn short_secrets_are_refused_without_repeating_them() {
+        let error = SessionSecret::new("sk-too-short", SECRET_VAR).unwrap_err();
+        assert!(error.starts_with(SECRET_VAR) && !error.contains("sk-too-short"));
+        assert_eq!(format!("{:?}", secret('a')), "SessionSecret([redacted])");
+    }
+
+    #[test]
+    fn session_headers_must_be_one_visible_ascii_value() {
+        let mut headers = HeaderMap::new();
+        assert!(presented(&headers).unwrap().is_none());
+        headers.insert(SESSION_HEADER, HeaderValue::from_static("abc"));
+        assert_eq!(presented(&headers).unwrap().unwrap(), "abc");
+        headers.append(SESSION_HEADER, HeaderValue::from_static("def"));
+        assert!(presented(&headers).is_err());
+        for bad in [&b"a b"[..], b"a\tb", b"caf\xc3\xa9", b""] {
+            let mut headers = HeaderMap::new();
+            headers.insert(SESSION_HEADER, HeaderValue::from_bytes(bad).unwrap());
+            assert!(presented(&headers).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -724,16 +724,16 @@ async fn a_session_opened_with_a_jwt_belongs_to_its_subject() {
     let route = format!("http://{gw}/mcp/s");
     let alice = s.issuer.token(&route);
     let opened = post_init(&route, &[("authorization", &bearer(&alice))]).await;
-    assert_eq!(opened.header("mcp-session-id"), Some("session-1"));
+    // The client sees the upstream's id sealed, never as it is.
+    let session = opened.header("mcp-session-id").unwrap().to_owned();
+    assert_ne!(session, "session-1");
     let with_session = |credential: (&'static str, String)| {
         let route = route.clone();
+        let session = session.clone();
         async move {
             post_init(
                 &route,
-                &[
-                    (credential.0, &credential.1),
-                    ("mcp-session-id", "session-1"),
-                ],
+                &[(credential.0, &credential.1), ("mcp-session-id", &session)],
             )
             .await
             .status
@@ -763,9 +763,26 @@ async fn a_session_opened_with_a_jwt_belongs_to_its_subject() {
         with_session(("x-litellm-api-key", KEY.to_owned())).await,
         StatusCode::NOT_FOUND
     );
+    // The opener is a client (client credentials: `sub` is its `client_id`); a user of the same name, signed
+    // in through another client, is someone else.
+    let user_of_that_name = s.issuer.sign("k1", &{
+        let mut claims = s.issuer.claims(&route, 3600);
+        claims["client_id"] = json!("another-app");
+        claims
+    });
+    assert_eq!(
+        with_session(("authorization", bearer(&user_of_that_name))).await,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(
         sessions.seen().len(),
         2,
         "refused session requests never reach the upstream"
     );
+    // The upstream got its own id back, never the sealed one.
+    assert!(sessions.seen()[1]
+        .headers
+        .get_all("mcp-session-id")
+        .iter()
+        .eq([&"session-1".parse::<axum::http::HeaderValue>().unwrap()]));
 }

@@ -57,6 +57,6 @@ pub use jwt::{Jwt, JwtBuilder, JwtClaims, JwtError};
 #[cfg(feature = "postgres")]
 pub use litellm::LiteLlmRevocations;
 #[cfg(feature = "postgres")]
-pub use litellm::{KeyInfo, LiteLlmError, LiteLlmKeys};
+pub use litellm::{config_server_id, KeyInfo, LiteLlmError, LiteLlmKeys};
 pub use revocation::{revocation_fn, Revocation, RevocationFn, RevocationSink, TrustGate};
 pub use static_keys::{FromKeyEntry, StaticKeys, StaticKeysError};

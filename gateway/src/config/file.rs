@@ -10,7 +10,11 @@
 //!     auth_value: os.environ/GITHUB_TOKEN
 //!   atlassian:
 //!     url: https://mcp.atlassian.com/v1/mcp
-//!     auth_type: oauth_delegate   # or oauth_passthrough: true
+//!     auth_type: oauth_delegate   # the user's token beside a gateway key; alone: true_passthrough
+//!   jira:
+//!     url: https://mcp.jira.example/mcp
+//!     required_scopes: [mcp.jira]  # JWT callers (mcp_resource_server) need these scopes ...
+//!     allowed_client_ids: [ide]    # ... and one of these clients
 //!   internal:
 //!     url: https://mcp.internal.example/mcp
 //!     auth_type: oauth2_token_exchange          # RFC 8693, needs mcp_resource_server
@@ -24,9 +28,20 @@
 //!       delete_page: [pages.write]
 //! general_settings:
 //!   master_key: os.environ/LITELLM_MASTER_KEY
+//!   session_secret: os.environ/MCP_SESSION_SECRET   # this gateway's: shared by every replica (32+ bytes)
+//!   session_secret_previous: os.environ/MCP_SESSION_SECRET_OLD   # optional: still accepted while rotating
+//!   metrics_listen: 0.0.0.0:9464                 # this gateway's: /metrics on its own listener
 //! mcp_resource_server:                           # this gateway's own section, not LiteLLM's
 //!   issuer: https://idp.example
 //!   jwks_uri: https://idp.example/jwks           # optional; else discovered from the issuer
+//!   allow_any_typ: false                         # true: admit JWTs not typed at+jwt (RFC 9068)
+//! gateway_settings:                              # this gateway's own section: connection limits
+//!   header_read_timeout: 10s                     # durations: `10s`, `1m`, or plain seconds
+//!   body_read_timeout: 30s
+//!   max_connections: 1024
+//!   linger_timeout: 5s
+//!   linger_max_bytes: 16777216
+//!   allow_insecure_auth_server: false            # http:// issuers/token endpoints beyond loopback
 //! ```
 //!
 //! Every string may be `os.environ/VAR`, read from the environment. Errors name the YAML path
@@ -40,8 +55,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
-use super::server::Server;
-use crate::resource_server::ExchangeSpec;
+use super::server::{LiteLlmServer, Server};
+use crate::{resource_server::ExchangeSpec, sessions::SessionSecret};
 
 #[derive(Deserialize, Default)]
 struct File {
@@ -51,13 +66,50 @@ struct File {
     general_settings: General,
     /// This gateway's own section: JWT admission (LiteLLM has no such field).
     mcp_resource_server: Option<ResourceServer>,
+    /// This gateway's own section: connection limits (LiteLLM has no such field).
+    #[serde(default)]
+    gateway_settings: GatewaySettings,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GatewaySettings {
+    header_read_timeout: Option<DurationValue>,
+    body_read_timeout: Option<DurationValue>,
+    max_connections: Option<u32>,
+    linger_timeout: Option<DurationValue>,
+    linger_max_bytes: Option<u64>,
+    #[serde(default)]
+    allow_insecure_auth_server: bool,
+}
+
+/// A duration as YAML writes it: plain seconds, or text with a unit (`30s`, `1m`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(f64),
+    Text(String),
+}
+
+impl DurationValue {
+    fn parse(&self, path: &str) -> Result<std::time::Duration, String> {
+        let text = match self {
+            Self::Seconds(seconds) => seconds.to_string(),
+            Self::Text(text) => text.clone(),
+        };
+        crate::cli::duration(&text).map_err(|e| format!("{path}: {e}"))
+    }
+}
+
+#[derive(Deserialize, Default)]
 struct RawServer {
     url: Option<String>,
+    /// LiteLLM's alias of the server: part of the id LiteLLM gives it.
+    alias: Option<String>,
+    /// An id pinned for the server, which LiteLLM uses instead of deriving one.
+    server_id: Option<String>,
     transport: Option<String>,
     auth_type: Option<String>,
     auth_value: Option<String>,
@@ -82,6 +134,10 @@ struct RawServer {
     disallowed_tools: Option<Vec<String>>,
     /// This gateway's own: the scopes a JWT caller needs per tool.
     tool_scopes: Option<BTreeMap<String, Vec<String>>>,
+    /// Scopes every JWT caller's token must carry to use this server.
+    required_scopes: Option<Vec<String>>,
+    /// The only clients whose JWTs may use this server.
+    allowed_client_ids: Option<Vec<String>>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -91,12 +147,18 @@ struct RawServer {
 struct ResourceServer {
     issuer: String,
     jwks_uri: Option<String>,
+    /// Admit JWTs not typed `at+jwt` (RFC 9068).
+    #[serde(default)]
+    allow_any_typ: bool,
 }
 
 #[derive(Deserialize, Default)]
 struct General {
     master_key: Option<String>,
     database_url: Option<String>,
+    session_secret: Option<String>,
+    session_secret_previous: Option<String>,
+    metrics_listen: Option<String>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -120,8 +182,19 @@ pub struct FileConfig {
     pub servers: Vec<Server>,
     pub master_key: Option<String>,
     pub database_url: Option<String>,
+    /// `general_settings.session_secret` and `general_settings.session_secret_previous`.
+    pub session_secret: Option<SessionSecret>,
+    pub previous_session_secret: Option<SessionSecret>,
+    /// `general_settings.metrics_listen`: `HOST:PORT` for `/metrics`.
+    pub metrics_listen: Option<String>,
     /// `mcp_resource_server`: the issuer and its JWKS URL.
     pub jwt: Option<(String, Option<String>)>,
+    /// `gateway_settings`: connection limits.
+    pub limits: super::LimitSettings,
+    /// `gateway_settings.allow_insecure_auth_server`.
+    pub allow_insecure_auth_server: bool,
+    /// `mcp_resource_server.allow_any_typ`.
+    pub jwt_allow_any_typ: bool,
     /// Fields this gateway does not use, in one line.
     pub warning: Option<String>,
 }
@@ -236,6 +309,27 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
         servers.push(server(&name, raw, &path, env, &mut unknown)?);
     }
     let general = file.general_settings;
+    let settings = &file.gateway_settings;
+    let duration = |value: &Option<DurationValue>, field: &str| {
+        value
+            .as_ref()
+            .map(|v| v.parse(&format!("gateway_settings.{field}")))
+            .transpose()
+    };
+    if settings.max_connections == Some(0) {
+        return Err("gateway_settings.max_connections: must be more than zero".to_owned());
+    }
+    let limits = super::LimitSettings {
+        header_read_timeout: duration(&settings.header_read_timeout, "header_read_timeout")?,
+        body_read_timeout: duration(&settings.body_read_timeout, "body_read_timeout")?,
+        max_connections: settings.max_connections,
+        linger_timeout: duration(&settings.linger_timeout, "linger_timeout")?,
+        linger_max_bytes: settings.linger_max_bytes,
+    };
+    let jwt_allow_any_typ = file
+        .mcp_resource_server
+        .as_ref()
+        .is_some_and(|rs| rs.allow_any_typ);
     let warning = (!unknown.is_empty()).then(|| {
         format!(
             "config: ignored fields this gateway does not use: {}",
@@ -254,6 +348,21 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
             .as_deref()
             .map(|v| resolve(v, "general_settings.database_url", env))
             .transpose()?,
+        session_secret: secret(&general.session_secret, "session_secret", env)?,
+        previous_session_secret: secret(
+            &general.session_secret_previous,
+            "session_secret_previous",
+            env,
+        )?,
+        metrics_listen: general
+            .metrics_listen
+            .as_deref()
+            .map(|v| {
+                let listen = resolve(v, "general_settings.metrics_listen", env)?;
+                super::check_listen(&listen, "general_settings.metrics_listen")?;
+                Ok::<_, String>(listen)
+            })
+            .transpose()?,
         jwt: file
             .mcp_resource_server
             .map(|rs| -> Result<_, String> {
@@ -266,8 +375,24 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
                 ))
             })
             .transpose()?,
+        limits,
+        allow_insecure_auth_server: settings.allow_insecure_auth_server,
+        jwt_allow_any_typ,
         warning,
     })
+}
+
+/// `general_settings.FIELD` as a session secret.
+fn secret(
+    value: &Option<String>,
+    field: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<SessionSecret>, String> {
+    let path = format!("general_settings.{field}");
+    value
+        .as_deref()
+        .map(|v| SessionSecret::new(&resolve(v, &path, env)?, &path))
+        .transpose()
 }
 
 /// How `auth_type` is honoured.
@@ -276,6 +401,8 @@ enum AuthType {
     None,
     /// The client's own token passes through.
     Passthrough,
+    /// The client's own token passes through beside a gateway key, never alone (LiteLLM's `oauth_delegate`).
+    Delegate,
     /// RFC 8693 token exchange.
     Exchange,
     /// A credential of this kind, from `auth_value`.
@@ -285,7 +412,8 @@ enum AuthType {
 fn auth_type(value: &str, path: &str) -> Result<AuthType, String> {
     Ok(match value {
         "none" => AuthType::None,
-        "oauth_delegate" | "true_passthrough" => AuthType::Passthrough,
+        "true_passthrough" => AuthType::Passthrough,
+        "oauth_delegate" => AuthType::Delegate,
         "oauth2_token_exchange" => AuthType::Exchange,
         "api_key" => AuthType::Credential("api_key"),
         "bearer_token" => AuthType::Credential("bearer_token"),
@@ -333,6 +461,23 @@ fn server(
     let url = resolve(url, &format!("{path}.url"), env)?;
     let mut server = Server::new(name, &url, format!("{path}.url"))?;
     server.source = path.to_owned();
+    server.litellm = Some(LiteLlmServer {
+        name: name.to_owned(),
+        url: url.clone(),
+        transport: raw.transport.clone(),
+        auth_type: raw.auth_type.clone(),
+        alias: raw
+            .alias
+            .as_deref()
+            .map(|alias| resolve(alias, &format!("{path}.alias"), env))
+            .transpose()?,
+        server_id: raw
+            .server_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned),
+    });
     let kind = auth_type(raw.auth_type.as_deref().unwrap_or("none"), path)?;
     let value_field = if raw.auth_value.is_some() {
         "auth_value"
@@ -357,8 +502,11 @@ fn server(
         (_, Some(_)) => unknown.push(format!("{path}.{value_field}")),
         (_, None) => {}
     }
-    let passthrough = raw.oauth_passthrough || matches!(kind, AuthType::Passthrough);
+    let delegate = matches!(kind, AuthType::Delegate);
+    let passthrough = raw.oauth_passthrough || delegate || matches!(kind, AuthType::Passthrough);
     server.config = server.config.clone().with_passthrough(passthrough);
+    // `oauth_passthrough: true` beside `oauth_delegate` cannot widen it to a lone token.
+    server.access.delegate = delegate;
     server.allow_all_keys = raw.allow_all_keys;
     server.tools = crate::tools::server_tools(
         raw.allowed_tools.as_deref(),
@@ -367,6 +515,28 @@ fn server(
     )?;
     if let Some(scopes) = raw.tool_scopes {
         server.tool_scopes = crate::tools::tool_scopes(scopes, path)?;
+    }
+    let field = |values: &Option<Vec<String>>, name: &str| {
+        values
+            .iter()
+            .flatten()
+            .map(|v| resolve(v, &format!("{path}.{name}"), env))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    server.access.required_scopes = field(&raw.required_scopes, "required_scopes")?;
+    if let Some(bad) = server
+        .access
+        .required_scopes
+        .iter()
+        .position(|s| !crate::permissions::is_scope_token(s))
+    {
+        return Err(format!(
+            "{path}.required_scopes[{bad}]: not an OAuth scope token (visible ASCII without spaces, quotes or \\)"
+        ));
+    }
+    if raw.allowed_client_ids.is_some() {
+        server.access.allowed_client_ids =
+            Some(field(&raw.allowed_client_ids, "allowed_client_ids")?);
     }
 
     let mut headers = Vec::new();
@@ -588,6 +758,29 @@ mod tests {
     fn a_bad_url_blames_the_field() {
         let e = error("mcp_servers:\n  a:\n    url: not a url\n");
         assert!(e.starts_with("mcp_servers.a.url:"), "{e}");
+    }
+
+    #[test]
+    fn gateway_settings_take_durations_with_units_or_seconds() {
+        let config = parse(
+            "mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\ngateway_settings:\n  header_read_timeout: 2s\n  body_read_timeout: 1.5\n  max_connections: 3\n  linger_max_bytes: 100\n",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(
+            config.limits.header_read_timeout,
+            Some(std::time::Duration::from_secs(2))
+        );
+        assert_eq!(
+            config.limits.body_read_timeout,
+            Some(std::time::Duration::from_millis(1500))
+        );
+        assert_eq!(config.limits.max_connections, Some(3));
+        assert_eq!(config.limits.linger_max_bytes, Some(100));
+        let e = error("mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\ngateway_settings:\n  body_read_timeout: soon\n");
+        assert!(e.starts_with("gateway_settings.body_read_timeout:"), "{e}");
+        let e = error("mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\ngateway_settings:\n  max_conections: 3\n");
+        assert!(e.contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -25,8 +25,39 @@ pub struct Server {
     pub tools: Tools,
     /// The scopes a JWT caller needs, per tool (`tool_scopes`).
     pub tool_scopes: BTreeMap<String, Vec<String>>,
+    /// What the upstream asks of its callers beyond admission (`oauth_delegate`, JWT scopes and clients).
+    pub access: RouteAccess,
     /// Where it was defined (`--upstream a`, or `mcp_servers.A`), for errors that name the source.
     pub source: String,
+    /// For a server of the config file: the fields LiteLLM derives its id for the server from.
+    pub litellm: Option<LiteLlmServer>,
+}
+
+/// A config-file server as LiteLLM reads it: the fields of its id (`sha256("name|url|transport|auth_type|alias")`,
+/// see `tower_mcp_auth::validators::config_server_id`), as written in the file (`os.environ/` resolved).
+#[derive(Clone, Debug, Default)]
+pub struct LiteLlmServer {
+    /// The key under `mcp_servers`, as written.
+    pub name: String,
+    pub url: String,
+    /// `None` when the file leaves it out (LiteLLM's default then applies).
+    pub transport: Option<String>,
+    pub auth_type: Option<String>,
+    pub alias: Option<String>,
+    /// An id pinned in the file (`server_id`), which LiteLLM uses instead of the derived one.
+    pub server_id: Option<String>,
+}
+
+impl LiteLlmServer {
+    /// The transports to derive ids with. Without a `transport` in the file, LiteLLM hashes its default, an
+    /// enum member whose text is `http` or `MCPTransport.http` depending on the Python version it runs on: both
+    /// are taken.
+    pub fn transports(&self) -> Vec<&str> {
+        match &self.transport {
+            Some(transport) => vec![transport],
+            None => vec!["http", "MCPTransport.http"],
+        }
+    }
 }
 
 impl Server {
@@ -39,7 +70,9 @@ impl Server {
             exchange: None,
             tools: Tools::all(),
             tool_scopes: BTreeMap::new(),
+            access: RouteAccess::default(),
             source,
+            litellm: None,
         })
     }
 
@@ -64,8 +97,29 @@ impl fmt::Debug for Server {
             .field("exchange", &self.exchange)
             .field("tools", &self.tools)
             .field("tool_scopes", &self.tool_scopes)
+            .field("access", &self.access)
             .field("source", &self.source)
+            .field("litellm", &self.litellm)
             .finish()
+    }
+}
+
+/// What one upstream asks of its callers beyond admission.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteAccess {
+    /// LiteLLM's `auth_type: oauth_delegate`: the client's own token passes through only beside a gateway key,
+    /// never alone.
+    pub delegate: bool,
+    /// Scopes a JWT caller's token must all carry (`scope`).
+    pub required_scopes: Vec<String>,
+    /// The clients (`client_id`, else `azp`) whose JWTs may use the upstream; `None` is every client.
+    pub allowed_client_ids: Option<Vec<String>>,
+}
+
+impl RouteAccess {
+    /// Whether it asks anything of JWT callers.
+    pub fn restricts_jwt_callers(&self) -> bool {
+        !self.required_scopes.is_empty() || self.allowed_client_ids.is_some()
     }
 }
 

@@ -2,6 +2,8 @@
 //! that shows status and headers, and upstreams that record what reached them.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},

@@ -1,6 +1,6 @@
 //! What LiteLLM lets a key do on its MCP routes: its team, its object permissions, its allowed routes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sqlx::{postgres::PgRow, Row};
 
@@ -10,6 +10,9 @@ use crate::permissions::{Tools, Upstreams};
 const UI_TEAM_ID: &str = "litellm-dashboard";
 /// In an object permission's `mcp_servers`: every MCP server of the proxy.
 const ALL_PROXY_SERVERS: &str = "all-proxy-mcpservers";
+
+/// The ids LiteLLM gives the servers of its config file, each with the gateway's name for that server.
+pub(super) type ConfigServers = HashMap<String, String>;
 
 /// The MCP servers the key's (or the team's) object permission lists, its access groups, its tools per server
 /// (`mcp_tool_permissions`) and the tools it blocks everywhere (`blocked_tools`).
@@ -151,14 +154,21 @@ impl Access {
     /// The upstreams the key may use, as LiteLLM computes its MCP servers: the key's own list (servers and
     /// access groups), narrowed by its team's where both have one, inherited from the team where the key has
     /// none; plus the servers every key may use.
-    pub(super) fn upstreams(&self, servers: &[Server], open: &Upstreams) -> Upstreams {
-        let upstreams = self.servers(servers, open);
+    pub(super) fn upstreams(
+        &self,
+        servers: &[Server],
+        config: &ConfigServers,
+        open: &Upstreams,
+    ) -> Upstreams {
+        let upstreams = self.servers(servers, config, open);
         let team = match &self.team {
             Team::Found { grants, .. } => Some(grants),
             _ => None,
         };
-        let key_tools = tools_by_name(&self.key, servers);
-        let team_tools = team.map(|t| tools_by_name(t, servers)).unwrap_or_default();
+        let key_tools = tools_by_name(&self.key, servers, config);
+        let team_tools = team
+            .map(|t| tools_by_name(t, servers, config))
+            .unwrap_or_default();
         let mut narrowed = upstreams;
         for name in key_tools.keys().chain(team_tools.keys()) {
             // LiteLLM: the team's list where it has one (narrowed by the key's, if the key has one too), else
@@ -185,10 +195,10 @@ impl Access {
     }
 
     /// The servers alone, without their tools.
-    fn servers(&self, servers: &[Server], open: &Upstreams) -> Upstreams {
-        let key = resolve(&self.key, servers);
+    fn servers(&self, servers: &[Server], config: &ConfigServers, open: &Upstreams) -> Upstreams {
+        let key = resolve(&self.key, servers, config);
         let team = match &self.team {
-            Team::Found { grants, .. } => resolve(grants, servers),
+            Team::Found { grants, .. } => resolve(grants, servers, config),
             _ => Level::Unrestricted,
         };
         let base = match (key, team) {
@@ -227,7 +237,7 @@ enum Level {
     Only(BTreeSet<String>),
 }
 
-fn resolve(grants: &Grants, servers: &[Server]) -> Level {
+fn resolve(grants: &Grants, servers: &[Server], config: &ConfigServers) -> Level {
     if grants.is_empty() {
         return Level::Unrestricted;
     }
@@ -236,12 +246,18 @@ fn resolve(grants: &Grants, servers: &[Server]) -> Level {
     }
     let mut names = BTreeSet::new();
     for entry in grants.servers.iter().chain(grants.tools.keys()) {
-        // An entry is a server id (resolved to the server's names) or already a name or alias.
+        // An entry is a server id (of the server table, or the id LiteLLM gives a server of its config file,
+        // resolved to the gateway's name for it) or already a name or alias.
         match servers.iter().find(|s| s.id == *entry) {
             Some(server) => names.extend(server.names()),
-            None => {
-                names.insert(entry.to_ascii_lowercase());
-            }
+            None => match config.get(entry) {
+                Some(name) => {
+                    names.insert(name.to_ascii_lowercase());
+                }
+                None => {
+                    names.insert(entry.to_ascii_lowercase());
+                }
+            },
         }
     }
     for server in servers {
@@ -252,14 +268,18 @@ fn resolve(grants: &Grants, servers: &[Server]) -> Level {
     Level::Only(names)
 }
 
-/// A level's `mcp_tool_permissions` by upstream name: entries are server ids (resolved to the server's names) or
-/// already names; two entries for one name grant the union.
-fn tools_by_name(grants: &Grants, servers: &[Server]) -> BTreeMap<String, Vec<String>> {
+/// A level's `mcp_tool_permissions` by upstream name: entries are server ids (of the server table or of the
+/// config file, resolved to the server's names) or already names; two entries for one name grant the union.
+fn tools_by_name(
+    grants: &Grants,
+    servers: &[Server],
+    config: &ConfigServers,
+) -> BTreeMap<String, Vec<String>> {
     let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (entry, tools) in &grants.tools {
         let names: Vec<String> = match servers.iter().find(|s| s.id == *entry) {
             Some(server) => server.names().collect(),
-            None => vec![entry.to_ascii_lowercase()],
+            None => vec![config.get(entry).unwrap_or(entry).to_ascii_lowercase()],
         };
         for name in names {
             by_name
@@ -271,12 +291,16 @@ fn tools_by_name(grants: &Grants, servers: &[Server]) -> BTreeMap<String, Vec<St
     by_name
 }
 
-/// Whether a key's `allowed_routes` let it reach MCP routes: empty (no restriction), LiteLLM's `mcp_routes`
-/// group, or a route under `/mcp`.
+/// LiteLLM's route groups that include its MCP routes: `mcp_routes` itself, `llm_api_routes` (what keys of
+/// `key_type: llm_api` get: LiteLLM counts the MCP routes among the LLM API's) and `mcp_inference_routes`.
+const MCP_ROUTE_GROUPS: &[&str] = &["mcp_routes", "llm_api_routes", "mcp_inference_routes"];
+
+/// Whether a key's `allowed_routes` let it reach MCP routes: empty (no restriction), one of LiteLLM's route
+/// groups that include them ([`MCP_ROUTE_GROUPS`]), or a route under `/mcp`.
 fn allows_mcp_routes(routes: &[String]) -> bool {
     routes.is_empty()
         || routes.iter().any(|route| {
-            route == "mcp_routes"
+            MCP_ROUTE_GROUPS.contains(&route.as_str())
                 || route == "/mcp"
                 || route.starts_with("/mcp/")
                 || route.starts_with("/mcp*")
@@ -349,7 +373,7 @@ mod tests {
         let none = Upstreams::only::<_, &str>([]);
         // A server named in the tool permissions is granted, with those tools only (by id or by name).
         let a = access(tool_grants(&[("id-atl", &["echo", "add"])], &[]), None);
-        let u = a.upstreams(&servers, &none);
+        let u = a.upstreams(&servers, &ConfigServers::new(), &none);
         assert!(u.may_call("atl", "echo") && !u.may_call("atl", "rm") && !u.allows("priv"));
         // Key and team both list tools: those in both.
         let a = access(
@@ -357,7 +381,8 @@ mod tests {
             Some(tool_grants(&[("id-atl", &["add", "rm"])], &[])),
         );
         assert_eq!(
-            a.upstreams(&servers, &none).tools("atl"),
+            a.upstreams(&servers, &ConfigServers::new(), &none)
+                .tools("atl"),
             Some(&Tools::only(["add"]))
         );
         // Only the team lists tools: the key inherits them.
@@ -366,17 +391,20 @@ mod tests {
         let a = access(key, Some(tool_grants(&[("atl", &["echo", "rm"])], &[])));
         // ...and `blocked_tools` of either level holds on every server.
         assert_eq!(
-            a.upstreams(&servers, &none).tools("atl"),
+            a.upstreams(&servers, &ConfigServers::new(), &none)
+                .tools("atl"),
             Some(&Tools::only(["echo"]))
         );
         // An empty list of the key's allows no tool; an empty team list restricts nothing.
         let a = access(tool_grants(&[("atl", &[])], &[]), None);
-        assert!(!a.upstreams(&servers, &none).may_call("atl", "echo"));
+        assert!(!a
+            .upstreams(&servers, &ConfigServers::new(), &none)
+            .may_call("atl", "echo"));
         let a = access(
             grants(&["atl"], &[]),
             Some(tool_grants(&[("atl", &[])], &["rm"])),
         );
-        let u = a.upstreams(&servers, &none);
+        let u = a.upstreams(&servers, &ConfigServers::new(), &none);
         assert!(u.may_call("atl", "echo") && !u.may_call("atl", "rm"));
         // Malformed permissions allow nothing of their server.
         let map = tool_permissions(Some(serde_json::json!({"atl": "echo", "priv": ["a", 1]})));
@@ -421,36 +449,82 @@ mod tests {
         let names = |u: Upstreams| u.names().map(|n| n.collect::<Vec<_>>().join(","));
         // Key only: its own servers (by id or by name), plus the servers open to every key.
         let a = access(grants(&["id-atl"], &[]), None);
-        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "atl,docs");
+        assert_eq!(
+            names(a.upstreams(&servers, &ConfigServers::new(), &none)).unwrap(),
+            "atl,docs"
+        );
         // Key without a list inherits the team's.
         let a = access(Grants::default(), Some(grants(&["priv"], &[])));
-        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "docs,priv");
+        assert_eq!(
+            names(a.upstreams(&servers, &ConfigServers::new(), &none)).unwrap(),
+            "docs,priv"
+        );
         // Both list: the intersection.
         let a = access(grants(&["atl", "priv"], &[]), Some(grants(&["priv"], &[])));
-        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "docs,priv");
+        assert_eq!(
+            names(a.upstreams(&servers, &ConfigServers::new(), &none)).unwrap(),
+            "docs,priv"
+        );
         // Access groups expand to the servers carrying them.
         let a = access(grants(&[], &["dev"]), None);
-        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "atl,docs");
+        assert_eq!(
+            names(a.upstreams(&servers, &ConfigServers::new(), &none)).unwrap(),
+            "atl,docs"
+        );
         // Nothing anywhere: only the open servers.
         let a = access(Grants::default(), None);
-        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "docs");
+        assert_eq!(
+            names(a.upstreams(&servers, &ConfigServers::new(), &none)).unwrap(),
+            "docs"
+        );
         // The team's "every proxy server" lets the key's own list stand.
         let a = access(
             grants(&["atl"], &[]),
             Some(grants(&[ALL_PROXY_SERVERS], &[])),
         );
-        assert_eq!(names(a.upstreams(&servers, &none)).unwrap(), "atl,docs");
+        assert_eq!(
+            names(a.upstreams(&servers, &ConfigServers::new(), &none)).unwrap(),
+            "atl,docs"
+        );
         let a = access(Grants::default(), Some(grants(&[ALL_PROXY_SERVERS], &[])));
-        assert!(a.upstreams(&servers, &none).is_all());
+        assert!(a.upstreams(&servers, &ConfigServers::new(), &none).is_all());
+    }
+
+    #[test]
+    fn config_file_server_ids_resolve_to_the_gateway_names() {
+        let config = ConfigServers::from([(
+            "3f1c0e1b5a9d4c7e8f6a2b0d9c8e7f6a".to_owned(),
+            "GitHub".to_owned(),
+        )]);
+        let none = Upstreams::only::<_, &str>([]);
+        let a = access(grants(&["3f1c0e1b5a9d4c7e8f6a2b0d9c8e7f6a"], &[]), None);
+        let upstreams = a.upstreams(&[], &config, &none);
+        assert!(upstreams.allows("github") && !upstreams.allows("atl"));
+        // Without the mapping the id names no upstream.
+        assert!(!a
+            .upstreams(&[], &ConfigServers::new(), &none)
+            .allows("github"));
     }
 
     #[test]
     fn routes() {
         assert!(allows_mcp_routes(&[]));
-        for allowed in ["mcp_routes", "/mcp", "/mcp/atl", "/mcp*"] {
+        for allowed in [
+            "mcp_routes",
+            "llm_api_routes",
+            "mcp_inference_routes",
+            "/mcp",
+            "/mcp/atl",
+            "/mcp*",
+        ] {
             assert!(allows_mcp_routes(&[allowed.to_owned()]), "{allowed}");
         }
-        for refused in ["llm_api_routes", "/chat/completions", "/mcpx"] {
+        for refused in [
+            "management_routes",
+            "info_routes",
+            "/chat/completions",
+            "/mcpx",
+        ] {
             assert!(!allows_mcp_routes(&[refused.to_owned()]), "{refused}");
         }
     }

@@ -6,6 +6,7 @@ mod watch;
 use std::{
     error::Error,
     fmt,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -20,7 +21,7 @@ use subtle::ConstantTimeEq;
 
 pub use self::watch::LiteLlmRevocations;
 
-use self::access::{Access, Server};
+use self::access::{Access, ConfigServers, Server};
 use crate::{
     permissions::{UpstreamAccess, Upstreams},
     secret::sha256,
@@ -128,6 +129,7 @@ pub struct LiteLlmKeys {
     master: Option<[u8; 32]>,
     deny_unlisted: bool,
     open: Upstreams,
+    config_servers: Arc<ConfigServers>,
 }
 
 impl LiteLlmKeys {
@@ -151,6 +153,7 @@ impl LiteLlmKeys {
             master: None,
             deny_unlisted: true,
             open: Upstreams::only::<_, &str>([]),
+            config_servers: Arc::default(),
         }
     }
 
@@ -187,6 +190,27 @@ impl LiteLlmKeys {
     /// gateway configures itself rather than in LiteLLM's server table.
     pub fn open_upstreams(mut self, upstreams: Upstreams) -> Self {
         self.open = upstreams;
+        self
+    }
+
+    /// The ids LiteLLM gives the MCP servers of its config file ([`config_server_id`]), each with the name the
+    /// gateway serves that server under: LiteLLM stores a permission for such a server as its id, which then
+    /// means that upstream.
+    ///
+    /// ```no_run
+    /// # use tower_mcp_auth::validators::{config_server_id, LiteLlmKeys};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_mcp_auth::validators::LiteLlmError> {
+    /// let url = "https://api.githubcopilot.com/mcp";
+    /// let id = config_server_id("github", url, "http", Some("bearer_token"), None);
+    /// let keys = LiteLlmKeys::connect_lazy("postgres://litellm@127.0.0.1/litellm")?
+    ///     .config_server_ids([(id, "github".to_owned())]);
+    /// # let _ = keys;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn config_server_ids(mut self, ids: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.config_servers = Arc::new(ids.into_iter().collect());
         self
     }
 
@@ -246,6 +270,7 @@ impl fmt::Debug for LiteLlmKeys {
             .field("master_key", &self.master.is_some())
             .field("deny_unlisted", &self.deny_unlisted)
             .field("open_upstreams", &self.open)
+            .field("config_servers", &self.config_servers.len())
             .finish_non_exhaustive()
     }
 }
@@ -255,19 +280,17 @@ impl Validator for LiteLlmKeys {
     type Error = LiteLlmError;
     type Future = BoxFuture<'static, Result<Verdict<KeyInfo>, LiteLlmError>>;
 
+    /// The master key and credentials not shaped like LiteLLM keys are answered without a query, so a bearer
+    /// beside a key that is an upstream's OAuth token is ruled out at once (and may pass through).
+    fn validate_now(&self, credential: &str) -> Option<Result<Verdict<KeyInfo>, LiteLlmError>> {
+        self.answer_at_once(credential).map(Ok)
+    }
+
     fn validate(&self, credential: &str) -> Self::Future {
+        if let Some(answer) = self.validate_now(credential) {
+            return Box::pin(std::future::ready(answer));
+        }
         let digest = sha256(credential);
-        if self
-            .master
-            .is_some_and(|master| bool::from(master.ct_eq(&digest)))
-        {
-            return Box::pin(std::future::ready(Ok(Verdict::Valid(
-                Self::master_identity(),
-            ))));
-        }
-        if !credential.starts_with(KEY_PREFIX) {
-            return Box::pin(std::future::ready(Ok(Verdict::Unknown)));
-        }
         let token = hex(&digest);
         let this = self.clone();
         Box::pin(async move {
@@ -279,6 +302,18 @@ impl Validator for LiteLlmKeys {
 }
 
 impl LiteLlmKeys {
+    /// What needs no query: the master key, and credentials that are not shaped like LiteLLM keys.
+    fn answer_at_once(&self, credential: &str) -> Option<Verdict<KeyInfo>> {
+        let digest = sha256(credential);
+        if self
+            .master
+            .is_some_and(|master| bool::from(master.ct_eq(&digest)))
+        {
+            return Some(Verdict::Valid(Self::master_identity()));
+        }
+        (!credential.starts_with(KEY_PREFIX)).then_some(Verdict::Unknown)
+    }
+
     /// The verdict for the key whose digest is `token`, looking in the live table, then among rotated and
     /// deleted keys.
     async fn lookup(
@@ -343,7 +378,9 @@ impl LiteLlmKeys {
             .iter()
             .map(Server::read)
             .collect::<Result<Vec<_>, _>>()?;
-        key.info.upstreams = key.access.upstreams(&servers, &self.open);
+        key.info.upstreams = key
+            .access
+            .upstreams(&servers, &self.config_servers, &self.open);
         Ok(Some(Verdict::Valid(key.info)))
     }
 }
@@ -404,6 +441,30 @@ fn epoch_seconds(seconds: f64) -> Option<SystemTime> {
     } else {
         UNIX_EPOCH.checked_sub(magnitude).unwrap_or(UNIX_EPOCH)
     })
+}
+
+/// The id LiteLLM gives a server of its config file (`_generate_stable_server_id`): the first 32 hex digits of
+/// the SHA-256 of `name|url|transport|auth_type|alias`, an absent `auth_type` or `alias` written as nothing.
+///
+/// ```
+/// use tower_mcp_auth::validators::config_server_id;
+///
+/// let id = config_server_id("github", "https://api.githubcopilot.com/mcp", "http", None, None);
+/// assert_eq!(id.len(), 32);
+/// ```
+pub fn config_server_id(
+    name: &str,
+    url: &str,
+    transport: &str,
+    auth_type: Option<&str>,
+    alias: Option<&str>,
+) -> String {
+    let fields = format!(
+        "{name}|{url}|{transport}|{}|{}",
+        auth_type.unwrap_or_default(),
+        alias.unwrap_or_default()
+    );
+    hex(&sha256(&fields))[..32].to_owned()
 }
 
 fn hex(digest: &[u8; 32]) -> String {

@@ -1,7 +1,12 @@
 //! `LiteLlmRevocations`: watches LiteLLM's key tables and turns every revocation into cache invalidations, so
 //! that every replica refuses a revoked key within a bound.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    hash::{BuildHasher, Hasher},
+    sync::Arc,
+    time::Duration,
+};
 
 use sqlx::{postgres::PgPool, Row};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -12,29 +17,48 @@ use crate::validators::{Revocation, RevocationSink, TrustGate};
 /// The default overlap of consecutive polls: a change stamped up to this long before the previous poll but
 /// committed after it is still seen.
 const DEFAULT_OVERLAP: Duration = Duration::from_secs(10);
+/// The longest wait between attempts while the database cannot be reached.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// One round trip per poll. The cursor is the database's own clock (UTC, as Prisma stores `DateTime`), so the
 /// clocks of the replicas do not matter; `$1` is the previous poll's clock (NULL on the first), `$2` the
 /// overlap in seconds. A key is reported when:
-/// - its row in `"LiteLLM_VerificationToken"` changed (`updated_at`: blocked, expiry, budget, permissions…);
+/// - its row in `"LiteLLM_VerificationToken"` changed (`updated_at`: blocked, expiry, budget, spend,
+///   permissions — LiteLLM points the key at a new object permission and stamps the key);
+/// - its team's row changed (`"LiteLLM_TeamTable"`.`updated_at`: blocked, budget, spend, permissions);
 /// - it was deleted (`"LiteLLM_DeletedVerificationToken"`, `deleted_at`);
 /// - it was rotated out (`"LiteLLM_DeprecatedVerificationToken"`: a new row, `created_at`), and again when its
-///   grace period ends (`revoke_at`).
+///   grace period ends (`revoke_at`);
+/// - it is a rotated key still in its grace period, standing for a key reported above: revoking the
+///   replacement revokes what the old key was admitted as.
+///
+/// `servers_changed` says whether a row of `"LiteLLM_MCPServerTable"` changed (`updated_at`: approval status,
+/// `allow_all_keys`, access groups…): which keys that affects is not in the row, so every answer is dropped.
 const CHANGES: &str = r#"
 WITH clock AS (SELECT statement_timestamp() AT TIME ZONE 'UTC' AS now),
      since AS (
          SELECT COALESCE(to_timestamp($1) AT TIME ZONE 'UTC', clock.now) - make_interval(secs => $2) AS at
            FROM clock
+     ),
+     changed AS (
+         SELECT k.token FROM "LiteLLM_VerificationToken" k, since WHERE k.updated_at > since.at
+         UNION
+         SELECT k.token FROM "LiteLLM_VerificationToken" k
+           JOIN "LiteLLM_TeamTable" t ON t.team_id = k.team_id, since
+          WHERE t.updated_at > since.at
+         UNION
+         SELECT d.token FROM "LiteLLM_DeletedVerificationToken" d, since WHERE d.deleted_at > since.at
+         UNION
+         SELECT r.token FROM "LiteLLM_DeprecatedVerificationToken" r, since, clock
+          WHERE r.created_at > since.at OR (r.revoke_at > since.at AND r.revoke_at <= clock.now)
      )
 SELECT EXTRACT(EPOCH FROM clock.now)::double precision AS now,
        ARRAY(
-           SELECT t.token FROM "LiteLLM_VerificationToken" t, since WHERE t.updated_at > since.at
+           SELECT token FROM changed
            UNION
-           SELECT d.token FROM "LiteLLM_DeletedVerificationToken" d, since WHERE d.deleted_at > since.at
-           UNION
-           SELECT r.token FROM "LiteLLM_DeprecatedVerificationToken" r, since, clock
-            WHERE r.created_at > since.at OR (r.revoke_at > since.at AND r.revoke_at <= clock.now)
-       ) AS tokens
+           SELECT r.token FROM "LiteLLM_DeprecatedVerificationToken" r JOIN changed c ON r.active_token_id = c.token
+       ) AS tokens,
+       EXISTS (SELECT 1 FROM "LiteLLM_MCPServerTable" s, since WHERE s.updated_at > since.at) AS servers_changed
   FROM clock"#;
 
 /// Watches LiteLLM's key tables in PostgreSQL and sends every revoked key to its [`RevocationSink`]s (a
@@ -46,9 +70,12 @@ SELECT EXTRACT(EPOCH FROM clock.now)::double precision AS now,
 /// - **Polling.** Every [`poll_interval`](LiteLlmRevocations::poll_interval) (a quarter of the bound), one
 ///   query reads the keys that changed since the previous poll: rows of `"LiteLLM_VerificationToken"` whose
 ///   `updated_at` moved (LiteLLM stamps it when a key is blocked, or its expiry, budget or permissions change),
-///   rows added to `"LiteLLM_DeletedVerificationToken"` (a deleted key), and rows of
+///   rows added to `"LiteLLM_DeletedVerificationToken"` (a deleted key), rows of
 ///   `"LiteLLM_DeprecatedVerificationToken"` (a rotated key: when rotated, and again when its grace period
-///   ends). Their `token` column is the key's SHA-256, hex: each becomes a [`Revocation::Digest`].
+///   ends), the keys of a team whose row changed (blocked, budget, permissions), and the rotated keys still in
+///   their grace period whose replacement is among them. Their `token` column is the key's SHA-256, hex: each
+///   becomes a [`Revocation::Digest`]. A changed row of `"LiteLLM_MCPServerTable"` (approval status,
+///   `allow_all_keys`…) may change what any key may reach: it becomes a [`Revocation::All`].
 /// - **Overlap.** Each poll looks back [`overlap`](LiteLlmRevocations::overlap) (10 s) before the previous
 ///   poll's time, on the database's clock, so a change stamped before a poll but committed after it is not
 ///   missed. A key is therefore invalidated on several consecutive polls, which also undoes a lookup that was
@@ -59,6 +86,10 @@ SELECT EXTRACT(EPOCH FROM clock.now)::double precision AS now,
 ///   ([`CacheBuilder::trust_gate`](crate::validators::CacheBuilder::trust_gate)): when the database cannot be reached for
 ///   longer than the bound, the cache stops answering `Valid` from memory, and every key is validated by the
 ///   store again, failing closed (503) while it is down.
+/// - **Backoff.** While the database cannot be reached, polls (and reconnections of the listener) are spaced
+///   out, doubling up to 5 s, each wait drawn at random from the upper half of its range so that replicas that
+///   lost the database together do not return to it in step. The gate is closed by then anyway; once the
+///   database answers again, the next successful poll reopens it.
 /// - **`LISTEN`/`NOTIFY`** (optional, [`listen`](LiteLlmRevocations::listen)): with the trigger of
 ///   `sql/litellm_revocation_notify.sql` installed by the operator, each revocation is also delivered at once.
 ///   Notifications sent while the listening connection is down are lost, so every (re)connection flushes the
@@ -174,6 +205,7 @@ impl LiteLlmRevocations {
     async fn poll_loop(&self) {
         let mut since: Option<f64> = None;
         let mut last_success = Instant::now();
+        let mut backoff = Backoff::new(self.poll_interval.max(Duration::from_millis(1)));
         let mut ticks = tokio::time::interval(self.poll_interval.max(Duration::from_millis(1)));
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -185,8 +217,11 @@ impl LiteLlmRevocations {
                     .await
                     .unwrap_or_else(|_| Err(PollError::TimedOut));
             match polled {
-                Ok((now, tokens)) => {
+                Ok((now, tokens, servers_changed)) => {
                     since = Some(now);
+                    if servers_changed {
+                        self.send(&Revocation::All).await;
+                    }
                     for token in &tokens {
                         match digest(token) {
                             Some(digest) => self.send(&Revocation::Digest(digest)).await,
@@ -198,45 +233,59 @@ impl LiteLlmRevocations {
                     }
                     self.gate.confirm(sent);
                     last_success = sent;
+                    backoff.reset();
                     metrics::revocation_poll(sent.elapsed(), tokens.len());
                 }
                 Err(error) => {
                     metrics::revocation_error("poll");
+                    let retry = backoff.next();
                     tracing::warn!(
                         target: "tower_mcp_auth",
                         %error,
                         since_last_success_ms = u64::try_from(last_success.elapsed().as_millis()).unwrap_or(u64::MAX),
                         trusted = self.gate.is_trusted(),
+                        retry_in_ms = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX),
                         "LiteLLM revocation poll failed"
                     );
+                    // Replicas that lost the database together do not all knock at once when it returns.
+                    ticks.reset_after(retry);
                 }
             }
             metrics::revocation_staleness(last_success.elapsed());
         }
     }
 
-    /// The database's clock and the tokens that changed since `since` (minus the overlap).
-    async fn poll(&self, since: Option<f64>) -> Result<(f64, Vec<String>), PollError> {
+    /// The database's clock, the tokens that changed since `since` (minus the overlap), and whether an MCP server
+    /// did.
+    async fn poll(&self, since: Option<f64>) -> Result<(f64, Vec<String>, bool), PollError> {
         let row = sqlx::query(CHANGES)
             .bind(since)
             .bind(self.overlap.as_secs_f64())
             .fetch_one(&self.pool)
             .await?;
-        Ok((row.try_get("now")?, row.try_get("tokens")?))
+        Ok((
+            row.try_get("now")?,
+            row.try_get("tokens")?,
+            row.try_get("servers_changed")?,
+        ))
     }
 
     async fn listen_loop(&self, channel: &str) {
+        let mut backoff = Backoff::new(
+            self.poll_interval
+                .clamp(Duration::from_millis(100), Duration::from_secs(1)),
+        );
         loop {
+            let connected = Instant::now();
             if let Err(error) = self.listen_once(channel).await {
                 metrics::revocation_error("listen");
                 tracing::warn!(target: "tower_mcp_auth", %error, "LiteLLM revocation listener disconnected");
             }
-            // Soon, but not in a tight loop while the database is down.
-            tokio::time::sleep(
-                self.poll_interval
-                    .clamp(Duration::from_millis(100), Duration::from_secs(1)),
-            )
-            .await;
+            // A connection that lasted counts as a recovery: reconnect soon. Otherwise back off, with jitter.
+            if connected.elapsed() > MAX_BACKOFF {
+                backoff.reset();
+            }
+            tokio::time::sleep(backoff.next()).await;
         }
     }
 
@@ -303,6 +352,39 @@ impl fmt::Display for PollError {
     }
 }
 
+/// The waits between attempts while the database cannot be reached: doubling from `base` up to
+/// [`MAX_BACKOFF`] (never below `base`), each drawn uniformly from its upper half (jitter), so replicas that
+/// lost the database together spread their attempts.
+struct Backoff {
+    base: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    fn new(base: Duration) -> Self {
+        Self { base, failures: 0 }
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    /// The wait before the next attempt.
+    fn next(&mut self) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1 << self.failures.min(16))
+            .min(MAX_BACKOFF.max(self.base));
+        self.failures = self.failures.saturating_add(1);
+        // The standard library's randomly keyed hasher is random enough to spread retries.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
+        ceiling / 2 + (ceiling / 2).mul_f64(fraction)
+    }
+}
+
 /// LiteLLM's `token` column, the hex SHA-256 of a key, as a digest; `None` for anything else.
 fn digest(token: &str) -> Option<[u8; 32]> {
     let token = token.as_bytes();
@@ -322,6 +404,32 @@ fn digest(token: &str) -> Option<[u8; 32]> {
 mod tests {
     use super::*;
     use crate::secret::sha256;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_its_ceiling_and_resets() {
+        let base = Duration::from_millis(500);
+        let mut backoff = Backoff::new(base);
+        let mut ceiling = base;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let wait = backoff.next();
+            assert!(
+                wait >= ceiling / 2 && wait <= ceiling,
+                "{wait:?} outside [{:?}, {ceiling:?}]",
+                ceiling / 2
+            );
+            waits.push(wait);
+            ceiling = (ceiling * 2).min(MAX_BACKOFF);
+        }
+        assert!(waits[7] >= MAX_BACKOFF / 2);
+        // Jitter: eight draws from continuous ranges are not all at the same point of their range.
+        assert!(waits.windows(2).any(|w| w[0] * 2 != w[1]), "{waits:?}");
+        backoff.reset();
+        assert!(backoff.next() <= base);
+        // A base above the ceiling is kept.
+        let mut slow = Backoff::new(MAX_BACKOFF * 2);
+        assert!(slow.next() >= MAX_BACKOFF);
+    }
 
     #[test]
     fn token_column_is_a_digest() {
