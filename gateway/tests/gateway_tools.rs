@@ -369,7 +369,21 @@ async fn preflight_allows_the_routing_headers() {
 
 #[tokio::test]
 async fn metrics_count_calls_by_upstream_method_tool_and_outcome_with_bounded_labels() {
-    let setup = setup().await;
+    // Its own upstream name: the recorder is the process's, shared with the other tests here.
+    let (url, calls) = upstream(true).await;
+    let config = temp_file(
+        "config.yaml",
+        &format!("mcp_servers:\n  metered:\n    url: {url}\n    allowed_tools: [echo, add]\n"),
+    );
+    let args: Vec<String> = ["--config", config.to_str().unwrap(), "--key", KEY_ALL]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let setup = Setup {
+        gateway: gateway_support::gateway(&args).await,
+        sse: Calls::default(),
+        json: calls,
+    };
     let key = ("x-litellm-api-key", KEY_ALL);
     let old = ("mcp-protocol-version", "2025-11-25");
     let body = |tool: &str| {
@@ -379,7 +393,7 @@ async fn metrics_count_calls_by_upstream_method_tool_and_outcome_with_bounded_la
     };
     // Refused by the upstream's rule; a name the configuration never mentions; a client-made name.
     for tool in ["secret", "made-up-tool-4b1e", "\\u0073ecret"] {
-        let answer = post(&setup, "json", &[key, old], &body(tool)).await;
+        let answer = post(&setup, "metered", &[key, old], &body(tool)).await;
         assert_eq!(answer.status, StatusCode::OK, "{tool}");
     }
     let scrape = send(
@@ -398,7 +412,7 @@ async fn metrics_count_calls_by_upstream_method_tool_and_outcome_with_bounded_la
     };
     assert_eq!(
         line(&[
-            r#"upstream="json""#,
+            r#"upstream="metered""#,
             r#"method="tools/call""#,
             r#"tool="other""#,
             r#"outcome="refused:upstream_tools""#
