@@ -126,18 +126,9 @@ impl Policy {
         Self(Arc::new(routes))
     }
 
-    /// The envelope reader, bounded by `--max-body`; a body that outlasts `--body-read-timeout` is 408, as the
-    /// relay answers it.
+    /// The envelope reader, bounded by `--max-body`.
     pub fn request_layer(max_body: usize) -> McpRequestLayer {
-        McpRequestLayer::new()
-            .max_body(max_body)
-            .body_error_status(|error| {
-                if super::conn::is_body_timeout(error) {
-                    StatusCode::REQUEST_TIMEOUT
-                } else {
-                    StatusCode::BAD_REQUEST
-                }
-            })
+        McpRequestLayer::new().max_body(max_body)
     }
 
     /// Per-tool permissions: the upstreams' own rules and the callers'.

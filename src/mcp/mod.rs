@@ -23,9 +23,7 @@ mod tools;
 pub use envelope::{Envelope, EnvelopeError, Message, NameKind, RequestId};
 pub use filter::McpResponseBody;
 pub use outcome::{CallOutcome, Decision, McpOutcome, Rule};
-pub use request::{
-    BodyErrorStatus, McpRequest, McpRequestLayer, McpRequestService, DEFAULT_MAX_BODY,
-};
+pub use request::{McpRequest, McpRequestLayer, McpRequestService, DEFAULT_MAX_BODY};
 pub use revision::{Revision, UnknownRevision};
 pub use routing::{MCP_METHOD, MCP_NAME, PROTOCOL_VERSION};
 pub use tools::{RequireTools, RequireToolsFuture, RequireToolsLayer};

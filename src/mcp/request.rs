@@ -96,7 +96,6 @@ fn refuse(refusal: Refusal) -> Response<Bytes> {
 /// |---|---|
 /// | `MCP-Protocol-Version` of a revision this crate does not know ([`Revision`]) | `400`, JSON-RPC `-32022` listing the supported ones |
 /// | POST body over `max_body` | `413 {"error":"payload_too_large"}` |
-/// | POST body that fails to arrive | `400`, or what [`body_error_status`](Self::body_error_status) says (`408`: `request_timeout`) |
 /// | not JSON / not JSON-RPC / a duplicate key in the envelope, `params` or `params._meta` / a known method in another case / a name-bearing method without a string name | `400`, JSON-RPC `-32700` or `-32600` |
 /// | a batch in a revision that removed batching (2025-06-18 and later) | `400`, JSON-RPC `-32600` |
 /// | `Mcp-Method` / `Mcp-Name` / the body's `_meta` protocol version disagreeing with the body or header; from 2026-07-28 `Mcp-Method` or `Mcp-Name` missing | `400`, JSON-RPC `-32020` (`HeaderMismatch`) |
@@ -134,15 +133,6 @@ fn refuse(refusal: Refusal) -> Response<Bytes> {
 #[derive(Clone, Debug)]
 pub struct McpRequestLayer {
     max_body: usize,
-    body_error: BodyErrorStatus,
-}
-
-/// The status of the answer to a body that could not be read, from the body's error (see
-/// [`McpRequestLayer::body_error_status`]).
-pub type BodyErrorStatus = fn(&(dyn std::error::Error + 'static)) -> StatusCode;
-
-fn bad_request(_: &(dyn std::error::Error + 'static)) -> StatusCode {
-    StatusCode::BAD_REQUEST
 }
 
 impl McpRequestLayer {
@@ -150,20 +140,12 @@ impl McpRequestLayer {
     pub const fn new() -> Self {
         Self {
             max_body: DEFAULT_MAX_BODY,
-            body_error: bad_request,
         }
     }
 
     /// The largest body read; a larger one is answered `413`.
     pub const fn max_body(mut self, max_body: usize) -> Self {
         self.max_body = max_body;
-        self
-    }
-
-    /// How a body that fails to arrive is answered: `status` reads the body's error (a server's read timeout,
-    /// say, is `408`); by default every such body is `400`.
-    pub const fn body_error_status(mut self, status: BodyErrorStatus) -> Self {
-        self.body_error = status;
         self
     }
 }
@@ -181,7 +163,6 @@ impl<S> Layer<S> for McpRequestLayer {
         McpRequestService {
             inner,
             max_body: self.max_body,
-            body_error: self.body_error,
         }
     }
 }
@@ -191,7 +172,6 @@ impl<S> Layer<S> for McpRequestLayer {
 pub struct McpRequestService<S> {
     inner: S,
     max_body: usize,
-    body_error: BodyErrorStatus,
 }
 
 impl<S> McpRequestService<S> {
@@ -230,7 +210,7 @@ fn too_large() -> Response<Bytes> {
 }
 
 /// Reads `body` whole, at most `max` bytes.
-async fn read<B>(body: B, max: usize, status: BodyErrorStatus) -> Result<Bytes, Response<Bytes>>
+async fn read<B>(body: B, max: usize) -> Result<Bytes, Response<Bytes>>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -238,18 +218,13 @@ where
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(match status(&*error) {
-            StatusCode::REQUEST_TIMEOUT => json_error(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                "the request body did not arrive in time",
-            ),
-            status => json_error(
-                status,
-                "invalid_request",
-                "the request body could not be read",
-            ),
-        }),
+        Err(_) => Err(jsonrpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            -32700,
+            "the request body could not be read",
+            None,
+        )),
     }
 }
 
@@ -285,7 +260,7 @@ where
         // The ready service serves this request; a fresh clone waits for the next one.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (max_body, body_error) = (self.max_body, self.body_error);
+        let max_body = self.max_body;
         Box::pin(async move {
             let header_revision = match routing::revision(request.headers()) {
                 Ok(revision) => revision,
@@ -307,7 +282,7 @@ where
             if declared.is_some_and(|len| len > max_body as u64) {
                 return Ok(too_large().map(ResponseBody::full));
             }
-            let bytes = match read(body, max_body, body_error).await {
+            let bytes = match read(body, max_body).await {
                 Ok(bytes) => bytes,
                 Err(answer) => return Ok(answer.map(ResponseBody::full)),
             };
