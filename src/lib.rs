@@ -87,6 +87,13 @@
 //! is [`body::ResponseBody<B>`](body::ResponseBody): the inner body or the layer's JSON body, so the layer works
 //! with any inner body type (axum, hyper, tonic) without needing to build one from bytes.
 //!
+//! # MCP operations (feature `mcp`)
+//!
+//! `tower_mcp_auth::mcp` authorizes MCP operations beside HTTP requests: the JSON-RPC envelope of each request
+//! read once, the routing headers of the 2026-07-28 revision checked against it, per-tool permissions and
+//! filtered tool lists. The protocol revisions known are the handshake era (2024-11-05, 2025-03-26,
+//! 2025-06-18, 2025-11-25) and the stateless 2026-07-28 revision.
+//!
 //! # Tracing
 //!
 //! One `debug` event per request, target `tower_mcp_auth`, with the fields `outcome` (`authenticated`,
@@ -112,6 +119,8 @@ mod extract;
 pub mod http_client;
 mod identity;
 mod macros;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod metrics;
 mod passthrough;
 pub mod permissions;
@@ -127,7 +136,7 @@ mod validate;
 pub mod validators;
 
 pub use auth::McpAuthLayer;
-pub use validate::{validate_fn, BoxError, ValidateFn, Validator, Verdict};
+pub use validate::{validate_fn, BoxError, Recognition, ValidateFn, Validator, Verdict};
 
 pub use admission::Admission;
 pub use auth::{DEFAULT_KEY_HEADER, DEFAULT_MAX_CREDENTIAL_LEN, DEFAULT_VALIDATION_TIMEOUT};

@@ -2,7 +2,9 @@
 //! whole segments, and the canonical-path rule both apply.
 //!
 //! A path is *canonical* when it starts with `/` and holds no dot segment (`.`, `..`), no empty segment except
-//! a single trailing slash (`//`), no backslash, and no percent-encoded byte at all. Such paths are how a
+//! a single trailing slash (`//`), no backslash, no `;` (Java servlet containers read `..;` as `..` and drop
+//! path parameters), and no percent-encoded byte at all (so neither `%25` double encoding, nor `%00`, nor the
+//! bytes of an overlong UTF-8 form such as `%c0%ae`). Such paths are how a
 //! request that a router, a proxy or an upstream would normalise onto another route tries to look like a
 //! different one, so every reader here refuses them rather than decode them: the passthrough policy's
 //! prefixes never match them, [`McpRoute`] is never built from one, and
@@ -198,7 +200,7 @@ impl fmt::Debug for PathPrefix {
 /// Whether `path` is canonical (see the [module docs](self)): it starts with `/`, and has no percent-encoded
 /// byte, no backslash, no dot segment and no empty segment except a single trailing slash.
 pub(crate) fn is_canonical(path: &str) -> bool {
-    if path.contains(['%', '\\']) {
+    if path.contains(['%', '\\', ';']) {
         return false;
     }
     let Some(rest) = path.strip_prefix('/') else {
@@ -273,7 +275,7 @@ mod tests {
             "/a/b.json",
             "/a/..b",
             "/a/.b",
-            "/a/b~;x",
+            "/a/b~x",
         ] {
             assert!(is_canonical(ok), "{ok}");
         }
@@ -293,6 +295,15 @@ mod tests {
             "/a/%2E",
             "/a/%20",
             "/a/%41",
+            "/a/..;/b",
+            "/a/.;/b",
+            "/a/b;x",
+            "/a;jsessionid=1",
+            "/a/%25",
+            "/a/%252e%252e/b",
+            "/a/%00",
+            "/a/%c0%ae%c0%ae/b",
+            "/a/%80",
             "/a//",
             "/.",
             "/..",

@@ -49,6 +49,24 @@ impl<I> Verdict<I> {
     }
 }
 
+/// Whether a credential is known at once to be a validator's own, from [`Validator::recognize_now`].
+///
+/// Asked of a bearer sent beside a gateway key, before it may travel upstream as the client's own token: a
+/// bearer that is [`Ours`](Recognition::Ours) never does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Recognition {
+    /// One of the validator's own credentials in some state: a key of its store (valid, blocked, deleted,
+    /// rotated), or a token naming its issuer, valid or not.
+    Ours,
+    /// Certainly not one of its credentials.
+    NotOurs,
+    /// The validator cannot tell without waiting (a store lookup). The layer lets such a bearer travel on (the
+    /// documented limit of a validator that must await its store); a [`FirstOf`](crate::validators::FirstOf)
+    /// chain counts it as its own.
+    Unsure,
+}
+
 /// Decides whether a credential is a gateway key.
 ///
 /// The layer calls [`validate`](Validator::validate) at most once per request, with the key header's value when
@@ -105,6 +123,23 @@ pub trait Validator: Send + Sync + 'static {
     ) -> Option<Result<Verdict<Self::Identity>, Self::Error>> {
         let _ = credential;
         None
+    }
+
+    /// Whether `credential` is known at once to be one of this validator's own, in any state (see
+    /// [`Recognition`]).
+    ///
+    /// The layer asks this of a bearer sent beside a gateway key, on a route that allows passthrough: a bearer
+    /// that is [`Recognition::Ours`] is dropped, never forwarded upstream as the client's own token. The default
+    /// reads
+    /// [`validate_now`](Validator::validate_now): `Unknown` is `NotOurs`, no answer is `Unsure`, and any other
+    /// answer (an error too) is `Ours`. A validator that can tell its own credentials from their shape, such as
+    /// a JWT validator from the token's issuer, answers here whatever the state of its keys.
+    fn recognize_now(&self, credential: &str) -> Recognition {
+        match self.validate_now(credential) {
+            Some(Ok(Verdict::Unknown)) => Recognition::NotOurs,
+            Some(_) => Recognition::Ours,
+            None => Recognition::Unsure,
+        }
     }
 }
 

@@ -109,3 +109,92 @@ async fn a_cached_key_store_catches_a_key_it_has_seen() {
         "a token the store called Unknown still passes through"
     );
 }
+
+/// A token of our issuer beside a key is ours whatever the key set's state, and a chain asks every validator.
+#[cfg(feature = "jwt")]
+mod issuer_aware {
+    use super::*;
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+    use tower_mcp_auth::validators::{FirstOf, Jwt};
+
+    const ISSUER: &str = "http://127.0.0.1:9/issuer";
+
+    /// A JWT naming `iss`, signed by no one: only its claims are read before any check.
+    fn jwt_of(iss: &str) -> String {
+        let part = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        format!(
+            "{}.{}.c2ln",
+            part(serde_json::json!({"alg": "ES256", "kid": "k1"})),
+            part(
+                serde_json::json!({"iss": iss, "aud": "https://gw.example/mcp/atlassian", "exp": 4_000_000_000u64})
+            ),
+        )
+    }
+
+    /// A JWT validator whose key set can never be fetched (nothing listens on port 9).
+    fn unreachable_jwt() -> Jwt {
+        Jwt::builder(ISSUER, "https://gw.example/mcp/atlassian")
+            .jwks_uri("http://127.0.0.1:9/jwks".parse().unwrap())
+            .build()
+            .unwrap()
+    }
+
+    async fn forwards<V: Validator>(validator: V, bearer: &str) -> bool {
+        let service = ServiceBuilder::new()
+            .layer(McpAuthLayer::new(validator).passthrough(policy()))
+            .service(service_fn(|req: Request<()>| async move {
+                Ok::<_, Infallible>(Response::new(
+                    req.extensions()
+                        .get::<OAuthPassthrough>()
+                        .is_some()
+                        .to_string(),
+                ))
+            }));
+        let request = Request::post("/mcp/atlassian")
+            .header("x-litellm-api-key", "sk-alice")
+            .header("authorization", format!("Bearer {bearer}"))
+            .body(())
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        // The inner service answered `true` or `false`.
+        &body[..] == b"true"
+    }
+
+    #[tokio::test]
+    async fn a_jwt_of_our_issuer_beside_a_key_is_never_forwarded_whatever_its_key_set() {
+        let chain = FirstOf::new(static_keys(), unreachable_jwt());
+        assert!(
+            !forwards(chain.clone(), &jwt_of(ISSUER)).await,
+            "a token naming our issuer went upstream as the client's own"
+        );
+        // A JWT of another issuer, and an opaque upstream token, are the client's own.
+        assert!(forwards(chain.clone(), &jwt_of("https://idp.other.example")).await);
+        assert!(forwards(chain, "atl-oauth-token").await);
+    }
+
+    #[tokio::test]
+    async fn a_chain_asks_every_validator_and_never_forwards_what_it_cannot_rule_out() {
+        // A first validator that must await its store (an uncached key table): it cannot answer at once.
+        let store = validate_fn(|key: String| async move {
+            Ok::<_, Infallible>(if key == "sk-alice" {
+                Verdict::Valid("alice".to_owned())
+            } else {
+                Verdict::Unknown
+            })
+        });
+        let chain = FirstOf::new(store, unreachable_jwt());
+        // The JWT validator is asked all the same, and knows its issuer's token.
+        assert_eq!(
+            chain.recognize_now(&jwt_of(ISSUER)),
+            tower_mcp_auth::Recognition::Ours
+        );
+        assert!(!forwards(chain.clone(), &jwt_of(ISSUER)).await);
+        // The store could still call the bearer a key: the chain cannot rule it out, so it stays behind.
+        assert!(!forwards(chain, "atl-oauth-token").await);
+    }
+}

@@ -7,7 +7,8 @@
 //! layer may make of the path. For every generated path:
 //!
 //! - **sound:** when the real layer lets a lone unknown bearer pass through on that path, every interpretation
-//!   of the path (as sent; WHATWG-resolved; percent-decoded then resolved; slashes merged then resolved) is
+//!   of the path (as sent; WHATWG-resolved; percent-decoded then resolved; slashes merged then resolved; path
+//!   parameters removed then resolved) is
 //!   routed by axum to the opted-in route, and to nothing else;
 //! - **not vacuous:** when every interpretation is the path itself and axum routes it to the opted-in route,
 //!   the layer lets it opt in, unless the path holds a `%` (the contract refuses every percent sign, even one
@@ -53,7 +54,19 @@ fn interpretations(path: &str) -> Vec<(&'static str, String)> {
             "slashes merged, then resolved",
             resolved(&merged_slashes(path)),
         ),
+        (
+            "path parameters removed, then resolved",
+            resolved(&without_parameters(path)),
+        ),
     ]
+}
+
+/// Each segment cut at its first `;`, as Java servlet containers read path parameters (`..;` is `..`).
+fn without_parameters(path: &str) -> String {
+    path.split('/')
+        .map(|segment| segment.split(';').next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The path as a WHATWG URL parser leaves it: dot segments (also `%2e` forms) resolved.
@@ -278,6 +291,11 @@ fn the_oracle_sees_what_the_layer_must_refuse() {
         (
             "/mcp/atlassian//../github",
             "slashes merged, then resolved",
+            "/mcp/github",
+        ),
+        (
+            "/mcp/atlassian/..;/github",
+            "path parameters removed, then resolved",
             "/mcp/github",
         ),
     ] {

@@ -91,6 +91,8 @@ fn exchange(
     match endpoint.mode.load(Ordering::SeqCst) {
         1 => return invalid_grant(),
         2 => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        3 => return StatusCode::NOT_FOUND.into_response(),
+        4 => return StatusCode::BAD_GATEWAY.into_response(),
         _ => {}
     }
     if form.get("grant_type").map(String::as_str)
@@ -350,6 +352,24 @@ async fn authorization_server_failures_are_503_and_refusals_401_with_the_route_c
         .unwrap_err();
     assert!(!error.is_refused());
     assert!(!error.to_string().contains(&token));
+}
+
+#[tokio::test]
+async fn a_token_endpoint_answering_404_or_another_5xx_is_503_never_the_clients_401() {
+    let setup = setup().await;
+    let token = setup.issuer.token(&setup.route_url());
+    // 404: the gateway's own misconfiguration; 502: the authorization server unwell. Neither is the client's.
+    for mode in [3, 4] {
+        setup.endpoint.mode.store(mode, Ordering::SeqCst);
+        let response = initialize(setup.route_url(), &token).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "mode {mode}"
+        );
+        assert!(response.headers().get("www-authenticate").is_none());
+    }
+    assert_eq!(setup.upstream.hits(), 0);
 }
 
 #[tokio::test]

@@ -387,3 +387,73 @@ async fn keys_are_fetched_over_https_from_a_trusted_issuer_only() {
         .unwrap();
     assert!(default.validate(&token).await.is_err());
 }
+
+#[tokio::test]
+async fn an_https_issuer_naming_an_http_jwks_uri_is_refused_and_the_keys_never_fetched_in_clear() {
+    // The keys are served in clear text by the test issuer; the metadata, over HTTPS, points at them.
+    let keys = Issuer::start().await;
+    let metadata = Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
+    let ca = tls::TestCa::new("metadata test CA");
+    let served = Arc::clone(&metadata);
+    let addr = tls::serve_https(
+        ca.server_config(),
+        service_fn(move |_: Request<hyper::body::Incoming>| {
+            let body = served.lock().unwrap().to_string();
+            async move {
+                Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from(body),
+                )))
+            }
+        }),
+    )
+    .await;
+    let issuer = format!("https://127.0.0.1:{}", addr.port());
+    *metadata.lock().unwrap() = json!({"issuer": issuer, "jwks_uri": keys.jwks_uri().to_string()});
+    let mut claims = keys.claims(ROUTE_A, 3600);
+    claims["iss"] = json!(issuer);
+    let token = keys.sign("k1", &claims);
+
+    let mut roots = rustls::RootCertStore::empty();
+    tower_mcp_auth::tls::add_pem_certificates(&mut roots, ca.cert_pem().as_bytes()).unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(tower_mcp_auth::tls::https_connector_with_roots(roots));
+    let jwt = Jwt::builder(issuer.clone(), ROUTE_A).build_with_client(client);
+    assert!(
+        jwt.validate(&token).await.is_err(),
+        "no keys from an http jwks_uri: 503, never a verdict"
+    );
+    assert_eq!(keys.jwks_hits(), 0, "the key set was fetched in clear text");
+}
+
+#[tokio::test]
+async fn a_token_not_typed_at_jwt_is_invalid_unless_the_issuer_is_allowed_plain_jwt() {
+    let issuer = Issuer::start().await;
+    let claims = issuer.claims(ROUTE_A, 3600);
+    // An ID token, or any other JWT of the issuer, is no access token (RFC 9068 §4).
+    let typed_jwt = issuer.sign_typed("k1", Some("k1"), Some("JWT"), &claims);
+    let untyped = issuer.sign_typed("k1", Some("k1"), None, &claims);
+    let media_type = issuer.sign_typed("k1", Some("k1"), Some("application/AT+JWT"), &claims);
+    let strict = jwt(&issuer);
+    for token in [&typed_jwt, &untyped] {
+        assert!(matches!(
+            strict.validate(token).await.unwrap(),
+            Verdict::Invalid
+        ));
+    }
+    assert!(matches!(
+        strict.validate(&media_type).await.unwrap(),
+        Verdict::Valid(_)
+    ));
+    // The opt-out, for issuers that type their access tokens `JWT`.
+    let lenient = Jwt::builder(issuer.url.clone(), ROUTE_A)
+        .jwks_uri(issuer.jwks_uri())
+        .require_at_jwt_typ(false)
+        .build()
+        .unwrap();
+    for token in [&typed_jwt, &untyped] {
+        assert!(matches!(
+            lenient.validate(token).await.unwrap(),
+            Verdict::Valid(_)
+        ));
+    }
+}

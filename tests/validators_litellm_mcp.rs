@@ -90,6 +90,32 @@ impl Deployment {
         id
     }
 
+    /// An object permission with LiteLLM's tool columns: `mcp_tool_permissions` keyed by server id, as the
+    /// admin UI writes it, and `blocked_tools`.
+    async fn tool_permission(
+        &self,
+        name: &str,
+        tools: &[(&str, &[&str])],
+        blocked: &[&str],
+    ) -> String {
+        let id = self.id(name);
+        let map: serde_json::Map<String, serde_json::Value> = tools
+            .iter()
+            .map(|(server, tools)| (self.id(server), serde_json::json!(tools)))
+            .collect();
+        sqlx::query(
+            r#"INSERT INTO "LiteLLM_ObjectPermissionTable" (object_permission_id, mcp_tool_permissions, blocked_tools)
+               VALUES ($1, $2, $3)"#,
+        )
+        .bind(&id)
+        .bind(serde_json::Value::Object(map))
+        .bind(blocked)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+        id
+    }
+
     async fn team(&self, name: &str, permission: Option<&str>, blocked: bool) -> String {
         let id = self.id(name);
         sqlx::query(
@@ -442,4 +468,42 @@ async fn a_deleted_key_on_a_passthrough_route_is_403_and_never_reaches_the_upstr
         StatusCode::OK
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn tool_permissions_and_blocked_tools_narrow_the_tools_as_litellm_does() {
+    let Some(pool) =
+        pool("tool_permissions_and_blocked_tools_narrow_the_tools_as_litellm_does").await
+    else {
+        return;
+    };
+    let d = Deployment::new(pool.clone(), "tools").await;
+    let key_echo_add = d
+        .tool_permission("p-k", &[("atl", &["echo", "add"])], &[])
+        .await;
+    let team_add_rm = d
+        .tool_permission("p-t", &[("atl", &["add", "rm"])], &["rm"])
+        .await;
+    let team = d.team("t-tools", Some(&team_add_rm), false).await;
+    let keys = LiteLlmKeys::new(pool);
+
+    // A server named in `mcp_tool_permissions` is granted, with only those tools.
+    let alone = valid(&keys, &d.key("alone", None, Some(&key_echo_add), &[]).await).await;
+    assert_eq!(upstreams(&alone), ["atl", "docs"]);
+    assert!(alone.upstreams.may_call("atl", "echo") && !alone.upstreams.may_call("atl", "rm"));
+    assert!(alone.upstreams.may_call("docs", "anything"));
+    // Key and team: the tools both list, less what either blocks (`rm` is blocked by the team).
+    let both = valid(
+        &keys,
+        &d.key("both", Some(&team), Some(&key_echo_add), &[]).await,
+    )
+    .await;
+    assert!(both.upstreams.may_call("atl", "add"));
+    assert!(!both.upstreams.may_call("atl", "echo") && !both.upstreams.may_call("atl", "rm"));
+    // `blocked_tools` holds on every server, open ones too.
+    let inherits = valid(&keys, &d.key("inherits", Some(&team), None, &[]).await).await;
+    assert!(inherits.upstreams.may_call("atl", "add") && !inherits.upstreams.may_call("atl", "rm"));
+    assert!(
+        !inherits.upstreams.may_call("docs", "rm") && inherits.upstreams.may_call("docs", "echo")
+    );
 }

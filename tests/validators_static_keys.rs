@@ -239,6 +239,29 @@ async fn key_file_entries_carry_their_upstreams() {
 }
 
 #[test]
+fn server_slash_tool_grants_one_tool_and_server_grants_all() {
+    use tower_mcp_auth::permissions::{KeyIdentity, Tools};
+
+    let keys =
+        StaticKeys::<KeyIdentity>::parse("sk-a=gh/echo,gh/add,atl alice\nsk-b=gh,gh/echo bob\n")
+            .unwrap();
+    let Some(Ok(Verdict::Valid(alice))) = keys.validate_now("sk-a") else {
+        panic!()
+    };
+    assert_eq!(
+        alice.upstreams().tools("gh"),
+        Some(&Tools::only(["add", "echo"]))
+    );
+    assert_eq!(alice.upstreams().tools("atl"), Some(&Tools::all()));
+    assert!(!alice.upstreams().may_call("gh", "rm") && !alice.upstreams().allows("priv"));
+    // `SERVER` beside `SERVER/TOOL` grants every tool.
+    let Some(Ok(Verdict::Valid(bob))) = keys.validate_now("sk-b") else {
+        panic!()
+    };
+    assert_eq!(bob.upstreams().tools("gh"), Some(&Tools::all()));
+}
+
+#[test]
 fn server_lists_are_refused_where_they_cannot_be_honoured() {
     use tower_mcp_auth::permissions::KeyIdentity;
 
@@ -248,7 +271,13 @@ fn server_lists_are_refused_where_they_cannot_be_honoured() {
         matches!(err, StaticKeysError::UpstreamsNotSupported { line: 2 }),
         "{err:?}"
     );
-    for bad in ["sk-secret=atl,,priv", "sk-secret=a/b", "sk-secret=atl, x"] {
+    for bad in [
+        "sk-secret=atl,,priv",
+        "sk-secret=a/",
+        "sk-secret=/b",
+        "sk-secret=a%2f/b",
+        "sk-secret=atl, x",
+    ] {
         let err = StaticKeys::<KeyIdentity>::parse(bad).unwrap_err();
         assert!(
             matches!(err, StaticKeysError::InvalidUpstreams { line: 1 }),

@@ -26,8 +26,9 @@ pub struct Cli {
     #[arg(long, value_name = "URL", env = "MCP_GATEWAY_PUBLIC_URL")]
     pub public_url: Option<String>,
 
-    /// A gateway key, optionally with the upstreams it may use: `KEY[=NAME,...]` (repeatable). The environment
-    /// variable MCP_GATEWAY_KEYS adds keys separated by commas or newlines (`KEY [identity]`, no lists).
+    /// A gateway key, optionally with the upstreams it may use: `KEY[=NAME,...]` (repeatable); taken whole or
+    /// refused, never cut at a space or an `=` that lists no upstreams. The environment variable
+    /// MCP_GATEWAY_KEYS adds keys separated by commas or newlines (`KEY [identity]`, no lists).
     #[arg(long = "key", value_name = "KEY[=NAME,...]")]
     pub keys: Vec<String>,
 
@@ -57,6 +58,36 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub passthrough: Vec<String>,
+
+    /// An upstream that accepts the client's own OAuth token only beside a gateway key (LiteLLM's
+    /// `oauth_delegate`; repeatable; the variable: comma-separated).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "MCP_GATEWAY_OAUTH_DELEGATE",
+        value_delimiter = ','
+    )]
+    pub oauth_delegate: Vec<String>,
+
+    /// A scope every JWT caller of an upstream must hold, `NAME=SCOPE` (repeatable: all are required; the
+    /// variable: comma-separated); otherwise 403 `insufficient_scope`. Needs --jwt-issuer.
+    #[arg(
+        long,
+        value_name = "NAME=SCOPE",
+        env = "MCP_GATEWAY_JWT_REQUIRED_SCOPE",
+        value_delimiter = ','
+    )]
+    pub jwt_required_scope: Vec<String>,
+
+    /// A client (`client_id`, else `azp`) whose JWTs may use an upstream, `NAME=CLIENT_ID` (repeatable; once
+    /// given for an upstream, other clients get 403 there; the variable: comma-separated). Needs --jwt-issuer.
+    #[arg(
+        long,
+        value_name = "NAME=CLIENT_ID",
+        env = "MCP_GATEWAY_JWT_ALLOWED_CLIENT",
+        value_delimiter = ','
+    )]
+    pub jwt_allowed_client: Vec<String>,
 
     /// The gateway's own credential for an upstream, `NAME=KIND:VALUE` (kinds: none, api_key, bearer_token,
     /// basic, authorization, oauth2, token; repeatable).
@@ -111,6 +142,28 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", env = "MCP_GATEWAY_DRAIN_TIMEOUT", value_parser = duration)]
     pub drain_timeout: Option<Duration>,
 
+    /// How long a client may take to send a request head, also the longest a keep-alive connection idles and
+    /// a TLS handshake takes (default 10s).
+    #[arg(long, value_name = "DURATION", env = "MCP_GATEWAY_HEADER_READ_TIMEOUT", value_parser = duration)]
+    pub header_read_timeout: Option<Duration>,
+
+    /// How long a request body may take to arrive whole, from the request head; then 408 (default 30s).
+    #[arg(long, value_name = "DURATION", env = "MCP_GATEWAY_BODY_READ_TIMEOUT", value_parser = duration)]
+    pub body_read_timeout: Option<Duration>,
+
+    /// Connections served at once; more wait in the listen backlog (default 1024).
+    #[arg(long, value_name = "COUNT", env = "MCP_GATEWAY_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+
+    /// After an answer given before the request body was read, how long the rest is read and discarded so
+    /// the client receives the answer (default 5s).
+    #[arg(long, value_name = "DURATION", env = "MCP_GATEWAY_LINGER_TIMEOUT", value_parser = duration)]
+    pub linger_timeout: Option<Duration>,
+
+    /// The most bytes of such a body read and discarded (default 16 MiB); a longer rest closes the connection.
+    #[arg(long, value_name = "BYTES", env = "MCP_GATEWAY_LINGER_MAX_BYTES")]
+    pub linger_max_bytes: Option<u64>,
+
     /// JWT admission on every route: the issuer, compared exactly with `iss`.
     #[arg(long, value_name = "URL", env = "MCP_GATEWAY_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -118,6 +171,16 @@ pub struct Cli {
     /// The issuer's JWKS URL (else discovered from the issuer's metadata).
     #[arg(long, value_name = "URL", env = "MCP_GATEWAY_JWT_JWKS_URI")]
     pub jwt_jwks_uri: Option<String>,
+
+    /// Accept `http://` JWT issuers, JWKS URLs and token endpoints on hosts other than loopback (they carry
+    /// signing keys, client secrets and subject tokens in clear text); without it they are start-up errors.
+    #[arg(long, env = "MCP_GATEWAY_ALLOW_INSECURE_AUTH_SERVER")]
+    pub allow_insecure_auth_server: bool,
+
+    /// Admit JWTs whose header `typ` is not `at+jwt` (RFC 9068), for an issuer that types its access tokens
+    /// `JWT` or not at all; without it they are 401 `invalid_token`.
+    #[arg(long, env = "MCP_GATEWAY_JWT_ALLOW_ANY_TYP")]
+    pub jwt_allow_any_typ: bool,
 
     /// RFC 8693 token exchange for an upstream, `NAME=TOKEN_ENDPOINT`, with the client credentials from
     /// MCP_GATEWAY_EXCHANGE_CLIENT_ID and MCP_GATEWAY_EXCHANGE_CLIENT_SECRET (repeatable).

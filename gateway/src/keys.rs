@@ -21,7 +21,7 @@ use axum::{
 };
 use futures_util::future::BoxFuture;
 use tower_mcp_auth::{
-    permissions::{KeyIdentity, Upstreams},
+    permissions::{KeyIdentity, Tools, Upstreams},
     validators::StaticKeys,
     Authenticated, BoxError, Fingerprint, OAuthPassthrough, Validator, Verdict,
 };
@@ -41,6 +41,37 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 const _: () =
     assert!(ACQUIRE_TIMEOUT.as_secs() < tower_mcp_auth::DEFAULT_VALIDATION_TIMEOUT.as_secs());
 
+/// `--key KEY[=GRANT,...]`: the list follows the last `=` when every grant in it is an upstream (`SERVER`, all
+/// of its tools) or one of its tools (`SERVER/TOOL`); a key whose text after its last `=` is not such a list is
+/// refused rather than cut there (a trailing `=`, as in base64 padding, belongs to the key). Errors never repeat
+/// the key.
+fn key_flag<'a>(entry: &'a str, upstreams: &[&str]) -> Result<(&'a str, Upstreams), String> {
+    let Some((key, list)) = entry
+        .rsplit_once('=')
+        .filter(|(key, list)| !key.is_empty() && !list.is_empty())
+    else {
+        return Ok((entry, Upstreams::all()));
+    };
+    let mut grants = Vec::new();
+    for grant in list.split(',').map(str::trim) {
+        let (server, tools) = match grant.split_once('/') {
+            Some((server, tool)) if !tool.is_empty() => (server, Tools::only([tool])),
+            Some(_) => ("", Tools::all()),
+            None => (grant, Tools::all()),
+        };
+        if !upstreams.iter().any(|u| u.eq_ignore_ascii_case(server)) {
+            // The text after '=' may be the tail of the key: never repeat it.
+            return Err(
+                "--key: what follows the last '=' does not name upstreams (KEY=SERVER[/TOOL],...); a key is \
+                 never cut at '=': give a key containing '=' with the list of its upstreams, or in a key file"
+                    .to_owned(),
+            );
+        }
+        grants.push((server, tools));
+    }
+    Ok((key, Upstreams::grants(grants)))
+}
+
 /// A credential no store holds, sent by `/readyz` to see whether the store answers.
 const PROBE: &str = "sk-readiness-probe-not-a-key";
 
@@ -50,15 +81,9 @@ impl KeyStore {
         if let Some(url) = &options.database_url {
             return Self::database(url, Upstreams::only(options.open_upstreams()), options);
         }
+        // Key files and `MCP_GATEWAY_KEYS` in the key-file format; each file checked on its own first, so an
+        // error names the right file and line.
         let mut entries = String::new();
-        for key in &options.keys {
-            // `KEY=NAME,...`: the list follows the last `=` that has something after it, as in key files.
-            let secret = key
-                .rsplit_once('=')
-                .filter(|(k, list)| !k.is_empty() && !list.is_empty())
-                .map_or(key.as_str(), |(k, _)| k);
-            let _ = writeln!(entries, "{key} key-{}", Fingerprint::of(secret));
-        }
         for entry in &options.env_keys {
             // Already checked by the library's rules for keys in the environment: no server lists.
             let _ = writeln!(entries, "{entry}");
@@ -66,14 +91,38 @@ impl KeyStore {
         for path in &options.key_files {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("--key-file {}: {e}", path.display()))?;
-            // Checked on its own first, so an error names the right file and line.
             StaticKeys::<KeyIdentity>::parse(&text)
                 .map_err(|e| format!("--key-file {}: {e}", path.display()))?;
             entries.push_str(&text);
             entries.push('\n');
         }
-        let keys =
+        let mut keys =
             StaticKeys::<KeyIdentity>::parse(&entries).map_err(|e| format!("gateway keys: {e}"))?;
+        // `--key` and `master_key` are inserted as they are: a key is taken whole or refused, never cut at a
+        // character the text format would read as a separator.
+        let upstreams: Vec<&str> = options.servers.iter().map(|s| s.name()).collect();
+        let mut add = |key: &str, allowed: Upstreams, source: &str| -> Result<(), String> {
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!(
+                    "{source}: a key must be visible ASCII without spaces (it is taken whole, never cut)"
+                ));
+            }
+            if matches!(keys.validate_now(key), Some(Ok(Verdict::Valid(_)))) {
+                return Err(format!("{source}: the key is given twice"));
+            }
+            keys.insert(
+                key,
+                KeyIdentity::new(format!("key-{}", Fingerprint::of(key)), allowed),
+            );
+            Ok(())
+        };
+        for entry in &options.keys {
+            let (key, allowed) = key_flag(entry, &upstreams)?;
+            add(key, allowed, "--key")?;
+        }
+        if let Some(master) = &options.master_key {
+            add(master, Upstreams::all(), "general_settings.master_key")?;
+        }
         if keys.is_empty() {
             return Err(
                 "no gateway keys: pass --key KEY, --key-file FILE or set MCP_GATEWAY_KEYS"

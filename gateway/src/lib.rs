@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod demo;
 mod discovery;
 mod keys;
@@ -21,6 +22,7 @@ pub mod resource_server;
 mod route;
 mod sessions;
 pub mod tls;
+mod tools;
 
 use std::{collections::HashMap, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -30,7 +32,6 @@ use axum::{
     middleware,
     response::{IntoResponse, Response},
     routing::{any, get},
-    serve::ListenerExt,
     Json, Router,
 };
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -83,6 +84,7 @@ pub struct Gateway {
     /// The JWT issuer every route names as its authorization server (`--jwt-issuer`).
     jwt_issuer: Option<String>,
     sessions: sessions::Sealer,
+    tools: tools::Policy,
 }
 
 /// A gateway ready to serve: the router, how to serve it, plus what a caller may want to print.
@@ -93,6 +95,8 @@ pub struct Prepared {
     /// Present when serving HTTPS.
     pub tls: Option<TlsAcceptor>,
     pub drain_timeout: Duration,
+    /// What a client may hold of the gateway: connections, and time to send heads and bodies.
+    pub limits: conn::Limits,
     /// Start-up warnings (such as config fields this gateway ignores).
     pub warnings: Vec<String>,
     /// With `--metrics-listen`: its bound listener and the router serving `/metrics` there ([`run`] serves it).
@@ -137,12 +141,20 @@ fn cors(origins: &origin::Origins) -> CorsLayer {
             header::ACCEPT,
             mcp("mcp-session-id"),
             mcp("mcp-protocol-version"),
+            mcp("mcp-method"),
+            mcp("mcp-name"),
             mcp("last-event-id"),
             mcp("x-litellm-api-key"),
             mcp("x-mcp-servers"),
             mcp("x-mcp-auth"),
         ])
-        .expose_headers([header::WWW_AUTHENTICATE, mcp("mcp-session-id")])
+        .expose_headers([
+            header::WWW_AUTHENTICATE,
+            mcp("mcp-session-id"),
+            mcp("mcp-protocol-version"),
+            mcp("mcp-method"),
+            mcp("mcp-name"),
+        ])
         .max_age(Duration::from_secs(600))
 }
 
@@ -159,6 +171,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         }
         options.servers.push(server);
         if options.keys.is_empty()
+            && options.master_key.is_none()
             && options.env_keys.is_empty()
             && options.key_files.is_empty()
             && options.database_url.is_none()
@@ -196,6 +209,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         loopback,
     )?);
     let configs: Vec<UpstreamConfig> = options.servers.iter().map(|s| s.config.clone()).collect();
+    let tool_policy = tools::Policy::new(&options.servers, |name| metadata_url(&public, name));
 
     let connector = tls::https_connector(options.extra_roots.as_deref())?;
     let upstream_timeout = options.upstream_timeout;
@@ -236,6 +250,17 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
     let mut exchanges = resource_server::exchanges(&options, &configs, &connector)?;
 
     let names: Vec<String> = configs.iter().map(|c| c.name().to_owned()).collect();
+    let access: permissions::Routes = Arc::new(
+        options
+            .servers
+            .iter()
+            .filter(|s| s.access != config::RouteAccess::default())
+            .map(|s| {
+                let url = metadata_url(&public, s.name());
+                (s.name().to_owned(), (s.access.clone(), url))
+            })
+            .collect(),
+    );
     let upstreams = configs
         .into_iter()
         .map(|config| {
@@ -269,6 +294,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
             options.session_secret.as_ref(),
             options.previous_session_secret.as_ref(),
         ),
+        tools: tool_policy.clone(),
     });
 
     let protected = Router::new()
@@ -292,7 +318,21 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
                     key_store.clone(),
                     keys::drop_second_key,
                 ))
-                .layer(permissions::require_upstream()),
+                .layer(permissions::require_upstream())
+                .layer(middleware::from_fn_with_state(
+                    access,
+                    permissions::route_access,
+                ))
+                .layer(middleware::from_fn_with_state(
+                    tool_policy.clone(),
+                    tools::record,
+                ))
+                .layer(tools::Policy::request_layer(options.max_body))
+                .layer(tool_policy.require_tools())
+                .layer(middleware::from_fn_with_state(
+                    tool_policy,
+                    tools::require_scopes,
+                )),
         )
         .with_state(gateway.clone());
     metrics::install();
@@ -333,23 +373,20 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         demo,
         tls,
         drain_timeout: options.drain_timeout,
+        limits: options.limits,
         warnings: options.warnings,
         metrics,
     })
 }
 
-/// Serves `app` on `listener` over plain HTTP until `shutdown` completes, then lets requests in flight finish.
+/// Serves `app` on `listener` over plain HTTP, with the default [`conn::Limits`], until `shutdown` completes, then
+/// lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    conn::serve(listener, None, app, conn::Limits::default(), shutdown).await
 }
 
 /// Serves a prepared gateway on `listener` (HTTPS when it has TLS) until `shutdown` completes; then requests in
@@ -369,19 +406,13 @@ pub async fn run(
         // Ends with the process: scrapes may go on while requests drain.
         tokio::spawn(serve(listener, metrics, std::future::pending()));
     }
-    let app = prepared.app;
-    let server: std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match prepared.tls
-    {
-        Some(acceptor) => {
-            let listener = tls::TlsListener::new(listener, acceptor)?;
-            Box::pin(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            })
-        }
-        None => Box::pin(serve(listener, app, shutdown)),
-    };
+    let server = conn::serve(
+        listener,
+        prepared.tls,
+        prepared.app,
+        prepared.limits,
+        shutdown,
+    );
     let drain_timeout = prepared.drain_timeout;
     tokio::select! {
         served = server => served,

@@ -19,7 +19,7 @@ use axum::{
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http_body::{Body as _, Frame, SizeHint};
-use tower_mcp_auth::{Authenticated, Fingerprint};
+use tower_mcp_auth::{mcp::McpOutcome, Authenticated, Fingerprint};
 
 use super::{json_error, resource_server::Caller};
 
@@ -114,6 +114,37 @@ struct Entry {
     status: StatusCode,
     auth: Auth,
     started: Instant,
+    mcp: Option<McpOutcome>,
+}
+
+/// The longest tool or resource name the log repeats; a longer one is cut (it is the client's text).
+const MAX_LOGGED_NAME: usize = 128;
+
+/// One field of every MCP call of an exchange, comma-separated; `-` for an exchange without calls.
+struct Calls<'a>(
+    Option<&'a McpOutcome>,
+    fn(&tower_mcp_auth::mcp::CallOutcome) -> Option<&str>,
+);
+
+impl fmt::Display for Calls<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(outcome) = self.0 else {
+            return f.write_str("-");
+        };
+        for (i, call) in outcome.calls().iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            let value = (self.1)(call).unwrap_or("-");
+            let cut = value
+                .char_indices()
+                .nth(MAX_LOGGED_NAME)
+                .map_or(value, |(at, _)| &value[..at]);
+            // Escaped: the client chose these strings.
+            write!(f, "{}", cut.escape_debug())?;
+        }
+        Ok(())
+    }
 }
 
 /// A response body that counts its bytes and writes the access-log line when it ends or is dropped.
@@ -134,6 +165,10 @@ impl Logged {
                 duration_ms = entry.started.elapsed().as_millis() as u64,
                 bytes = self.bytes,
                 auth = %entry.auth,
+                mcp_upstream = %entry.mcp.as_ref().map_or("-", |m| m.upstream()),
+                mcp_method = %Calls(entry.mcp.as_ref(), |c| c.method.as_deref()),
+                mcp_name = %Calls(entry.mcp.as_ref(), |c| c.name.as_deref()),
+                mcp_outcome = %Calls(entry.mcp.as_ref(), |c| Some(c.decision.as_str())),
                 complete = ended,
                 "exchange"
             );
@@ -184,6 +219,7 @@ pub async fn access_log(request: Request, next: Next) -> Response {
     let route = request.uri().path().to_owned();
     let mut response = next.run(request).await;
     let status = response.status();
+    let mcp = response.extensions().get::<McpOutcome>().cloned();
     let auth = match response.extensions_mut().remove::<Option<AuthOutcome>>() {
         Some(Some(outcome)) => Auth::Outcome(outcome),
         Some(None) => Auth::Other("none"),
@@ -199,6 +235,7 @@ pub async fn access_log(request: Request, next: Next) -> Response {
                 status,
                 auth,
                 started,
+                mcp,
             }),
         })
     })

@@ -170,6 +170,13 @@ async fn read_body(parts: &Parts, body: Body, max: usize) -> Result<axum::body::
             }
             source = e.source();
         }
+        if crate::conn::is_body_timeout(&error) {
+            return json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time",
+            );
+        }
         json_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",

@@ -28,7 +28,7 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt as _};
 use tower_mcp_auth::{
     auth::McpAuth,
-    permissions::{KeyIdentity, UpstreamAccess},
+    permissions::{KeyIdentity, Tools, UpstreamAccess},
     upstream::{
         with_resource_metadata, ExchangeTarget, ExchangeToken, ExchangeTokenLayer,
         ForwardCredentials, ForwardCredentialsLayer, TokenClientAuth, TokenExchange,
@@ -36,7 +36,7 @@ use tower_mcp_auth::{
     },
     upstream::{Subject, SubjectToken},
     validators::{Either, FirstOf, Jwt, JwtClaims},
-    BoxError, McpAuthLayer, Validator, Verdict,
+    BoxError, McpAuthLayer, Recognition, Validator, Verdict,
 };
 
 use super::{keys::KeyStore, proxy::Relayed, route, tls::HttpsConnector, HttpsClient, Options};
@@ -49,16 +49,26 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// How the access log names the caller: `key:NAME`, or `jwt:SUBJECT` (never the token).
+    /// How the access log names the caller (never by its token): `key:NAME` for a gateway key; for a JWT,
+    /// `jwt-client:ID` when it speaks for a client itself (no `sub`, or `sub` equal to its `client_id`/`azp`,
+    /// as in a client-credentials grant), `jwt-user:SUBJECT` when it speaks for a user of another client, and
+    /// `jwt-sub:SUBJECT` when it names no client. A client and a user of the same name never share a name.
     pub fn describe(&self) -> String {
         match self {
             Self::Key(key) => format!("key:{}", key.name()),
-            Self::Jwt(claims) => format!("jwt:{}", Self::subject(claims).unwrap_or("-")),
+            Self::Jwt(claims) => {
+                let client = claims
+                    .client_id
+                    .as_deref()
+                    .or_else(|| claims.extra.get("azp").and_then(serde_json::Value::as_str));
+                match (claims.sub.as_deref(), client) {
+                    (Some(sub), Some(client)) if sub != client => format!("jwt-user:{sub}"),
+                    (_, Some(client)) => format!("jwt-client:{client}"),
+                    (Some(sub), None) => format!("jwt-sub:{sub}"),
+                    (None, None) => "jwt:-".to_owned(),
+                }
+            }
         }
-    }
-
-    fn subject(claims: &JwtClaims) -> Option<&str> {
-        claims.sub.as_deref().or(claims.client_id.as_deref())
     }
 }
 
@@ -77,6 +87,15 @@ impl UpstreamAccess for Caller {
         match self {
             Self::Key(key) => key.may_use(upstream),
             Self::Jwt(_) => true,
+        }
+    }
+
+    /// A key calls the tools it was granted; a JWT any tool, as far as grants go (`tool_scopes` asks it for
+    /// scopes instead).
+    fn tools(&self, upstream: &str) -> Option<Tools> {
+        match self {
+            Self::Key(key) => key.tools(upstream),
+            Self::Jwt(_) => Some(Tools::all()),
         }
     }
 }
@@ -144,6 +163,13 @@ impl Validator for RouteValidator {
         }
     }
 
+    fn recognize_now(&self, credential: &str) -> Recognition {
+        match self {
+            Self::Keys(keys) => keys.recognize_now(credential),
+            Self::KeysOrJwt(both) => both.recognize_now(credential),
+        }
+    }
+
     fn validate_now(&self, credential: &str) -> Option<Result<Verdict<Caller>, BoxError>> {
         match self {
             Self::Keys(keys) => keys
@@ -174,18 +200,39 @@ pub fn jwt(
             .ok()
             .filter(|u| u.authority().is_some() && matches!(u.scheme_str(), Some("http" | "https")))
     };
-    absolute(issuer)
+    let parsed = absolute(issuer)
         .ok_or_else(|| format!("--jwt-issuer {issuer:?} is not an absolute http(s) URL"))?;
-    let mut builder = Jwt::builder(issuer.clone(), audience);
+    check_transport(&parsed, options, "--jwt-issuer")?;
+    let mut builder =
+        Jwt::builder(issuer.clone(), audience).require_at_jwt_typ(!options.jwt_allow_any_typ);
     if let Some(uri) = &options.jwt_jwks_uri {
-        builder = builder.jwks_uri(
-            absolute(uri)
-                .ok_or_else(|| format!("--jwt-jwks-uri {uri:?} is not an absolute http(s) URL"))?,
-        );
+        let parsed = absolute(uri)
+            .ok_or_else(|| format!("--jwt-jwks-uri {uri:?} is not an absolute http(s) URL"))?;
+        check_transport(&parsed, options, "--jwt-jwks-uri")?;
+        builder = builder.jwks_uri(parsed);
     }
     Ok(Some(builder.build_with_client(
         Client::builder(TokioExecutor::new()).build(connector.clone()),
     )))
+}
+
+/// An authorization server's URL carries signing keys, client secrets or subject tokens: `http://` only on a
+/// loopback host, unless `--allow-insecure-auth-server`.
+fn check_transport(uri: &axum::http::Uri, options: &Options, what: &str) -> Result<(), String> {
+    let host = uri.host().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if uri.scheme_str() == Some("https") || loopback || options.allow_insecure_auth_server {
+        return Ok(());
+    }
+    Err(format!(
+        "{what}: an http:// URL on a host that is not loopback would carry keys, secrets or tokens in clear \
+         text; use https, or pass --allow-insecure-auth-server (gateway_settings.allow_insecure_auth_server)"
+    ))
 }
 
 /// Checks the token-exchange settings against the routes, and builds each upstream's exchange layer.
@@ -226,6 +273,7 @@ pub fn exchanges(
             .ok()
             .filter(|u| u.authority().is_some() && matches!(u.scheme_str(), Some("http" | "https")))
             .ok_or_else(|| format!("{flag}: the token endpoint is not an absolute http(s) URL"))?;
+        check_transport(&endpoint, options, &format!("{flag}: the token endpoint"))?;
         if spec.client_id.is_empty() || spec.client_secret.is_empty() {
             return Err(format!("{flag}: client_id and client_secret are required"));
         }
@@ -457,15 +505,38 @@ mod tests {
         }))
         .unwrap();
         let alice = Caller::Jwt(Arc::new(claims));
-        assert_eq!(alice.describe(), "jwt:alice");
+        assert_eq!(alice.describe(), "jwt-sub:alice");
         let anonymous: JwtClaims = serde_json::from_value(serde_json::json!({
             "iss": "https://idp.example", "client_id": "agent-7", "exp": 4_000_000_000u64,
         }))
         .unwrap();
-        assert_eq!(Caller::Jwt(Arc::new(anonymous)).describe(), "jwt:agent-7");
+        assert_eq!(
+            Caller::Jwt(Arc::new(anonymous)).describe(),
+            "jwt-client:agent-7"
+        );
         let ops = Caller::Key(KeyIdentity::new("ops", Upstreams::only(["a"])));
         assert_eq!(ops.describe(), "key:ops");
         assert!(ops.may_use("a") && !ops.may_use("b") && ops.subject_token().is_none());
+    }
+
+    #[test]
+    fn log_names_keep_a_jwt_client_and_a_jwt_user_of_the_same_name_apart() {
+        let jwt = |claims: serde_json::Value| {
+            let mut claims = claims;
+            claims["iss"] = "https://idp.example".into();
+            claims["exp"] = 4_000_000_000u64.into();
+            Caller::Jwt(Arc::new(serde_json::from_value(claims).unwrap()))
+        };
+        let client = jwt(serde_json::json!({"sub": "alice", "client_id": "alice"}));
+        let user = jwt(serde_json::json!({"sub": "alice", "client_id": "ide"}));
+        let user_by_azp = jwt(serde_json::json!({"sub": "alice", "azp": "ide"}));
+        let bare_client = jwt(serde_json::json!({"client_id": "alice"}));
+        assert_eq!(client.describe(), "jwt-client:alice");
+        assert_eq!(bare_client.describe(), "jwt-client:alice");
+        assert_eq!(user.describe(), "jwt-user:alice");
+        assert_eq!(user_by_azp.describe(), "jwt-user:alice");
+        assert_ne!(client.describe(), user.describe());
+        assert_eq!(jwt(serde_json::json!({})).describe(), "jwt:-");
     }
 
     #[test]

@@ -101,3 +101,58 @@ async fn one_access_log_line_per_exchange_and_never_a_credential() {
         assert!(!all.contains(secret), "{secret} in the log");
     }
 }
+
+#[tokio::test]
+async fn every_mcp_call_has_an_audit_line_naming_method_tool_caller_and_rule() {
+    let captured = Captured::default();
+    let _guard = tracing::subscriber::set_default(captured.subscriber());
+    let upstream = Recorder::start(ok_upstream()).await;
+    let echo_only = "sk-audit-echo-only";
+    let gw = gateway(&args(&[
+        ("--key", &format!("{echo_only}=keyed/echo")),
+        ("--upstream", &format!("keyed={}", upstream.url("/mcp"))),
+        (
+            "--upstream-auth",
+            "keyed=bearer_token:gateway-own-credential",
+        ),
+    ]))
+    .await;
+    let call = |tool: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+        )
+    };
+    for tool in ["add", "echo"] {
+        let answer = send(
+            axum::http::Method::POST,
+            &format!("http://{gw}/mcp/keyed"),
+            &[
+                ("content-type", "application/json"),
+                ("accept", "application/json, text/event-stream"),
+                ("mcp-protocol-version", "2025-11-25"),
+                ("x-litellm-api-key", echo_only),
+            ],
+            bytes::Bytes::from(call(tool)),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{tool}");
+    }
+    let lines = captured.access_lines(2).await;
+    let refused = lines.iter().find(|l| l.contains("mcp_name=add")).unwrap();
+    for part in [
+        "mcp_method=tools/call",
+        "mcp_upstream=keyed",
+        "mcp_outcome=refused:caller_tools",
+        "auth=key:key-",
+    ] {
+        assert!(refused.contains(part), "{part}: {refused}");
+    }
+    let allowed = lines.iter().find(|l| l.contains("mcp_name=echo")).unwrap();
+    assert!(allowed.contains("mcp_outcome=allowed"), "{allowed}");
+    assert!(!captured.text().contains(echo_only), "never the key");
+    assert_eq!(
+        upstream.seen().len(),
+        1,
+        "only the allowed call reached the upstream"
+    );
+}

@@ -143,13 +143,26 @@ async fn a_litellm_config_drives_the_same_flows_as_the_flags() {
     ));
     assert!(carries(&github, "x-tenant", "acme"));
     assert!(!carries(&github, "x-litellm-api-key", MASTER_KEY));
-    // atlassian (`oauth_delegate`) takes the client's own token, with this crate's passthrough rules.
+    // atlassian (`oauth_delegate`) takes the client's own token beside a gateway key, as LiteLLM does; a token
+    // alone is refused before the upstream.
     assert_eq!(
-        tools(format!("http://{gw}/mcp/atlassian"), Some(TOKEN), None)
-            .await
-            .unwrap(),
+        tools(
+            format!("http://{gw}/mcp/atlassian"),
+            Some(TOKEN),
+            Some(MASTER_KEY)
+        )
+        .await
+        .unwrap(),
         ["add", "echo"]
     );
+    let seen = atlassian.seen().len();
+    let alone = post_init(
+        &format!("http://{gw}/mcp/atlassian"),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+    )
+    .await;
+    assert_eq!(alone.status, 401);
+    assert_eq!(atlassian.seen().len(), seen);
     // github does not accept passthrough: a bearer that is no gateway key never reaches it.
     let before = github.seen().len();
     let refused = post_init(

@@ -1,4 +1,4 @@
-//! The access log of a JWT caller: `auth=jwt:SUBJECT`, never the token, and a token for another route logged
+//! The access log of a JWT caller: `auth=jwt-client:ID` (or `jwt-user:SUBJECT`), never the token, and a token for another route logged
 //! as challenged. Its own binary, like `gateway_access_log`: `tracing` caches per-callsite interest
 //! process-wide, so the capturing subscriber must be the only one any test here installs.
 
@@ -30,7 +30,26 @@ async fn a_jwt_caller_is_logged_by_subject_and_never_by_token() {
     assert_eq!(admitted.status, StatusCode::OK);
     let refused = post_init(&format!("http://{gw}/mcp/b"), &[("authorization", &bearer)]).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
-    let lines = captured.access_lines(2).await;
+    // A user `alice` signed in through the client `ide`, and a client that is itself named `alice`.
+    let audience = format!("http://{gw}/mcp/a");
+    let signed = |sub: &str, client: &str| {
+        let mut claims = issuer.claims(&audience, 3600);
+        claims["sub"] = sub.into();
+        claims["client_id"] = client.into();
+        format!("Bearer {}", issuer.sign("k1", &claims))
+    };
+    for (bearer, route) in [
+        (signed("alice", "ide"), "/mcp/a?as=user"),
+        (signed("alice", "alice"), "/mcp/a?as=client"),
+    ] {
+        let answer = post_init(
+            &format!("http://{gw}{route}"),
+            &[("authorization", &bearer)],
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+    let lines = captured.access_lines(4).await;
     let line = |needle: &str| {
         lines
             .iter()
@@ -40,8 +59,22 @@ async fn a_jwt_caller_is_logged_by_subject_and_never_by_token() {
     };
     let jwt = line("route=/mcp/a");
     assert!(
-        jwt.contains("auth=jwt:client-1") && jwt.contains("status=200"),
+        jwt.contains("auth=jwt-client:client-1") && jwt.contains("status=200"),
         "{jwt}"
+    );
+    let user_and_client: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("route=/mcp/a") && l.contains("alice"))
+        .collect();
+    assert_eq!(user_and_client.len(), 2, "{lines:#?}");
+    assert!(
+        user_and_client
+            .iter()
+            .any(|l| l.contains("auth=jwt-user:alice"))
+            && user_and_client
+                .iter()
+                .any(|l| l.contains("auth=jwt-client:alice")),
+        "a JWT user and a JWT client of the same name are logged apart: {user_and_client:#?}"
     );
     let challenged = line("route=/mcp/b");
     assert!(

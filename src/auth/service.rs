@@ -20,20 +20,19 @@ use crate::{
     macros::inner_service_accessors,
     response::is_grpc,
     timeout::LazyTimeout,
-    validate::{Validator, Verdict},
+    validate::{Recognition, Validator},
 };
 
-/// Whether the validator knows at once (`validate_now`) that `token` is one of the gateway's keys, in any
-/// state, or cannot say what it is: a bearer beside a key is then dropped, never forwarded upstream.
+/// Whether a bearer sent beside a gateway key is known at once to be one of the validator's own credentials (a
+/// second gateway key, a token of the gateway's issuer): it is then dropped, never forwarded upstream.
 ///
-/// Only an answer at hand is asked for: a validator that must await its store answers `None` here, and the
-/// bearer travels on unchecked (a second store round trip per dual-credential request would be the price).
-/// Put a [`Cache`](crate::validators::Cache) in front and a key seen before is caught here too.
+/// Only what the validator can tell at once is asked ([`Validator::recognize_now`]): a single validator that
+/// must await its store cannot rule the bearer out, and it travels on unchecked (a second store round trip per
+/// dual-credential request would be the price); put a [`Cache`](crate::validators::Cache) in front and a key
+/// seen before is caught here too. A [`FirstOf`](crate::validators::FirstOf) chain never lets a bearer it cannot
+/// rule out through.
 fn known_gateway_key<V: Validator>(validator: &V, token: &str) -> bool {
-    !matches!(
-        validator.validate_now(token),
-        None | Some(Ok(Verdict::Unknown))
-    )
+    validator.recognize_now(token) == Recognition::Ours
 }
 
 /// Middleware that authenticates requests before they reach `S`; built by [`McpAuthLayer`](super::McpAuthLayer).

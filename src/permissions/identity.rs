@@ -51,4 +51,8 @@ impl UpstreamAccess for KeyIdentity {
     fn may_use(&self, upstream: &str) -> bool {
         self.upstreams.allows(upstream)
     }
+
+    fn tools(&self, upstream: &str) -> Option<super::Tools> {
+        self.upstreams.tools(upstream).cloned()
+    }
 }

@@ -48,6 +48,15 @@ pub struct PathSegment {
     prefix: String,
 }
 
+impl PathSegment {
+    /// The segment right after `prefix` (`"/mcp/"`).
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+}
+
 impl TargetUpstream for PathSegment {
     /// The [`McpRoute`] an outer layer inserted, when the prefix is [`DEFAULT_ROUTE_PREFIX`] (the route was
     /// read once, the way the router reads it); else the path parsed under the prefix.

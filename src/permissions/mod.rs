@@ -44,10 +44,12 @@
 
 mod identity;
 mod layer;
+mod tools;
 mod upstreams;
 
 pub use identity::KeyIdentity;
 pub use layer::{
     PathSegment, RequireUpstream, RequireUpstreamFuture, RequireUpstreamLayer, TargetUpstream,
 };
+pub use tools::Tools;
 pub use upstreams::{UpstreamAccess, Upstreams};

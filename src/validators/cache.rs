@@ -24,7 +24,7 @@ use super::revocation::{Revocation, RevocationSink, TrustGate};
 use crate::{
     metrics::{self, CacheLookup},
     secret::sha256,
-    validate::{BoxError, Validator, Verdict},
+    validate::{BoxError, Recognition, Validator, Verdict},
 };
 
 /// The default time a `Valid` answer is kept: 60 s.
@@ -398,6 +398,15 @@ where
 
     fn validate_now(&self, credential: &str) -> Option<Result<Verdict<V::Identity>, CacheError>> {
         self.hit(&sha256(credential)).map(Ok)
+    }
+
+    /// A cached answer, else what the store itself recognises at once.
+    fn recognize_now(&self, credential: &str) -> Recognition {
+        match self.hit(&sha256(credential)) {
+            Some(Verdict::Unknown) => Recognition::NotOurs,
+            Some(_) => Recognition::Ours,
+            None => self.inner.recognize_now(credential),
+        }
     }
 
     fn validate(&self, credential: &str) -> Self::Future {

@@ -10,7 +10,7 @@ use std::{
 
 use pin_project_lite::pin_project;
 
-use crate::validate::{BoxError, Validator, Verdict};
+use crate::validate::{BoxError, Recognition, Validator, Verdict};
 
 /// A [`Validator`] that asks `first`, and `second` only when `first` says [`Unknown`](Verdict::Unknown).
 ///
@@ -98,6 +98,20 @@ impl<A: Validator, B: Validator> Validator for FirstOf<A, B> {
                     .map_err(Into::into),
             ),
             Ok(verdict) => Some(Ok(verdict.map(Either::Left))),
+        }
+    }
+
+    /// Asks both validators, whatever the first one says. The chain rules a credential out only when both do;
+    /// when either recognises it, or either cannot tell at once, it is the chain's own. So a first validator
+    /// that must await its store no longer hides a token the second knows to be its own, and a chain that cannot
+    /// rule a bearer out never lets it travel upstream.
+    fn recognize_now(&self, credential: &str) -> Recognition {
+        match (
+            self.first.recognize_now(credential),
+            self.second.recognize_now(credential),
+        ) {
+            (Recognition::NotOurs, Recognition::NotOurs) => Recognition::NotOurs,
+            _ => Recognition::Ours,
         }
     }
 }

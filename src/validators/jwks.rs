@@ -217,7 +217,8 @@ where
     }
 
     /// Finds `jwks_uri` in the issuer's metadata: RFC 8414 first, then OpenID Connect discovery. The metadata's
-    /// `issuer` must be the configured issuer exactly (RFC 8414 §3.3).
+    /// `issuer` must be the configured issuer exactly (RFC 8414 §3.3), and an `https` issuer's `jwks_uri` must be
+    /// `https` too.
     async fn discover(&self) -> Result<Uri, FetchError> {
         let mut last = FetchError::new("no metadata location");
         for location in metadata_locations(&self.settings.issuer)? {
@@ -234,11 +235,20 @@ where
                     "the metadata names another issuer than the configured one",
                 ));
             }
-            return metadata
+            let jwks_uri: Uri = metadata
                 .jwks_uri
                 .ok_or_else(|| FetchError::new("the metadata has no jwks_uri"))?
                 .parse()
-                .map_err(|_| FetchError::new("the metadata's jwks_uri is not a URI"));
+                .map_err(|_| FetchError::new("the metadata's jwks_uri is not a URI"))?;
+            // The keys decide which tokens are admitted: an `https` issuer's are never fetched in clear text.
+            if self.settings.issuer.starts_with("https://")
+                && jwks_uri.scheme_str() != Some("https")
+            {
+                return Err(FetchError::new(
+                    "the metadata of an https issuer names a jwks_uri that is not https",
+                ));
+            }
+            return Ok(jwks_uri);
         }
         Err(last)
     }

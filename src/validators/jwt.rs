@@ -22,7 +22,7 @@ use crate::{
     http_client::{https_client, ClientOptions},
     secret::Fingerprint,
     tls::{HttpsConnector, TrustError},
-    validate::{Validator, Verdict},
+    validate::{Recognition, Validator, Verdict},
 };
 
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -89,6 +89,8 @@ pub struct Jwt<C = HttpsConnector> {
     /// One set of checks per allowed algorithm: jsonwebtoken wants every algorithm of a check to be of the
     /// key's family.
     validations: Arc<[(Algorithm, Validation)]>,
+    /// RFC 9068 §4: the header's `typ` must be `at+jwt` (so an ID token of the same issuer is no access token).
+    require_at_jwt: bool,
 }
 
 impl<C> Clone for Jwt<C> {
@@ -97,6 +99,7 @@ impl<C> Clone for Jwt<C> {
             keys: Arc::clone(&self.keys),
             audience: Arc::clone(&self.audience),
             validations: Arc::clone(&self.validations),
+            require_at_jwt: self.require_at_jwt,
         }
     }
 }
@@ -126,6 +129,7 @@ impl Jwt {
             options: ClientOptions::jwks(),
             min_refresh_interval: DEFAULT_MIN_REFRESH_INTERVAL,
             default_max_age: DEFAULT_MAX_AGE,
+            require_at_jwt: true,
         }
     }
 }
@@ -147,6 +151,7 @@ impl<C> Jwt<C> {
             keys: Arc::clone(&self.keys),
             audience,
             validations,
+            require_at_jwt: self.require_at_jwt,
         }
     }
 
@@ -180,6 +185,9 @@ where
             return Ok(Step::Done(Verdict::Unknown));
         }
         // From here on the token claims to be ours: every failure is `Invalid`, never `Unknown`.
+        if self.require_at_jwt && !unverified.typ.as_deref().is_some_and(is_at_jwt) {
+            return Ok(Step::Done(Verdict::Invalid));
+        }
         let allowed = unverified.alg.parse::<Algorithm>().ok();
         let Some((alg, validation)) = allowed.and_then(|alg| {
             self.validations
@@ -264,6 +272,15 @@ where
         })
     }
 
+    /// A token naming this issuer (`iss`, read before any check) is ours whatever the state of the key set,
+    /// so it never travels upstream as a client's own token; anything else is not.
+    fn recognize_now(&self, credential: &str) -> Recognition {
+        match Unverified::parse(credential) {
+            Some(unverified) if unverified.iss == self.issuer() => Recognition::Ours,
+            _ => Recognition::NotOurs,
+        }
+    }
+
     fn validate_now(&self, credential: &str) -> Option<Result<Verdict<Arc<JwtClaims>>, JwtError>> {
         let keys = self.keys.current();
         match self.check(credential, keys.as_deref(), false) {
@@ -286,9 +303,18 @@ pub struct JwtBuilder {
     options: ClientOptions,
     min_refresh_interval: Duration,
     default_max_age: Duration,
+    require_at_jwt: bool,
 }
 
 impl JwtBuilder {
+    /// Whether a token's header must say `typ: at+jwt` (RFC 9068 §4; `application/at+jwt` too, compared
+    /// ignoring case). On by default, so an ID token or another JWT of the same issuer is `Invalid`, never an
+    /// access token; turn it off (`false`) only for an issuer that types its access tokens `JWT` or not at all.
+    pub fn require_at_jwt_typ(mut self, required: bool) -> Self {
+        self.require_at_jwt = required;
+        self
+    }
+
     /// Fetches the keys at this `jwks_uri` instead of discovering it from the issuer's metadata.
     pub fn jwks_uri(mut self, uri: Uri) -> Self {
         self.jwks_uri = Some(uri);
@@ -394,6 +420,7 @@ impl JwtBuilder {
             keys: Arc::new(Jwks::new(client, settings)),
             audience: self.audience.into(),
             validations,
+            require_at_jwt: self.require_at_jwt,
         }
     }
 }
@@ -402,7 +429,14 @@ impl JwtBuilder {
 struct Unverified {
     alg: String,
     kid: Option<String>,
+    typ: Option<String>,
     iss: String,
+}
+
+/// RFC 9068's `typ` of a JWT access token, with or without the `application/` prefix (RFC 7515 §4.1.9).
+fn is_at_jwt(typ: &str) -> bool {
+    let typ = typ.trim();
+    typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
 }
 
 impl Unverified {
@@ -411,6 +445,7 @@ impl Unverified {
         struct Header {
             alg: String,
             kid: Option<String>,
+            typ: Option<String>,
         }
         #[derive(Deserialize)]
         struct Payload {
@@ -427,6 +462,7 @@ impl Unverified {
         Some(Self {
             alg: header.alg,
             kid: header.kid,
+            typ: header.typ,
             iss: payload.iss,
         })
     }

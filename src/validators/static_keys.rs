@@ -11,7 +11,7 @@ use std::{
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use crate::{
-    permissions::{KeyIdentity, Upstreams},
+    permissions::{KeyIdentity, Tools, Upstreams},
     secret::{sha256, Fingerprint},
     validate::{Validator, Verdict},
 };
@@ -41,7 +41,8 @@ use crate::{
 ///
 /// [`from_file`](StaticKeys::from_file), [`from_env`](StaticKeys::from_env) and [`parse`](StaticKeys::parse)
 /// read one entry per line: the key, optionally followed by `=` and the upstream MCP servers it may use
-/// (`sk-a=atl,github`), then optionally whitespace and the identity (the rest of the line). Blank lines and
+/// (`sk-a=atl,github`; `SERVER` grants every tool of the server, `SERVER/TOOL` one tool of it, repeated for
+/// several: `sk-c=github/echo,github/add`), then optionally whitespace and the identity (the rest of the line). Blank lines and
 /// lines starting with `#` are skipped. An entry without an identity gets the key's [`Fingerprint`] as its
 /// identity, so that nothing downstream ever holds the key itself. An entry without a server list may use
 /// every upstream. A key that is not visible ASCII, or that appears twice, is an error naming the line, never
@@ -62,6 +63,11 @@ use crate::{
 /// let Some(Ok(Verdict::Valid(bob))) = keys.validate_now("sk-b") else { panic!() };
 /// assert!(bob.may_use("priv"));
 /// assert!(StaticKeys::<String>::parse("sk-a=atl alice\n").is_err());
+///
+/// let keys: StaticKeys<KeyIdentity> = StaticKeys::parse("sk-c=atl,github/echo carol\n").unwrap();
+/// let Some(Ok(Verdict::Valid(carol))) = keys.validate_now("sk-c") else { panic!() };
+/// assert!(carol.upstreams().may_call("atl", "any") && carol.upstreams().may_call("github", "echo"));
+/// assert!(!carol.upstreams().may_call("github", "add"));
 /// ```
 ///
 /// The last `=` with something after it starts the server list, so a key may hold `=` as base64 padding
@@ -331,16 +337,26 @@ fn split_upstreams(token: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// A comma-separated list of upstream names, each as `UpstreamConfig` accepts them.
+/// A comma-separated list of grants: `SERVER` (every tool of it) or `SERVER/TOOL` (one tool; repeat for
+/// several), each server name as `UpstreamConfig` accepts it and each tool name non-empty.
 fn parse_upstreams(list: &str) -> Option<Upstreams> {
-    let names: Vec<&str> = list.split(',').map(str::trim).collect();
-    let valid = names.iter().all(|name| {
-        !name.is_empty()
-            && name
+    let mut grants = Vec::new();
+    for entry in list.split(',').map(str::trim) {
+        let (server, tools) = match entry.split_once('/') {
+            Some((server, tool)) if !tool.is_empty() => (server, Tools::only([tool])),
+            Some(_) => return None,
+            None => (entry, Tools::all()),
+        };
+        let valid = !server.is_empty()
+            && server
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    });
-    valid.then(|| Upstreams::only(names))
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !valid {
+            return None;
+        }
+        grants.push((server, tools));
+    }
+    Some(Upstreams::grants(grants))
 }
 
 /// What the layer could ever present as a credential: non-empty visible ASCII.

@@ -130,12 +130,24 @@ impl Issuer {
 
     /// Signs `claims` with the key `kid` (the header names `header_kid`, which may differ).
     pub fn sign_as(&self, kid: &str, header_kid: Option<&str>, claims: &Value) -> String {
+        self.sign_typed(kid, header_kid, Some("at+jwt"), claims)
+    }
+
+    /// Signs `claims` with the key `kid`, the header naming `header_kid` and typed `typ`.
+    pub fn sign_typed(
+        &self,
+        kid: &str,
+        header_kid: Option<&str>,
+        typ: Option<&str>,
+        claims: &Value,
+    ) -> String {
         let keys = self.shared.keys.lock().unwrap();
         let (_, key) = keys
             .iter()
             .find(|(k, _)| k == kid)
             .expect("a generated key");
         let mut header = Header::new(Algorithm::ES256);
+        header.typ = typ.map(str::to_owned);
         header.kid = header_kid.map(str::to_owned);
         jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
     }

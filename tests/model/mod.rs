@@ -295,10 +295,10 @@ pub fn is_canonical_prefix(prefix: &str) -> bool {
     is_canonical(prefix)
 }
 
-/// Absolute, no `%`, no `//` anywhere, no `.` or `..` segment.
+/// Absolute, no `%`, no `;`, no `//` anywhere, no `.` or `..` segment.
 fn is_canonical(path: &str) -> bool {
     path.starts_with('/')
-        && !path.contains('%')
+        && !path.contains(['%', ';'])
         && !path.contains("//")
         && !path
             .split('/')

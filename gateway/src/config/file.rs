@@ -10,7 +10,11 @@
 //!     auth_value: os.environ/GITHUB_TOKEN
 //!   atlassian:
 //!     url: https://mcp.atlassian.com/v1/mcp
-//!     auth_type: oauth_delegate   # or oauth_passthrough: true
+//!     auth_type: oauth_delegate   # the user's token beside a gateway key; alone: true_passthrough
+//!   jira:
+//!     url: https://mcp.jira.example/mcp
+//!     required_scopes: [mcp.jira]  # JWT callers (mcp_resource_server) need these scopes ...
+//!     allowed_client_ids: [ide]    # ... and one of these clients
 //!   internal:
 //!     url: https://mcp.internal.example/mcp
 //!     auth_type: oauth2_token_exchange          # RFC 8693, needs mcp_resource_server
@@ -19,6 +23,9 @@
 //!     client_secret: os.environ/EXCHANGE_SECRET
 //!     audience: api://internal-mcp               # optional; else the upstream URL is the resource
 //!     scopes: [mcp.tools.read]                   # optional
+//!     allowed_tools: [search, read_page]         # LiteLLM's: only these tools (disallowed_tools: all but)
+//!     tool_scopes:                               # this gateway's own: scopes a JWT caller needs per tool
+//!       delete_page: [pages.write]
 //! general_settings:
 //!   master_key: os.environ/LITELLM_MASTER_KEY
 //!   session_secret: os.environ/MCP_SESSION_SECRET   # this gateway's: shared by every replica (32+ bytes)
@@ -27,6 +34,14 @@
 //! mcp_resource_server:                           # this gateway's own section, not LiteLLM's
 //!   issuer: https://idp.example
 //!   jwks_uri: https://idp.example/jwks           # optional; else discovered from the issuer
+//!   allow_any_typ: false                         # true: admit JWTs not typed at+jwt (RFC 9068)
+//! gateway_settings:                              # this gateway's own section: connection limits
+//!   header_read_timeout: 10s                     # durations: `10s`, `1m`, or plain seconds
+//!   body_read_timeout: 30s
+//!   max_connections: 1024
+//!   linger_timeout: 5s
+//!   linger_max_bytes: 16777216
+//!   allow_insecure_auth_server: false            # http:// issuers/token endpoints beyond loopback
 //! ```
 //!
 //! Every string may be `os.environ/VAR`, read from the environment. Errors name the YAML path
@@ -51,8 +66,41 @@ struct File {
     general_settings: General,
     /// This gateway's own section: JWT admission (LiteLLM has no such field).
     mcp_resource_server: Option<ResourceServer>,
+    /// This gateway's own section: connection limits (LiteLLM has no such field).
+    #[serde(default)]
+    gateway_settings: GatewaySettings,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GatewaySettings {
+    header_read_timeout: Option<DurationValue>,
+    body_read_timeout: Option<DurationValue>,
+    max_connections: Option<u32>,
+    linger_timeout: Option<DurationValue>,
+    linger_max_bytes: Option<u64>,
+    #[serde(default)]
+    allow_insecure_auth_server: bool,
+}
+
+/// A duration as YAML writes it: plain seconds, or text with a unit (`30s`, `1m`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(f64),
+    Text(String),
+}
+
+impl DurationValue {
+    fn parse(&self, path: &str) -> Result<std::time::Duration, String> {
+        let text = match self {
+            Self::Seconds(seconds) => seconds.to_string(),
+            Self::Text(text) => text.clone(),
+        };
+        crate::cli::duration(&text).map_err(|e| format!("{path}: {e}"))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -80,6 +128,16 @@ struct RawServer {
     /// LiteLLM's "every key may use this server", whatever the key's own MCP permissions.
     #[serde(default)]
     allow_all_keys: bool,
+    /// LiteLLM's: only these tools may be called.
+    allowed_tools: Option<Vec<String>>,
+    /// LiteLLM's: every tool but these may be called.
+    disallowed_tools: Option<Vec<String>>,
+    /// This gateway's own: the scopes a JWT caller needs per tool.
+    tool_scopes: Option<BTreeMap<String, Vec<String>>>,
+    /// Scopes every JWT caller's token must carry to use this server.
+    required_scopes: Option<Vec<String>>,
+    /// The only clients whose JWTs may use this server.
+    allowed_client_ids: Option<Vec<String>>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -89,6 +147,9 @@ struct RawServer {
 struct ResourceServer {
     issuer: String,
     jwks_uri: Option<String>,
+    /// Admit JWTs not typed `at+jwt` (RFC 9068).
+    #[serde(default)]
+    allow_any_typ: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -105,8 +166,6 @@ struct General {
 /// Server fields of LiteLLM's that narrow who may do what. This gateway does not enforce them yet, so a file
 /// that sets one is refused rather than served wider open than its author meant.
 const RESTRICTING: &[&str] = &[
-    "allowed_tools",
-    "disallowed_tools",
     "allowed_params",
     "tool_permissions",
     "mcp_tool_permissions",
@@ -130,6 +189,12 @@ pub struct FileConfig {
     pub metrics_listen: Option<String>,
     /// `mcp_resource_server`: the issuer and its JWKS URL.
     pub jwt: Option<(String, Option<String>)>,
+    /// `gateway_settings`: connection limits.
+    pub limits: super::LimitSettings,
+    /// `gateway_settings.allow_insecure_auth_server`.
+    pub allow_insecure_auth_server: bool,
+    /// `mcp_resource_server.allow_any_typ`.
+    pub jwt_allow_any_typ: bool,
     /// Fields this gateway does not use, in one line.
     pub warning: Option<String>,
 }
@@ -244,6 +309,27 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
         servers.push(server(&name, raw, &path, env, &mut unknown)?);
     }
     let general = file.general_settings;
+    let settings = &file.gateway_settings;
+    let duration = |value: &Option<DurationValue>, field: &str| {
+        value
+            .as_ref()
+            .map(|v| v.parse(&format!("gateway_settings.{field}")))
+            .transpose()
+    };
+    if settings.max_connections == Some(0) {
+        return Err("gateway_settings.max_connections: must be more than zero".to_owned());
+    }
+    let limits = super::LimitSettings {
+        header_read_timeout: duration(&settings.header_read_timeout, "header_read_timeout")?,
+        body_read_timeout: duration(&settings.body_read_timeout, "body_read_timeout")?,
+        max_connections: settings.max_connections,
+        linger_timeout: duration(&settings.linger_timeout, "linger_timeout")?,
+        linger_max_bytes: settings.linger_max_bytes,
+    };
+    let jwt_allow_any_typ = file
+        .mcp_resource_server
+        .as_ref()
+        .is_some_and(|rs| rs.allow_any_typ);
     let warning = (!unknown.is_empty()).then(|| {
         format!(
             "config: ignored fields this gateway does not use: {}",
@@ -289,6 +375,9 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
                 ))
             })
             .transpose()?,
+        limits,
+        allow_insecure_auth_server: settings.allow_insecure_auth_server,
+        jwt_allow_any_typ,
         warning,
     })
 }
@@ -312,6 +401,8 @@ enum AuthType {
     None,
     /// The client's own token passes through.
     Passthrough,
+    /// The client's own token passes through beside a gateway key, never alone (LiteLLM's `oauth_delegate`).
+    Delegate,
     /// RFC 8693 token exchange.
     Exchange,
     /// A credential of this kind, from `auth_value`.
@@ -321,7 +412,8 @@ enum AuthType {
 fn auth_type(value: &str, path: &str) -> Result<AuthType, String> {
     Ok(match value {
         "none" => AuthType::None,
-        "oauth_delegate" | "true_passthrough" => AuthType::Passthrough,
+        "true_passthrough" => AuthType::Passthrough,
+        "oauth_delegate" => AuthType::Delegate,
         "oauth2_token_exchange" => AuthType::Exchange,
         "api_key" => AuthType::Credential("api_key"),
         "bearer_token" => AuthType::Credential("bearer_token"),
@@ -410,9 +502,42 @@ fn server(
         (_, Some(_)) => unknown.push(format!("{path}.{value_field}")),
         (_, None) => {}
     }
-    let passthrough = raw.oauth_passthrough || matches!(kind, AuthType::Passthrough);
+    let delegate = matches!(kind, AuthType::Delegate);
+    let passthrough = raw.oauth_passthrough || delegate || matches!(kind, AuthType::Passthrough);
     server.config = server.config.clone().with_passthrough(passthrough);
+    // `oauth_passthrough: true` beside `oauth_delegate` cannot widen it to a lone token.
+    server.access.delegate = delegate;
     server.allow_all_keys = raw.allow_all_keys;
+    server.tools = crate::tools::server_tools(
+        raw.allowed_tools.as_deref(),
+        raw.disallowed_tools.as_deref(),
+        path,
+    )?;
+    if let Some(scopes) = raw.tool_scopes {
+        server.tool_scopes = crate::tools::tool_scopes(scopes, path)?;
+    }
+    let field = |values: &Option<Vec<String>>, name: &str| {
+        values
+            .iter()
+            .flatten()
+            .map(|v| resolve(v, &format!("{path}.{name}"), env))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    server.access.required_scopes = field(&raw.required_scopes, "required_scopes")?;
+    if let Some(bad) = server
+        .access
+        .required_scopes
+        .iter()
+        .position(|s| !crate::permissions::is_scope_token(s))
+    {
+        return Err(format!(
+            "{path}.required_scopes[{bad}]: not an OAuth scope token (visible ASCII without spaces, quotes or \\)"
+        ));
+    }
+    if raw.allowed_client_ids.is_some() {
+        server.access.allowed_client_ids =
+            Some(field(&raw.allowed_client_ids, "allowed_client_ids")?);
+    }
 
     let mut headers = Vec::new();
     for (header, value) in &raw.static_headers {
@@ -548,9 +673,60 @@ mod tests {
     #[test]
     fn a_restricting_field_is_refused_with_its_path() {
         let e = error(
-            "mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\n    allowed_tools: [echo]\n",
+            "mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\n    allowed_params: [echo]\n",
         );
-        assert!(e.starts_with("mcp_servers.a.allowed_tools:"), "{e}");
+        assert!(e.starts_with("mcp_servers.a.allowed_params:"), "{e}");
+    }
+
+    #[test]
+    fn malformed_tool_lists_name_their_path() {
+        for (yaml, path) in [
+            (
+                "allowed_tools: echo",
+                "mcp_servers.a.allowed_tools: invalid type",
+            ),
+            (
+                "disallowed_tools: {add: 1}",
+                "mcp_servers.a.disallowed_tools: invalid type",
+            ),
+            (
+                "allowed_tools: [echo, 3]",
+                "mcp_servers.a.allowed_tools[1]: invalid type",
+            ),
+            (
+                "allowed_tools: [echo, '']",
+                "mcp_servers.a.allowed_tools[1]: a tool name is not empty",
+            ),
+            (
+                "tool_scopes: [echo]",
+                "mcp_servers.a.tool_scopes: invalid type",
+            ),
+            (
+                "tool_scopes: {echo: write}",
+                "mcp_servers.a.tool_scopes.echo: invalid type",
+            ),
+            (
+                "tool_scopes: {echo: ['a b']}",
+                "mcp_servers.a.tool_scopes.echo: a scope is a non-empty token",
+            ),
+        ] {
+            let e = error(&format!(
+                "mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\n    {yaml}\n"
+            ));
+            assert!(e.starts_with(path), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn tool_lists_combine_as_litellm_does() {
+        let config = parse(
+            "mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\n    allowed_tools: [echo, add]\n    disallowed_tools: [add]\n",
+            &no_env,
+        )
+        .unwrap();
+        let tools = &config.servers[0].tools;
+        assert!(tools.allows("echo") && !tools.allows("add") && !tools.allows("sum"));
+        assert!(config.warning.is_none());
     }
 
     #[test]
@@ -582,6 +758,29 @@ mod tests {
     fn a_bad_url_blames_the_field() {
         let e = error("mcp_servers:\n  a:\n    url: not a url\n");
         assert!(e.starts_with("mcp_servers.a.url:"), "{e}");
+    }
+
+    #[test]
+    fn gateway_settings_take_durations_with_units_or_seconds() {
+        let config = parse(
+            "mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\ngateway_settings:\n  header_read_timeout: 2s\n  body_read_timeout: 1.5\n  max_connections: 3\n  linger_max_bytes: 100\n",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(
+            config.limits.header_read_timeout,
+            Some(std::time::Duration::from_secs(2))
+        );
+        assert_eq!(
+            config.limits.body_read_timeout,
+            Some(std::time::Duration::from_millis(1500))
+        );
+        assert_eq!(config.limits.max_connections, Some(3));
+        assert_eq!(config.limits.linger_max_bytes, Some(100));
+        let e = error("mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\ngateway_settings:\n  body_read_timeout: soon\n");
+        assert!(e.starts_with("gateway_settings.body_read_timeout:"), "{e}");
+        let e = error("mcp_servers:\n  a:\n    url: http://127.0.0.1:1/mcp\ngateway_settings:\n  max_conections: 3\n");
+        assert!(e.contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -10,10 +10,11 @@ use std::{fmt, path::PathBuf, time::Duration};
 use clap::Parser;
 use tower_mcp_auth::validators::StaticKeys;
 
-pub use server::{LiteLlmServer, Server};
+pub use server::{LiteLlmServer, RouteAccess, Server};
 
 use crate::{
     cli::Cli,
+    conn::{self, Limits},
     resource_server::ExchangeSpec,
     sessions::{SessionSecret, PREVIOUS_SECRET_VAR, SECRET_VAR},
 };
@@ -29,6 +30,46 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The environment variable of extra gateway keys (`KEY [identity]`, separated by commas or newlines).
 pub const KEYS_VAR: &str = "MCP_GATEWAY_KEYS";
 
+/// Connection limits as a flag or the config file's `gateway_settings` set them; unset ones take the defaults
+/// of [`Limits`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LimitSettings {
+    pub header_read_timeout: Option<Duration>,
+    pub body_read_timeout: Option<Duration>,
+    pub max_connections: Option<u32>,
+    pub linger_timeout: Option<Duration>,
+    pub linger_max_bytes: Option<u64>,
+}
+
+impl LimitSettings {
+    /// These settings, with `fallback`'s where these have none.
+    fn or(self, fallback: Self) -> Self {
+        Self {
+            header_read_timeout: self.header_read_timeout.or(fallback.header_read_timeout),
+            body_read_timeout: self.body_read_timeout.or(fallback.body_read_timeout),
+            max_connections: self.max_connections.or(fallback.max_connections),
+            linger_timeout: self.linger_timeout.or(fallback.linger_timeout),
+            linger_max_bytes: self.linger_max_bytes.or(fallback.linger_max_bytes),
+        }
+    }
+
+    /// The limits, defaults filled in.
+    fn limits(self) -> Limits {
+        let default = Limits::default();
+        Limits {
+            header_read_timeout: self
+                .header_read_timeout
+                .unwrap_or(default.header_read_timeout),
+            body_read_timeout: self.body_read_timeout.unwrap_or(default.body_read_timeout),
+            max_connections: self
+                .max_connections
+                .map_or(default.max_connections, |n| n as usize),
+            linger_timeout: self.linger_timeout.unwrap_or(default.linger_timeout),
+            linger_max_bytes: self.linger_max_bytes.unwrap_or(default.linger_max_bytes),
+        }
+    }
+}
+
 /// What the gateway was asked to do, validated.
 #[derive(Clone)]
 pub struct Options {
@@ -36,7 +77,7 @@ pub struct Options {
     pub listen: String,
     /// The public URL, absolute http(s), without a trailing `/`.
     pub public_url: Option<String>,
-    /// Key entries `KEY[=NAME,...]` from `--key` and the config file's `master_key`.
+    /// Key entries `KEY[=NAME,...]` from `--key`.
     pub keys: Vec<String>,
     /// Key entries `KEY [identity]` from `MCP_GATEWAY_KEYS` (server lists are refused there).
     pub env_keys: Vec<String>,
@@ -53,6 +94,8 @@ pub struct Options {
     pub upstream_timeout: Duration,
     pub max_body: usize,
     pub drain_timeout: Duration,
+    /// Connection limits (`--header-read-timeout`, ..., or the config file's `gateway_settings`).
+    pub limits: Limits,
     /// LiteLLM's key table instead of static keys (config file `general_settings.database_url`).
     pub database_url: Option<String>,
     /// LiteLLM's master key (config file `general_settings.master_key`): a gateway key with static keys, and
@@ -72,6 +115,10 @@ pub struct Options {
     /// The previous session secret, still accepted during a rotation: `MCP_GATEWAY_SESSION_SECRET_PREVIOUS`,
     /// else `general_settings.session_secret_previous`.
     pub previous_session_secret: Option<SessionSecret>,
+    /// Admit JWTs not typed `at+jwt` (`--jwt-allow-any-typ`, `mcp_resource_server.allow_any_typ`).
+    pub jwt_allow_any_typ: bool,
+    /// Accept `http://` issuers, JWKS URLs and token endpoints beyond loopback (`--allow-insecure-auth-server`).
+    pub allow_insecure_auth_server: bool,
     /// Run the demo upstream in the same process.
     pub demo: bool,
     /// Things worth a warning at start-up (such as unknown config fields).
@@ -118,6 +165,7 @@ impl Options {
             upstream_timeout: cli.upstream_timeout.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT),
             max_body: cli.max_body.unwrap_or(DEFAULT_MAX_BODY),
             drain_timeout: cli.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+            limits: conn::Limits::default(),
             database_url: None,
             master_key: None,
             metrics_listen: cli
@@ -129,8 +177,17 @@ impl Options {
             jwt_jwks_uri: cli.jwt_jwks_uri,
             session_secret: secret_from(env, SECRET_VAR)?,
             previous_session_secret: secret_from(env, PREVIOUS_SECRET_VAR)?,
+            allow_insecure_auth_server: cli.allow_insecure_auth_server,
+            jwt_allow_any_typ: cli.jwt_allow_any_typ,
             demo: cli.demo,
             warnings: Vec::new(),
+        };
+        let mut limits = LimitSettings {
+            header_read_timeout: cli.header_read_timeout,
+            body_read_timeout: cli.body_read_timeout,
+            max_connections: cli.max_connections,
+            linger_timeout: cli.linger_timeout,
+            linger_max_bytes: cli.linger_max_bytes,
         };
         for upstream in &cli.upstreams {
             let (name, url) = server::pair(upstream, "--upstream", "NAME=URL")?;
@@ -156,11 +213,53 @@ impl Options {
                     "--config {display}: no upstream is configured (mcp_servers is missing or empty)"
                 ));
             }
+            limits = limits.or(file.limits);
             options.fill(file);
         }
+        options.limits = limits.limits();
         for name in &cli.passthrough {
             let server = options.server_mut(name, "--passthrough")?;
             server.config = server.config.clone().with_passthrough(true);
+        }
+        for name in &cli.oauth_delegate {
+            let server = options.server_mut(name, "--oauth-delegate")?;
+            server.config = server.config.clone().with_passthrough(true);
+            server.access.delegate = true;
+        }
+        for entry in &cli.jwt_required_scope {
+            let (name, scope) = server::pair(entry, "--jwt-required-scope", "NAME=SCOPE")?;
+            if !crate::permissions::is_scope_token(&scope) {
+                return Err(format!(
+                    "--jwt-required-scope {name}: not an OAuth scope token (visible ASCII without spaces, quotes \
+                     or \\)"
+                ));
+            }
+            let access = &mut options.server_mut(&name, "--jwt-required-scope")?.access;
+            if !access.required_scopes.contains(&scope) {
+                access.required_scopes.push(scope);
+            }
+        }
+        for entry in &cli.jwt_allowed_client {
+            let (name, client) = server::pair(entry, "--jwt-allowed-client", "NAME=CLIENT_ID")?;
+            options
+                .server_mut(&name, "--jwt-allowed-client")?
+                .access
+                .allowed_client_ids
+                .get_or_insert_with(Vec::new)
+                .push(client);
+        }
+        if options.jwt_issuer.is_none() {
+            if let Some(server) = options
+                .servers
+                .iter()
+                .find(|s| s.access.restricts_jwt_callers())
+            {
+                return Err(format!(
+                    "{}: required scopes and allowed clients apply to JWT callers and need JWT admission \
+                     (--jwt-issuer, or mcp_resource_server.issuer in the config file)",
+                    server.source
+                ));
+            }
         }
         for auth in &cli.upstream_auth {
             let (name, auth) = server::pair(auth, "--upstream-auth", "NAME=KIND:VALUE")?;
@@ -189,8 +288,9 @@ impl Options {
                 self.servers.push(server);
             }
         }
-        self.keys.extend(file.master_key.clone());
         self.master_key = file.master_key;
+        self.allow_insecure_auth_server |= file.allow_insecure_auth_server;
+        self.jwt_allow_any_typ |= file.jwt_allow_any_typ;
         self.database_url = file.database_url;
         if let (None, Some((issuer, jwks_uri))) = (&self.jwt_issuer, file.jwt) {
             // `iss` is compared exactly: the issuer is kept as written.
@@ -311,6 +411,7 @@ impl fmt::Debug for Options {
             .field("upstream_timeout", &self.upstream_timeout)
             .field("max_body", &self.max_body)
             .field("drain_timeout", &self.drain_timeout)
+            .field("limits", &self.limits)
             .field(
                 "database_url",
                 &self.database_url.as_ref().map(|_| "[redacted]"),
@@ -325,6 +426,11 @@ impl fmt::Debug for Options {
             .field("jwt_jwks_uri", &self.jwt_jwks_uri)
             .field("session_secret", &self.session_secret)
             .field("previous_session_secret", &self.previous_session_secret)
+            .field("jwt_allow_any_typ", &self.jwt_allow_any_typ)
+            .field(
+                "allow_insecure_auth_server",
+                &self.allow_insecure_auth_server,
+            )
             .field("demo", &self.demo)
             .finish()
     }

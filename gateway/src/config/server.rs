@@ -3,7 +3,12 @@
 
 use std::fmt;
 
-use tower_mcp_auth::upstream::{UpstreamAuth, UpstreamConfig};
+use std::collections::BTreeMap;
+
+use tower_mcp_auth::{
+    permissions::Tools,
+    upstream::{UpstreamAuth, UpstreamConfig},
+};
 
 use crate::resource_server::ExchangeSpec;
 
@@ -16,6 +21,12 @@ pub struct Server {
     pub allow_all_keys: bool,
     /// RFC 8693 token exchange for this upstream.
     pub exchange: Option<ExchangeSpec>,
+    /// The tools any caller may call (`allowed_tools` / `disallowed_tools`).
+    pub tools: Tools,
+    /// The scopes a JWT caller needs, per tool (`tool_scopes`).
+    pub tool_scopes: BTreeMap<String, Vec<String>>,
+    /// What the upstream asks of its callers beyond admission (`oauth_delegate`, JWT scopes and clients).
+    pub access: RouteAccess,
     /// Where it was defined (`--upstream a`, or `mcp_servers.A`), for errors that name the source.
     pub source: String,
     /// For a server of the config file: the fields LiteLLM derives its id for the server from.
@@ -57,6 +68,9 @@ impl Server {
             config,
             allow_all_keys: false,
             exchange: None,
+            tools: Tools::all(),
+            tool_scopes: BTreeMap::new(),
+            access: RouteAccess::default(),
             source,
             litellm: None,
         })
@@ -81,9 +95,31 @@ impl fmt::Debug for Server {
             .field("config", &self.config)
             .field("allow_all_keys", &self.allow_all_keys)
             .field("exchange", &self.exchange)
+            .field("tools", &self.tools)
+            .field("tool_scopes", &self.tool_scopes)
+            .field("access", &self.access)
             .field("source", &self.source)
             .field("litellm", &self.litellm)
             .finish()
+    }
+}
+
+/// What one upstream asks of its callers beyond admission.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteAccess {
+    /// LiteLLM's `auth_type: oauth_delegate`: the client's own token passes through only beside a gateway key,
+    /// never alone.
+    pub delegate: bool,
+    /// Scopes a JWT caller's token must all carry (`scope`).
+    pub required_scopes: Vec<String>,
+    /// The clients (`client_id`, else `azp`) whose JWTs may use the upstream; `None` is every client.
+    pub allowed_client_ids: Option<Vec<String>>,
+}
+
+impl RouteAccess {
+    /// Whether it asks anything of JWT callers.
+    pub fn restricts_jwt_callers(&self) -> bool {
+        !self.required_scopes.is_empty() || self.allowed_client_ids.is_some()
     }
 }
 

@@ -39,6 +39,20 @@ fn document(
     if let Some(scopes) = metadata.and_then(|m| m.scopes_supported.as_ref()) {
         document["scopes_supported"] = scopes.clone();
     }
+    // The scopes the route's own `tool_scopes` ask of JWT callers.
+    let own = gateway.tools.scopes_supported(upstream.config.name());
+    if !own.is_empty() {
+        let mut all: Vec<serde_json::Value> = document["scopes_supported"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for scope in own.into_iter().map(serde_json::Value::from) {
+            if !all.contains(&scope) {
+                all.push(scope);
+            }
+        }
+        document["scopes_supported"] = all.into();
+    }
     Json(document).into_response()
 }
 

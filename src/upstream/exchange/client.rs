@@ -187,13 +187,17 @@ impl TokenExchange {
             };
             let outcome = outcome.map(|(token, _)| token);
             if let Some(ttl) = ttl.filter(|ttl| !ttl.is_zero()) {
-                if !flag.load(Ordering::SeqCst) {
-                    let entry = Entry {
-                        subject: subject_digest,
-                        outcome: outcome.clone(),
-                        ttl,
-                    };
-                    exchanger.cache.insert(key, entry).await;
+                let entry = Entry {
+                    subject: subject_digest,
+                    outcome: outcome.clone(),
+                    ttl,
+                };
+                exchanger.cache.insert(key, entry).await;
+                // Checked after the insert, never only before it: an invalidation that set the flag while the
+                // insert was under way may have registered its predicate before the entry existed, and would
+                // then not hide it. Whatever the interleaving, one of the two removes it.
+                if flag.load(Ordering::SeqCst) {
+                    exchanger.cache.invalidate(&key).await;
                 }
             }
             let mut in_flight = exchanger.lock_in_flight();
@@ -307,10 +311,11 @@ impl Exchanger {
         status: StatusCode,
         body: &[u8],
     ) -> Result<(ExchangedToken, Option<u64>), ExchangeError> {
-        // A 401 is the authorization server refusing the gateway's own client authentication (RFC 6749 §5.2
-        // `invalid_client`): a gateway misconfiguration, not a bad subject token, so it is no refusal of the
-        // client's token (a 503, not a 401 that would send the client for a new token in vain).
-        if status.is_client_error() && status != StatusCode::UNAUTHORIZED {
+        // RFC 6749 §5.2 error responses are 400s (`invalid_grant`, `invalid_target`, ...); some servers answer
+        // `access_denied` with 403. Only those refuse the subject token. A 401 refuses the gateway's own client
+        // authentication (`invalid_client`), and a 404, 405, 429 or 5xx says the endpoint is wrong or unwell:
+        // the gateway's problem, never a reason to send the client for a new token in vain (503, not 401).
+        if matches!(status, StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN) {
             return Err(ExchangeError::new(ErrorKind::Refused(status)));
         }
         if status != StatusCode::OK {
@@ -541,6 +546,66 @@ mod tests {
             }
         }
         assert!(!format!("{:?}", TokenClientAuth::post("id", "secret")).contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn a_subject_invalidated_while_its_exchange_finishes_leaves_nothing_cached() {
+        use tokio::sync::Barrier;
+        // The token endpoint answers only once the test has invalidated the subject mid-flight.
+        let (reached, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+        let mut exchange = TokenExchange::builder(
+            "http://127.0.0.1:9/token".parse().unwrap(),
+            TokenClientAuth::basic("id", "secret"),
+        )
+        .build_with_client(Client::builder(TokioExecutor::new()).build_http());
+        let posts = Arc::new(AtomicU64::new(0));
+        {
+            let (reached, release, posts) = (reached.clone(), release.clone(), posts.clone());
+            Arc::get_mut(&mut exchange.inner).unwrap().post = Box::new(move |_| {
+                let (reached, release) = (reached.clone(), release.clone());
+                let first = posts.fetch_add(1, Ordering::SeqCst) == 0;
+                async move {
+                    if first {
+                        reached.wait().await;
+                        release.wait().await;
+                    }
+                    let body = br#"{"access_token":"exchanged","expires_in":600}"#;
+                    Ok((StatusCode::OK, Bytes::from_static(body)))
+                }
+                .boxed()
+            });
+        }
+        let target = ExchangeTarget::resource("https://u/mcp");
+        let flight = {
+            let (exchange, target) = (exchange.clone(), target.clone());
+            tokio::spawn(async move {
+                let subject = Subject {
+                    token: "subject",
+                    expires_at: None,
+                };
+                exchange.exchange(subject, &target).await
+            })
+        };
+        reached.wait().await;
+        exchange.invalidate_subject("subject");
+        release.wait().await;
+        assert!(
+            flight.await.unwrap().is_ok(),
+            "the request in flight still gets its answer"
+        );
+        let key = exchange.inner.key("subject", &target);
+        exchange.inner.cache.run_pending_tasks().await;
+        assert!(
+            exchange.inner.cache.get(&key).await.is_none(),
+            "the revoked subject's exchanged token stayed cached"
+        );
+        // The next request exchanges again.
+        let subject = Subject {
+            token: "subject",
+            expires_at: None,
+        };
+        exchange.exchange(subject, &target).await.unwrap();
+        assert_eq!(posts.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub struct ExchangeError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ErrorKind {
-    /// The authorization server refused (a 4xx).
+    /// The authorization server refused the subject token (400 or 403).
     Refused(StatusCode),
     /// Any other status.
     Status(StatusCode),
@@ -29,9 +29,10 @@ impl ExchangeError {
         Self { kind, source: None }
     }
 
-    /// Whether the authorization server refused the exchange (a 4xx other than 401: the subject token is
-    /// expired or revoked, or may not be exchanged for this target). The client gets 401 `invalid_token`; any
-    /// other error is a 503, including a 401, which refuses the gateway's own client credentials.
+    /// Whether the authorization server refused the exchange (a 400 or 403: the subject token is expired or
+    /// revoked, or may not be exchanged for this target). The client gets 401 `invalid_token`; any other error
+    /// is a 503: a 401 (which refuses the gateway's own client credentials), a 404 or another 4xx (a wrong
+    /// endpoint), a 5xx, a transport failure or a timeout.
     pub fn is_refused(&self) -> bool {
         matches!(self.kind, ErrorKind::Refused(_))
     }

@@ -40,8 +40,8 @@ use super::{
 /// | no identity, or one without a subject token (a gateway key) | passed on as [`ForwardCredentialsLayer`](crate::upstream::ForwardCredentialsLayer) prepared it |
 /// | exchange succeeds | `Authorization: Bearer <exchanged>` (sensitive), inner service called |
 /// | upstream answers 401 | the cached token is dropped, exchanged again, and the request sent once more |
-/// | authorization server refuses (4xx) | 401 `invalid_token`, with the route's challenge; inner service not called |
-/// | 5xx, 401 (the gateway's client authentication refused), transport error, timeout | 503; inner service not called |
+/// | authorization server refuses the subject token (400, 403) | 401 `invalid_token`, with the route's challenge; inner service not called |
+/// | any other status (401: the gateway's client authentication refused; 404: a wrong endpoint; 5xx), transport error, timeout | 503; inner service not called |
 ///
 /// Retrying needs the request twice, so the request body must be `Clone` (e.g. `Full<Bytes>`: MCP messages
 /// are small JSON documents; buffer a streaming body first, with a size limit).

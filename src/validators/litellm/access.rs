@@ -1,10 +1,10 @@
 //! What LiteLLM lets a key do on its MCP routes: its team, its object permissions, its allowed routes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sqlx::{postgres::PgRow, Row};
 
-use crate::permissions::Upstreams;
+use crate::permissions::{Tools, Upstreams};
 
 /// LiteLLM's dashboard team: keys of the admin UI carry it, and it has no row of its own.
 const UI_TEAM_ID: &str = "litellm-dashboard";
@@ -14,28 +14,59 @@ const ALL_PROXY_SERVERS: &str = "all-proxy-mcpservers";
 /// The ids LiteLLM gives the servers of its config file, each with the gateway's name for that server.
 pub(super) type ConfigServers = HashMap<String, String>;
 
-/// The MCP servers the key's (or the team's) object permission lists, and its access groups.
+/// The MCP servers the key's (or the team's) object permission lists, its access groups, its tools per server
+/// (`mcp_tool_permissions`) and the tools it blocks everywhere (`blocked_tools`).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Grants {
     pub(super) servers: Vec<String>,
     pub(super) groups: Vec<String>,
+    /// Server id or name → the only tools of it; a server named here is also granted (as LiteLLM does).
+    pub(super) tools: BTreeMap<String, Vec<String>>,
+    pub(super) blocked: Vec<String>,
 }
 
 impl Grants {
     pub(super) fn is_empty(&self) -> bool {
-        self.servers.is_empty() && self.groups.is_empty()
+        self.servers.is_empty() && self.groups.is_empty() && self.tools.is_empty()
     }
 
-    fn read(row: &PgRow, servers: &str, groups: &str) -> Result<Self, sqlx::Error> {
+    /// `prefix` is `key` or `team`: the columns are `{prefix}_mcp_servers` and so on.
+    fn read(row: &PgRow, prefix: &str) -> Result<Self, sqlx::Error> {
+        let list = |column: &str| -> Result<Vec<String>, sqlx::Error> {
+            Ok(row
+                .try_get::<Option<Vec<String>>, _>(format!("{prefix}_{column}").as_str())?
+                .unwrap_or_default())
+        };
+        let tools: Option<serde_json::Value> =
+            row.try_get(format!("{prefix}_mcp_tool_permissions").as_str())?;
         Ok(Self {
-            servers: row
-                .try_get::<Option<Vec<String>>, _>(servers)?
-                .unwrap_or_default(),
-            groups: row
-                .try_get::<Option<Vec<String>>, _>(groups)?
-                .unwrap_or_default(),
+            servers: list("mcp_servers")?,
+            groups: list("mcp_access_groups")?,
+            tools: tool_permissions(tools),
+            blocked: list("blocked_tools")?,
         })
     }
+}
+
+/// `mcp_tool_permissions` (`{"server": ["tool", ...]}`); a value that is not a list of strings allows no tool
+/// of its server, rather than every tool.
+fn tool_permissions(value: Option<serde_json::Value>) -> BTreeMap<String, Vec<String>> {
+    let Some(serde_json::Value::Object(map)) = value else {
+        return BTreeMap::new();
+    };
+    map.into_iter()
+        .map(|(server, tools)| {
+            let tools = match tools {
+                serde_json::Value::Array(tools) => tools
+                    .iter()
+                    .map(|t| t.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            (server, tools)
+        })
+        .collect()
 }
 
 /// The key's team, as far as MCP access goes.
@@ -77,14 +108,14 @@ impl Access {
                     .try_get::<Option<f64>, _>("team_spend")?
                     .unwrap_or_default(),
                 max_budget: row.try_get("team_max_budget")?,
-                grants: Grants::read(row, "team_mcp_servers", "team_mcp_access_groups")?,
+                grants: Grants::read(row, "team")?,
             },
         };
         Ok(Self {
             allowed_routes: row
                 .try_get::<Option<Vec<String>>, _>("allowed_routes")?
                 .unwrap_or_default(),
-            key: Grants::read(row, "key_mcp_servers", "key_mcp_access_groups")?,
+            key: Grants::read(row, "key")?,
             team,
         })
     }
@@ -114,6 +145,7 @@ impl Access {
         let (mut ids, mut groups) = (Vec::new(), Vec::new());
         for grant in grants {
             ids.extend(grant.servers.iter().cloned());
+            ids.extend(grant.tools.keys().cloned());
             groups.extend(grant.groups.iter().cloned());
         }
         (ids, groups)
@@ -128,6 +160,42 @@ impl Access {
         config: &ConfigServers,
         open: &Upstreams,
     ) -> Upstreams {
+        let upstreams = self.servers(servers, config, open);
+        let team = match &self.team {
+            Team::Found { grants, .. } => Some(grants),
+            _ => None,
+        };
+        let key_tools = tools_by_name(&self.key, servers, config);
+        let team_tools = team
+            .map(|t| tools_by_name(t, servers, config))
+            .unwrap_or_default();
+        let mut narrowed = upstreams;
+        for name in key_tools.keys().chain(team_tools.keys()) {
+            // LiteLLM: the team's list where it has one (narrowed by the key's, if the key has one too), else
+            // the key's; an empty team list restricts nothing, an empty key list allows nothing.
+            let tools = match (key_tools.get(name), team_tools.get(name)) {
+                (Some(key), Some(team)) if !team.is_empty() => {
+                    Tools::only(key.iter().filter(|t| team.contains(t)))
+                }
+                (None, Some(team)) if !team.is_empty() => Tools::only(team),
+                (Some(key), _) => Tools::only(key),
+                (None, _) => Tools::all(),
+            };
+            narrowed = narrowed.with_tools(name, tools);
+        }
+        let blocked: BTreeSet<&String> = std::iter::once(&self.key)
+            .chain(team)
+            .flat_map(|g| &g.blocked)
+            .collect();
+        if blocked.is_empty() {
+            narrowed
+        } else {
+            narrowed.with_tools_everywhere(Tools::except(blocked))
+        }
+    }
+
+    /// The servers alone, without their tools.
+    fn servers(&self, servers: &[Server], config: &ConfigServers, open: &Upstreams) -> Upstreams {
         let key = resolve(&self.key, servers, config);
         let team = match &self.team {
             Team::Found { grants, .. } => resolve(grants, servers, config),
@@ -177,7 +245,7 @@ fn resolve(grants: &Grants, servers: &[Server], config: &ConfigServers) -> Level
         return Level::All;
     }
     let mut names = BTreeSet::new();
-    for entry in &grants.servers {
+    for entry in grants.servers.iter().chain(grants.tools.keys()) {
         // An entry is a server id (of the server table, or the id LiteLLM gives a server of its config file,
         // resolved to the gateway's name for it) or already a name or alias.
         match servers.iter().find(|s| s.id == *entry) {
@@ -198,6 +266,29 @@ fn resolve(grants: &Grants, servers: &[Server], config: &ConfigServers) -> Level
         }
     }
     Level::Only(names)
+}
+
+/// A level's `mcp_tool_permissions` by upstream name: entries are server ids (of the server table or of the
+/// config file, resolved to the server's names) or already names; two entries for one name grant the union.
+fn tools_by_name(
+    grants: &Grants,
+    servers: &[Server],
+    config: &ConfigServers,
+) -> BTreeMap<String, Vec<String>> {
+    let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (entry, tools) in &grants.tools {
+        let names: Vec<String> = match servers.iter().find(|s| s.id == *entry) {
+            Some(server) => server.names().collect(),
+            None => vec![config.get(entry).unwrap_or(entry).to_ascii_lowercase()],
+        };
+        for name in names {
+            by_name
+                .entry(name)
+                .or_default()
+                .extend(tools.iter().cloned());
+        }
+    }
+    by_name
 }
 
 /// LiteLLM's route groups that include its MCP routes: `mcp_routes` itself, `llm_api_routes` (what keys of
@@ -258,7 +349,67 @@ mod tests {
         Grants {
             servers: servers.iter().map(|s| s.to_string()).collect(),
             groups: groups.iter().map(|s| s.to_string()).collect(),
+            ..Grants::default()
         }
+    }
+
+    fn tool_grants(tools: &[(&str, &[&str])], blocked: &[&str]) -> Grants {
+        Grants {
+            tools: tools
+                .iter()
+                .map(|(s, t)| (s.to_string(), t.iter().map(|t| t.to_string()).collect()))
+                .collect(),
+            blocked: blocked.iter().map(|s| s.to_string()).collect(),
+            ..Grants::default()
+        }
+    }
+
+    #[test]
+    fn tool_permissions_combine_as_litellm_does() {
+        let servers = [
+            server("id-atl", "atl", &[], false),
+            server("id-priv", "priv", &[], false),
+        ];
+        let none = Upstreams::only::<_, &str>([]);
+        // A server named in the tool permissions is granted, with those tools only (by id or by name).
+        let a = access(tool_grants(&[("id-atl", &["echo", "add"])], &[]), None);
+        let u = a.upstreams(&servers, &ConfigServers::new(), &none);
+        assert!(u.may_call("atl", "echo") && !u.may_call("atl", "rm") && !u.allows("priv"));
+        // Key and team both list tools: those in both.
+        let a = access(
+            tool_grants(&[("atl", &["echo", "add"])], &[]),
+            Some(tool_grants(&[("id-atl", &["add", "rm"])], &[])),
+        );
+        assert_eq!(
+            a.upstreams(&servers, &ConfigServers::new(), &none)
+                .tools("atl"),
+            Some(&Tools::only(["add"]))
+        );
+        // Only the team lists tools: the key inherits them.
+        let mut key = grants(&["atl"], &[]);
+        key.blocked = vec!["rm".to_owned()];
+        let a = access(key, Some(tool_grants(&[("atl", &["echo", "rm"])], &[])));
+        // ...and `blocked_tools` of either level holds on every server.
+        assert_eq!(
+            a.upstreams(&servers, &ConfigServers::new(), &none)
+                .tools("atl"),
+            Some(&Tools::only(["echo"]))
+        );
+        // An empty list of the key's allows no tool; an empty team list restricts nothing.
+        let a = access(tool_grants(&[("atl", &[])], &[]), None);
+        assert!(!a
+            .upstreams(&servers, &ConfigServers::new(), &none)
+            .may_call("atl", "echo"));
+        let a = access(
+            grants(&["atl"], &[]),
+            Some(tool_grants(&[("atl", &[])], &["rm"])),
+        );
+        let u = a.upstreams(&servers, &ConfigServers::new(), &none);
+        assert!(u.may_call("atl", "echo") && !u.may_call("atl", "rm"));
+        // Malformed permissions allow nothing of their server.
+        let map = tool_permissions(Some(serde_json::json!({"atl": "echo", "priv": ["a", 1]})));
+        assert_eq!(map["atl"], Vec::<String>::new());
+        assert_eq!(map["priv"], Vec::<String>::new());
     }
 
     fn access(key: Grants, team: Option<Grants>) -> Access {

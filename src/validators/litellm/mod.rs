@@ -38,9 +38,11 @@ const LOOKUP: &str = r#"SELECT k.key_alias, k.user_id, k.team_id, k.organization
        EXTRACT(EPOCH FROM k.expires)::double precision AS expires, k.spend, k.max_budget, k.blocked,
        k.allowed_routes,
        kp.mcp_servers AS key_mcp_servers, kp.mcp_access_groups AS key_mcp_access_groups,
+       kp.mcp_tool_permissions AS key_mcp_tool_permissions, kp.blocked_tools AS key_blocked_tools,
        t.team_id AS team_found, t.blocked AS team_blocked, t.spend AS team_spend,
        t.max_budget AS team_max_budget,
-       tp.mcp_servers AS team_mcp_servers, tp.mcp_access_groups AS team_mcp_access_groups
+       tp.mcp_servers AS team_mcp_servers, tp.mcp_access_groups AS team_mcp_access_groups,
+       tp.mcp_tool_permissions AS team_mcp_tool_permissions, tp.blocked_tools AS team_blocked_tools
   FROM "LiteLLM_VerificationToken" k
   LEFT JOIN "LiteLLM_ObjectPermissionTable" kp ON kp.object_permission_id = k.object_permission_id
   LEFT JOIN "LiteLLM_TeamTable" t ON t.team_id = k.team_id
@@ -278,19 +280,17 @@ impl Validator for LiteLlmKeys {
     type Error = LiteLlmError;
     type Future = BoxFuture<'static, Result<Verdict<KeyInfo>, LiteLlmError>>;
 
+    /// The master key and credentials not shaped like LiteLLM keys are answered without a query, so a bearer
+    /// beside a key that is an upstream's OAuth token is ruled out at once (and may pass through).
+    fn validate_now(&self, credential: &str) -> Option<Result<Verdict<KeyInfo>, LiteLlmError>> {
+        self.answer_at_once(credential).map(Ok)
+    }
+
     fn validate(&self, credential: &str) -> Self::Future {
+        if let Some(answer) = self.validate_now(credential) {
+            return Box::pin(std::future::ready(answer));
+        }
         let digest = sha256(credential);
-        if self
-            .master
-            .is_some_and(|master| bool::from(master.ct_eq(&digest)))
-        {
-            return Box::pin(std::future::ready(Ok(Verdict::Valid(
-                Self::master_identity(),
-            ))));
-        }
-        if !credential.starts_with(KEY_PREFIX) {
-            return Box::pin(std::future::ready(Ok(Verdict::Unknown)));
-        }
         let token = hex(&digest);
         let this = self.clone();
         Box::pin(async move {
@@ -302,6 +302,18 @@ impl Validator for LiteLlmKeys {
 }
 
 impl LiteLlmKeys {
+    /// What needs no query: the master key, and credentials that are not shaped like LiteLLM keys.
+    fn answer_at_once(&self, credential: &str) -> Option<Verdict<KeyInfo>> {
+        let digest = sha256(credential);
+        if self
+            .master
+            .is_some_and(|master| bool::from(master.ct_eq(&digest)))
+        {
+            return Some(Verdict::Valid(Self::master_identity()));
+        }
+        (!credential.starts_with(KEY_PREFIX)).then_some(Verdict::Unknown)
+    }
+
     /// The verdict for the key whose digest is `token`, looking in the live table, then among rotated and
     /// deleted keys.
     async fn lookup(
@@ -512,6 +524,13 @@ pub struct KeyInfo {
 impl UpstreamAccess for KeyInfo {
     fn may_use(&self, upstream: &str) -> bool {
         self.master || self.upstreams.allows(upstream)
+    }
+
+    fn tools(&self, upstream: &str) -> Option<crate::permissions::Tools> {
+        if self.master {
+            return Some(crate::permissions::Tools::all());
+        }
+        self.upstreams.tools(upstream).cloned()
     }
 }
 

@@ -1,0 +1,94 @@
+//! `McpOutcome`: what the gateway decided about each JSON-RPC call of a request, for audit logs and metrics.
+
+use std::sync::Arc;
+
+use super::envelope::Message;
+
+/// Which rule refused a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rule {
+    /// The upstream's own tool rule, every caller's (`allowed_tools` / `disallowed_tools`).
+    Upstream,
+    /// The caller's permissions (its key's tools).
+    Caller,
+    /// The caller's token lacks a scope the tool requires.
+    Scope,
+}
+
+impl Rule {
+    /// `upstream_tools`, `caller_tools` or `scope`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Upstream => "upstream_tools",
+            Self::Caller => "caller_tools",
+            Self::Scope => "scope",
+        }
+    }
+}
+
+/// The decision about one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Decision {
+    /// Sent on to the upstream.
+    Allowed,
+    /// Refused by the rule; the upstream never saw it.
+    Refused(Rule),
+}
+
+impl Decision {
+    /// `allowed`, or `refused:RULE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Refused(Rule::Upstream) => "refused:upstream_tools",
+            Self::Refused(Rule::Caller) => "refused:caller_tools",
+            Self::Refused(Rule::Scope) => "refused:scope",
+        }
+    }
+}
+
+/// One call of a request: its method, the name it acts on, and the decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallOutcome {
+    /// The JSON-RPC method; `None` for a response the client sent.
+    pub method: Option<Box<str>>,
+    /// The tool, prompt or resource of a name-bearing method.
+    pub name: Option<Box<str>>,
+    /// What was decided.
+    pub decision: Decision,
+}
+
+impl CallOutcome {
+    /// The outcome of `message`.
+    pub fn new(message: &Message, decision: Decision) -> Self {
+        Self {
+            method: message.method().map(Into::into),
+            name: message.name().map(Into::into),
+            decision,
+        }
+    }
+}
+
+/// Response extension: the decisions about every call of a request's envelope, and the upstream it targeted.
+/// [`RequireToolsLayer`](super::RequireToolsLayer) inserts it. Cloning it is a reference-count increment.
+#[derive(Clone, Debug)]
+pub struct McpOutcome(Arc<(Box<str>, Vec<CallOutcome>)>);
+
+impl McpOutcome {
+    /// The outcome of the `calls` of a request to `upstream`.
+    pub fn new(upstream: impl Into<Box<str>>, calls: Vec<CallOutcome>) -> Self {
+        Self(Arc::new((upstream.into(), calls)))
+    }
+
+    /// The upstream the request targeted.
+    pub fn upstream(&self) -> &str {
+        &self.0 .0
+    }
+
+    /// One outcome per message, in the body's order.
+    pub fn calls(&self) -> &[CallOutcome] {
+        &self.0 .1
+    }
+}
