@@ -413,3 +413,105 @@ async fn metrics_count_calls_by_upstream_method_tool_and_outcome_with_bounded_la
     assert!(!text.contains(KEY_ALL));
     assert_eq!(setup.json.of("secret"), 0);
 }
+
+/// A `tools/list` page with `tools`, as the upstream sends it: public and cacheable for a minute.
+fn page(tools: &[&str], next: Option<&str>) -> String {
+    let tools: Vec<serde_json::Value> = tools
+        .iter()
+        .map(|t| serde_json::json!({ "name": t, "inputSchema": {"type": "object"} }))
+        .collect();
+    let mut result = serde_json::json!({ "tools": tools, "ttlMs": 60000, "cacheScope": "public" });
+    if let Some(next) = next {
+        result["nextCursor"] = next.into();
+    }
+    serde_json::json!({ "jsonrpc": "2.0", "id": 1, "result": result }).to_string()
+}
+
+#[tokio::test]
+async fn every_page_is_filtered_json_and_event_stream_and_private_where_the_caller_narrowed_it() {
+    use gateway_support::Recorder;
+    let upstream = Recorder::start(|parts| {
+        let second = parts.headers.get("x-test-page").is_some_and(|v| v == "2");
+        let mut response = if second {
+            axum::response::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(axum::body::Body::from(format!(
+                    "id: 7\nevent: message\ndata: {}\n\n",
+                    page(&["rm", "echo"], None)
+                )))
+                .unwrap()
+        } else {
+            gateway_support::answer(StatusCode::OK, &[], &page(&["add", "echo"], Some("p2")))
+        };
+        response
+            .headers_mut()
+            .insert("cache-control", "public, max-age=60".parse().unwrap());
+        response
+    })
+    .await;
+    let args: Vec<String> = [
+        "--upstream",
+        &format!("pages={}", upstream.url("/mcp")),
+        "--key",
+        "sk-pages-echo=pages/echo",
+        "--key",
+        "sk-pages-all",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let gw = gateway_support::gateway(&args).await;
+    let list = |key: &'static str, cursor: Option<&'static str>| {
+        let url = format!("http://{gw}/mcp/pages");
+        async move {
+            let params = match cursor {
+                Some(cursor) => format!(r#"{{"cursor":"{cursor}"}}"#),
+                None => "{}".to_owned(),
+            };
+            let body =
+                format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{params}}}"#);
+            let page = if cursor.is_some() { "2" } else { "1" };
+            send(
+                Method::POST,
+                &url,
+                &[
+                    ("content-type", "application/json"),
+                    ("accept", "application/json, text/event-stream"),
+                    ("x-litellm-api-key", key),
+                    V26,
+                    ("mcp-method", "tools/list"),
+                    ("x-test-page", page),
+                ],
+                Bytes::from(body),
+            )
+            .await
+        }
+    };
+    let names = |result: &serde_json::Value| -> Vec<String> {
+        result["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Page 1, JSON.
+    let first = list("sk-pages-echo", None).await;
+    let body = first.json();
+    assert_eq!(names(&body["result"]), ["echo"]);
+    assert_eq!(body["result"]["cacheScope"], "private");
+    assert_eq!(body["result"]["nextCursor"], "p2");
+    assert_eq!(first.header("cache-control"), Some("private"));
+    // Page 2, an event stream: the event is rewritten, its other fields kept.
+    let second = list("sk-pages-echo", Some("p2")).await;
+    let text = String::from_utf8_lossy(&second.body).into_owned();
+    assert!(text.starts_with("id: 7\nevent: message\ndata: "), "{text}");
+    let data: serde_json::Value =
+        serde_json::from_str(text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+    assert_eq!(names(&data["result"]), ["echo"]);
+    assert_eq!(data["result"]["cacheScope"], "private");
+    // A caller no rule narrows gets the upstream's answer as it was.
+    let all = list("sk-pages-all", None).await;
+    assert_eq!(names(&all.json()["result"]), ["add", "echo"]);
+    assert_eq!(all.json()["result"]["cacheScope"], "public");
+}
