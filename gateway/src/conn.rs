@@ -98,7 +98,11 @@ impl StdError for BodyTimeout {}
 pub fn is_body_timeout(error: &(dyn StdError + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(e) = source {
-        if e.is::<BodyTimeout>() {
+        let wrapped = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .is_some_and(|inner| inner.is::<BodyTimeout>());
+        if e.is::<BodyTimeout>() || wrapped {
             return true;
         }
         source = e.source();
@@ -342,7 +346,11 @@ impl Watched {
     fn time_out(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.inner = None;
         self.set(State::TimedOut);
-        Poll::Ready(Some(Err(Box::new(BodyTimeout))))
+        // An I/O time-out to any reader (the MCP envelope reader answers 408 for it), a `BodyTimeout` to ours.
+        Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            BodyTimeout,
+        )))))
     }
 }
 

@@ -3,7 +3,8 @@
 //! include the MCP routes, keys without alias or user that are still distinct callers (for sessions and in the
 //! access log), and every revocation path reaching two gateway processes within the bound (the lag printed,
 //! asserted only against a wide margin): a team blocked, a team over budget, a key's object permission
-//! changed, an MCP server no longer approved, and a rotated key's replacement revoked during the grace period.
+//! changed, an MCP server no longer approved or deleted, and a rotated key's replacement revoked during the grace
+//! period.
 //!
 //! The tables are LiteLLM 1.108.7's own, created by applying its migrations (`litellm-proxy-extras` 0.4.110,
 //! `scripts/litellm-schema.sh`). Needs `scripts/with-postgres.sh` (`TOWER_MCP_AUTH_TEST_LITELLM_DATABASE_URL`);
@@ -174,6 +175,8 @@ async fn litellm_rows_as_litellm_writes_them_through_two_gateway_processes() {
             .await
             .unwrap();
     server(&pool, &db_server, &format!("db{tag}"), &db_url).await;
+    let deleted_server = format!("srv-x-{tag}");
+    server(&pool, &deleted_server, &format!("dbx{tag}"), &db_url).await;
 
     let k = |label: &str| format!("sk-{label}-{tag}");
     let (by_id, llm_api, inference, plain_1, plain_2) = (
@@ -200,6 +203,10 @@ async fn litellm_rows_as_litellm_writes_them_through_two_gateway_processes() {
     permission(&pool, &p_cfg, &[&config_id]).await;
     permission(&pool, &p_both, &[&config_id, &db_server]).await;
     permission(&pool, &p_db, &[&db_server]).await;
+    let p_dbx = format!("op-dbx-{tag}");
+    permission(&pool, &p_dbx, &[&deleted_server]).await;
+    let on_dbx = k("on-deleted-server");
+    key(&pool, &on_dbx, None, Some(&p_dbx), &[], None).await;
     team(&pool, &blocked_team, None).await;
     team(&pool, &budget_team, Some(10.0)).await;
     key(&pool, &by_id, None, Some(&p_cfg), &[], None).await;
@@ -260,7 +267,7 @@ async fn litellm_rows_as_litellm_writes_them_through_two_gateway_processes() {
         "config.yaml",
         &format!(
             "mcp_servers:\n  cfg:\n    url: \"{config_url}\"\n    transport: http\n    auth_type: none\n\
-             \x20 db{tag}:\n    url: \"{db_url}\"\n\
+             \x20 db{tag}:\n    url: \"{db_url}\"\n  dbx{tag}:\n    url: \"{db_url}\"\n\
              general_settings:\n  database_url: os.environ/GATEWAY_TEST_DATABASE_URL\n"
         ),
     );
@@ -426,6 +433,22 @@ async fn litellm_rows_as_litellm_writes_them_through_two_gateway_processes() {
     report.push((
         "mcp server",
         refused_by_all(&replicas, &db, &on_db, started).await,
+    ));
+    // An MCP server deleted from LiteLLM's table (`DELETE /v1/mcp/server`): no row left to stamp.
+    let dbx = format!("dbx{tag}");
+    for replica in &replicas {
+        assert_eq!(status(replica, &dbx, &on_dbx).await, StatusCode::OK);
+    }
+    let started = Instant::now();
+    exec(
+        &pool,
+        r#"DELETE FROM "LiteLLM_MCPServerTable" WHERE server_id = $1"#,
+        &deleted_server,
+    )
+    .await;
+    report.push((
+        "mcp server deleted",
+        refused_by_all(&replicas, &dbx, &on_dbx, started).await,
     ));
     for replica in &replicas {
         assert_eq!(

@@ -339,3 +339,28 @@ async fn the_secret_comes_from_the_environment_or_the_config_file() {
         "{error}"
     );
 }
+
+/// The binary says at start-up when it seals with a random secret of its own, and not when it has one.
+#[tokio::test]
+async fn the_binary_logs_a_random_secret_at_start_up() {
+    use gateway_support::process::GatewayProcess;
+    let upstream = upstream().await;
+    let args = args(&[
+        ("--listen", "127.0.0.1:0"),
+        ("--key", KEY_A),
+        ("--upstream", &format!("s={}", upstream.url("/mcp"))),
+    ]);
+    let without = GatewayProcess::start(&args, &[]).await;
+    let with = GatewayProcess::start(&args, &[("MCP_GATEWAY_SESSION_SECRET", SECRET)]).await;
+    // The line is written before `listening on`, so it is there once the process listens.
+    let logged = |p: &GatewayProcess| p.stderr().contains("no session secret");
+    for _ in 0..50 {
+        if logged(&without) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(logged(&without), "{}", without.stderr());
+    assert!(!logged(&with), "{}", with.stderr());
+    assert!(!with.stderr().contains(SECRET));
+}

@@ -218,6 +218,13 @@ where
     match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
+        // A server that bounds how long a body may take reports it as an I/O time-out: the client was slow,
+        // its request was not malformed.
+        Err(error) if timed_out(&*error) => Err(json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time",
+        )),
         Err(_) => Err(jsonrpc_error(
             StatusCode::BAD_REQUEST,
             None,
@@ -226,6 +233,20 @@ where
             None,
         )),
     }
+}
+
+/// Whether `error`, or an error it wraps, is an [`std::io::Error`] of kind `TimedOut`.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The envelope of a POST, checked against its headers; `Err` is why it is refused.

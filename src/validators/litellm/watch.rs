@@ -32,8 +32,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// - it is a rotated key still in its grace period, standing for a key reported above: revoking the
 ///   replacement revokes what the old key was admitted as.
 ///
-/// `servers_changed` says whether a row of `"LiteLLM_MCPServerTable"` changed (`updated_at`: approval status,
-/// `allow_all_keys`, access groups…): which keys that affects is not in the row, so every answer is dropped.
+/// `servers` is a stamp of `"LiteLLM_MCPServerTable"`: how many rows it has and the latest `updated_at`. It moves
+/// when a server is added, deleted or changed (approval status, `allow_all_keys`, access groups…); which keys that
+/// affects is not in the row, so every answer is dropped, once per change.
 const CHANGES: &str = r#"
 WITH clock AS (SELECT statement_timestamp() AT TIME ZONE 'UTC' AS now),
      since AS (
@@ -58,7 +59,8 @@ SELECT EXTRACT(EPOCH FROM clock.now)::double precision AS now,
            UNION
            SELECT r.token FROM "LiteLLM_DeprecatedVerificationToken" r JOIN changed c ON r.active_token_id = c.token
        ) AS tokens,
-       EXISTS (SELECT 1 FROM "LiteLLM_MCPServerTable" s, since WHERE s.updated_at > since.at) AS servers_changed
+       (SELECT count(*) || '/' || COALESCE(EXTRACT(EPOCH FROM max(s.updated_at))::text, '')
+          FROM "LiteLLM_MCPServerTable" s) AS servers
   FROM clock"#;
 
 /// Watches LiteLLM's key tables in PostgreSQL and sends every revoked key to its [`RevocationSink`]s (a
@@ -74,8 +76,9 @@ SELECT EXTRACT(EPOCH FROM clock.now)::double precision AS now,
 ///   `"LiteLLM_DeprecatedVerificationToken"` (a rotated key: when rotated, and again when its grace period
 ///   ends), the keys of a team whose row changed (blocked, budget, permissions), and the rotated keys still in
 ///   their grace period whose replacement is among them. Their `token` column is the key's SHA-256, hex: each
-///   becomes a [`Revocation::Digest`]. A changed row of `"LiteLLM_MCPServerTable"` (approval status,
-///   `allow_all_keys`…) may change what any key may reach: it becomes a [`Revocation::All`].
+///   becomes a [`Revocation::Digest`]. A server added to, deleted from or changed in
+///   `"LiteLLM_MCPServerTable"` (approval status, `allow_all_keys`…) may change what any key may reach: it becomes
+///   one [`Revocation::All`].
 /// - **Overlap.** Each poll looks back [`overlap`](LiteLlmRevocations::overlap) (10 s) before the previous
 ///   poll's time, on the database's clock, so a change stamped before a poll but committed after it is not
 ///   missed. A key is therefore invalidated on several consecutive polls, which also undoes a lookup that was
@@ -204,6 +207,7 @@ impl LiteLlmRevocations {
 
     async fn poll_loop(&self) {
         let mut since: Option<f64> = None;
+        let mut servers_seen: Option<String> = None;
         let mut last_success = Instant::now();
         let mut backoff = Backoff::new(self.poll_interval.max(Duration::from_millis(1)));
         let mut ticks = tokio::time::interval(self.poll_interval.max(Duration::from_millis(1)));
@@ -217,10 +221,12 @@ impl LiteLlmRevocations {
                     .await
                     .unwrap_or_else(|_| Err(PollError::TimedOut));
             match polled {
-                Ok((now, tokens, servers_changed)) => {
+                Ok((now, tokens, servers)) => {
                     since = Some(now);
-                    if servers_changed {
+                    // Also on the first poll: answers cached before the watcher's first look may predate a change.
+                    if servers_seen.as_ref() != Some(&servers) {
                         self.send(&Revocation::All).await;
+                        servers_seen = Some(servers);
                     }
                     for token in &tokens {
                         match digest(token) {
@@ -255,9 +261,9 @@ impl LiteLlmRevocations {
         }
     }
 
-    /// The database's clock, the tokens that changed since `since` (minus the overlap), and whether an MCP server
-    /// did.
-    async fn poll(&self, since: Option<f64>) -> Result<(f64, Vec<String>, bool), PollError> {
+    /// The database's clock, the tokens that changed since `since` (minus the overlap), and the MCP servers'
+    /// stamp.
+    async fn poll(&self, since: Option<f64>) -> Result<(f64, Vec<String>, String), PollError> {
         let row = sqlx::query(CHANGES)
             .bind(since)
             .bind(self.overlap.as_secs_f64())
@@ -266,7 +272,7 @@ impl LiteLlmRevocations {
         Ok((
             row.try_get("now")?,
             row.try_get("tokens")?,
-            row.try_get("servers_changed")?,
+            row.try_get("servers")?,
         ))
     }
 
