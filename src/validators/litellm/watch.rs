@@ -199,13 +199,20 @@ impl LiteLlmRevocations {
     pub async fn run(self) {
         match &self.channel {
             Some(channel) => {
-                futures_util::future::join(self.poll_loop(), self.listen_loop(channel)).await;
+                // The listener starts after the first poll, whose flush would otherwise land at an arbitrary
+                // moment after the listener's own.
+                let first_poll = tokio::sync::Notify::new();
+                let listen = async {
+                    first_poll.notified().await;
+                    self.listen_loop(channel).await;
+                };
+                futures_util::future::join(self.poll_loop(Some(&first_poll)), listen).await;
             }
-            None => self.poll_loop().await,
+            None => self.poll_loop(None).await,
         }
     }
 
-    async fn poll_loop(&self) {
+    async fn poll_loop(&self, first_poll: Option<&tokio::sync::Notify>) {
         let mut since: Option<f64> = None;
         let mut servers_seen: Option<String> = None;
         let mut last_success = Instant::now();
@@ -258,6 +265,11 @@ impl LiteLlmRevocations {
                 }
             }
             metrics::revocation_staleness(last_success.elapsed());
+            if let Some(first_poll) = first_poll {
+                // A stored permit: the listener goes on whether it waits already or not (later calls are no-ops
+                // once it has).
+                first_poll.notify_one();
+            }
         }
     }
 
