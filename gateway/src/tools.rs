@@ -19,6 +19,7 @@ use axum::{
 use tower_mcp_auth::{
     mcp::{
         CallOutcome, Decision, McpOutcome, McpRequest, McpRequestLayer, RequireToolsLayer, Rule,
+        KNOWN_METHODS,
     },
     permissions::{PathSegment, Tools},
     Authenticated, OAuthPassthrough,
@@ -30,27 +31,6 @@ use super::{config::Server, json_error, ops::AuthOutcome, resource_server::Calle
 
 /// The MCP calls counted by `/metrics`, by upstream, method, tool and outcome.
 pub const MCP_CALLS: &str = "mcp.gateway.calls";
-
-/// The methods the `method` label takes; any other is `other`.
-const METHODS: &[&str] = &[
-    "initialize",
-    "ping",
-    "server/discover",
-    "tools/list",
-    "tools/call",
-    "prompts/list",
-    "prompts/get",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "completion/complete",
-    "logging/setLevel",
-    "notifications/initialized",
-    "notifications/cancelled",
-    "notifications/progress",
-];
 
 /// `allowed_tools` / `disallowed_tools` of `mcp_servers.NAME` as one [`Tools`]: only the allowed ones, less the
 /// disallowed ones (LiteLLM applies both). An empty name is an error naming its path.
@@ -248,7 +228,7 @@ pub async fn record(State(policy): State<Policy>, request: Request, next: Next) 
             let method = call
                 .method
                 .as_deref()
-                .and_then(|m| METHODS.iter().find(|known| **known == m))
+                .and_then(|m| KNOWN_METHODS.iter().find(|known| **known == m))
                 .copied()
                 .unwrap_or(if call.method.is_some() {
                     "other"

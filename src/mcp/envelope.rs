@@ -15,8 +15,12 @@ const NAME_BEARING: &[(&str, NameKind)] = &[
 
 /// Every method of the MCP revisions this crate knows: a method that equals one of them ignoring case but
 /// not exactly is refused, so an upstream that compares methods loosely cannot run a call the gateway
-/// judged as something else.
-const KNOWN_METHODS: &[&str] = &[
+/// judged as something else. Also a bounded label set for metrics by method.
+///
+/// ```
+/// assert!(tower_mcp_auth::mcp::KNOWN_METHODS.contains(&"tools/call"));
+/// ```
+pub const KNOWN_METHODS: &[&str] = &[
     "initialize",
     "ping",
     "server/discover",

@@ -20,7 +20,7 @@ mod revision;
 mod routing;
 mod tools;
 
-pub use envelope::{Envelope, EnvelopeError, Message, NameKind, RequestId};
+pub use envelope::{Envelope, EnvelopeError, Message, NameKind, RequestId, KNOWN_METHODS};
 pub use filter::McpResponseBody;
 pub use outcome::{CallOutcome, Decision, McpOutcome, Rule};
 pub use request::{McpRequest, McpRequestLayer, McpRequestService, DEFAULT_MAX_BODY};
