@@ -21,28 +21,6 @@ use tower_mcp_auth::{
 
 const CHANNEL: &str = "litellm_key_revoked";
 const ALLOWED: Duration = Duration::from_secs(10);
-const TRIGGER: &str = include_str!("../sql/litellm_revocation_notify.sql");
-const UNINSTALL: &str = r#"
-DROP TRIGGER IF EXISTS tower_mcp_auth_key_changed ON "LiteLLM_VerificationToken";
-DROP TRIGGER IF EXISTS tower_mcp_auth_key_removed ON "LiteLLM_VerificationToken";
-DROP TRIGGER IF EXISTS tower_mcp_auth_key_deleted ON "LiteLLM_DeletedVerificationToken";
-DROP TRIGGER IF EXISTS tower_mcp_auth_key_deprecated ON "LiteLLM_DeprecatedVerificationToken";
-DROP FUNCTION IF EXISTS tower_mcp_auth_notify_key_revoked();"#;
-
-/// Removes the trigger when the test ends, however it ends.
-struct Installed(PgPool);
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let pool = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(sqlx::raw_sql(UNINSTALL).execute(&pool))
-        })
-        .join();
-    }
-}
 
 async fn seed(pool: &PgPool, key: &str) {
     sqlx::query(
@@ -71,8 +49,7 @@ async fn notifications_revoke_at_once_and_a_lost_listener_flushes() {
         .connect(&url)
         .await
         .unwrap();
-    sqlx::raw_sql(TRIGGER).execute(&pool).await.unwrap();
-    let _installed = Installed(pool.clone());
+    let _installed = testkit::postgres::NotifyTrigger::install(&pool).await;
     let tag = std::process::id();
     let blocked = format!("sk-notify-blocked-{tag}");
     let silent = format!("sk-notify-silent-{tag}");

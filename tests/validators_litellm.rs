@@ -20,8 +20,8 @@ use tower_mcp_auth::{
     Authenticated, McpAuthLayer, OAuthPassthrough, PassthroughPolicy, Validator, Verdict,
 };
 
-mod postgres;
 use postgres::{pool, URL_VAR};
+use testkit::postgres;
 
 /// A key no other test uses.
 fn new_key(label: &str) -> String {

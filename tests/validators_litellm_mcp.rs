@@ -27,8 +27,8 @@ use tower_mcp_auth::{
     BoxError, McpAuthLayer, PassthroughPolicy, Validator, Verdict,
 };
 
-mod postgres;
 use postgres::{pool, unique};
+use testkit::postgres;
 
 fn now() -> f64 {
     SystemTime::now()

@@ -202,11 +202,7 @@ async fn two_gateway_processes_refuse_revoked_keys_within_the_bound_and_report_r
         .connect(&database)
         .await
         .unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let tag = format!("{}-{nanos}", std::process::id());
+    let tag = testkit::postgres::unique("gw");
     let deleted = format!("sk-gw-deleted-{tag}");
     let blocked = format!("sk-gw-blocked-{tag}");
     let rotated = format!("sk-gw-rotated-{tag}");

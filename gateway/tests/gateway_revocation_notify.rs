@@ -17,33 +17,11 @@ use std::{
 
 use axum::http::{Method, StatusCode};
 use gateway_support::{answer, post_init, process::GatewayProcess, send, temp_file, Recorder};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 
 const URL_VAR: &str = "TOWER_MCP_AUTH_TEST_DATABASE_URL";
 const CHANNEL: &str = "litellm_key_revoked";
 const ALLOWED: Duration = Duration::from_secs(15);
-const TRIGGER: &str = include_str!("../../sql/litellm_revocation_notify.sql");
-const UNINSTALL: &str = r#"
-DROP TRIGGER IF EXISTS tower_mcp_auth_key_changed ON "LiteLLM_VerificationToken";
-DROP TRIGGER IF EXISTS tower_mcp_auth_key_removed ON "LiteLLM_VerificationToken";
-DROP TRIGGER IF EXISTS tower_mcp_auth_key_deleted ON "LiteLLM_DeletedVerificationToken";
-DROP TRIGGER IF EXISTS tower_mcp_auth_key_deprecated ON "LiteLLM_DeprecatedVerificationToken";
-DROP FUNCTION IF EXISTS tower_mcp_auth_notify_key_revoked();"#;
-
-/// Removes the trigger when the test ends, however it ends.
-struct Installed(PgPool);
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let pool = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(sqlx::raw_sql(UNINSTALL).execute(&pool))
-        })
-        .join();
-    }
-}
 
 /// The value of the counter `name` in a Prometheus scrape (0 when absent).
 fn counter(scrape: &str, name: &str) -> f64 {
@@ -69,8 +47,7 @@ async fn a_listening_gateway_refuses_a_blocked_key_on_notification() {
         .connect(&database)
         .await
         .unwrap();
-    sqlx::raw_sql(TRIGGER).execute(&pool).await.unwrap();
-    let _installed = Installed(pool.clone());
+    let _installed = testkit::postgres::NotifyTrigger::install(&pool).await;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

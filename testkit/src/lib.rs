@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod issuer;
+pub mod postgres;
 pub mod resource_server;
 pub mod tls;
 pub mod tools_upstream;
