@@ -5,7 +5,8 @@
 //! Every request passes, outermost first: the access log (`ops`), the `Origin`/`Host` checks (`origin`),
 //! CORS; then on `/mcp/` routes the path confinement (`route`), the scope hint of `discovery::metadata`, the
 //! client-credential and authentication layers of tower-mcp-auth (per route with a JWT issuer:
-//! [`resource_server`]), and finally the relay (`proxy`).
+//! [`resource_server`]), the MCP view and tool permissions (`tools`), the rate limits (`limits`), and finally
+//! the relay (`proxy`).
 
 pub mod cli;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod conn;
 pub mod demo;
 mod discovery;
 mod keys;
+mod limits;
 mod metrics;
 mod ops;
 mod origin;
@@ -250,6 +252,15 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
     let mut exchanges = resource_server::exchanges(&options, &configs, &connector)?;
 
     let names: Vec<String> = configs.iter().map(|c| c.name().to_owned()).collect();
+    let limiter = limits::Limiter::new(
+        &options.rate_limits,
+        options
+            .servers
+            .iter()
+            .map(|s| (s.name().to_owned(), s.limits.clone()))
+            .collect(),
+    )?;
+    tracing::info!("{}", limiter.describe());
     let access: permissions::Routes = Arc::new(
         options
             .servers
@@ -332,6 +343,10 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
                 .layer(middleware::from_fn_with_state(
                     tool_policy,
                     tools::require_scopes,
+                ))
+                .layer(middleware::from_fn_with_state(
+                    limiter.clone(),
+                    limits::enforce,
                 )),
         )
         .with_state(gateway.clone());
@@ -351,7 +366,10 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
             None
         }
     };
-    let ops = ops.with_state(key_store.readiness());
+    let ops = ops.with_state(ops::Readiness {
+        keys: key_store.readiness(),
+        limits: limiter,
+    });
     let app = Router::new()
         .route(
             "/.well-known/oauth-protected-resource",

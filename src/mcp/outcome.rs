@@ -14,15 +14,18 @@ pub enum Rule {
     Caller,
     /// The caller's token lacks a scope the tool requires.
     Scope,
+    /// A rate limit of the caller, the upstream or the tool is spent.
+    RateLimit,
 }
 
 impl Rule {
-    /// `upstream_tools`, `caller_tools` or `scope`.
+    /// `upstream_tools`, `caller_tools`, `scope` or `rate_limit`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Upstream => "upstream_tools",
             Self::Caller => "caller_tools",
             Self::Scope => "scope",
+            Self::RateLimit => "rate_limit",
         }
     }
 }
@@ -45,6 +48,7 @@ impl Decision {
             Self::Refused(Rule::Upstream) => "refused:upstream_tools",
             Self::Refused(Rule::Caller) => "refused:caller_tools",
             Self::Refused(Rule::Scope) => "refused:scope",
+            Self::Refused(Rule::RateLimit) => "refused:rate_limit",
         }
     }
 }

@@ -26,11 +26,15 @@
 //!     allowed_tools: [search, read_page]         # LiteLLM's: only these tools (disallowed_tools: all but)
 //!     tool_scopes:                               # this gateway's own: scopes a JWT caller needs per tool
 //!       delete_page: [pages.write]
+//!     rate_limit: {rpm: 600, burst: 60}           # this gateway's own: per caller on this server
+//!     tool_rate_limits:                          # this gateway's own: per caller and tool
+//!       delete_page: {rpm: 10}                   # burst: the rpm unless given
 //! general_settings:
 //!   master_key: os.environ/LITELLM_MASTER_KEY
 //!   session_secret: os.environ/MCP_SESSION_SECRET   # this gateway's: shared by every replica (32+ bytes)
 //!   session_secret_previous: os.environ/MCP_SESSION_SECRET_OLD   # optional: still accepted while rotating
 //!   metrics_listen: 0.0.0.0:9464                 # this gateway's: /metrics on its own listener
+//!   redis_url: os.environ/REDIS_URL              # rate limits shared by every replica (feature redis)
 //! mcp_resource_server:                           # this gateway's own section, not LiteLLM's
 //!   issuer: https://idp.example
 //!   jwks_uri: https://idp.example/jwks           # optional; else discovered from the issuer
@@ -42,6 +46,9 @@
 //!   linger_timeout: 5s
 //!   linger_max_bytes: 16777216
 //!   allow_insecure_auth_server: false            # http:// issuers/token endpoints beyond loopback
+//!   rate_limits:
+//!     per_caller: {rpm: 1200, burst: 100}        # each caller across all upstreams
+//!     on_redis_error: fail_closed                # or fail_open: count in process while Redis is away
 //! ```
 //!
 //! Every string may be `os.environ/VAR`, read from the environment. Errors name the YAML path
@@ -56,7 +63,11 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 use super::server::{LiteLlmServer, Server};
-use crate::{resource_server::ExchangeSpec, sessions::SessionSecret};
+use crate::{
+    limits::{OnRedisError, Rate},
+    resource_server::ExchangeSpec,
+    sessions::SessionSecret,
+};
 
 #[derive(Deserialize, Default)]
 struct File {
@@ -83,6 +94,38 @@ struct GatewaySettings {
     linger_max_bytes: Option<u64>,
     #[serde(default)]
     allow_insecure_auth_server: bool,
+    rate_limits: Option<RawRateLimits>,
+}
+
+/// `gateway_settings.rate_limits`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimits {
+    per_caller: Option<RawRate>,
+    #[serde(default)]
+    on_redis_error: RawOnRedisError,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+enum RawOnRedisError {
+    #[default]
+    FailClosed,
+    FailOpen,
+}
+
+/// `{rpm: N, burst: M}`: requests per minute, and the burst (default: `rpm`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    rpm: u32,
+    burst: Option<u32>,
+}
+
+impl RawRate {
+    fn rate(&self, path: &str) -> Result<Rate, String> {
+        Rate::new(self.rpm, self.burst, path)
+    }
 }
 
 /// A duration as YAML writes it: plain seconds, or text with a unit (`30s`, `1m`).
@@ -138,6 +181,10 @@ struct RawServer {
     required_scopes: Option<Vec<String>>,
     /// The only clients whose JWTs may use this server.
     allowed_client_ids: Option<Vec<String>>,
+    /// This gateway's own: each caller's requests per minute on this server.
+    rate_limit: Option<RawRate>,
+    /// This gateway's own: each caller's calls per minute of a tool.
+    tool_rate_limits: Option<BTreeMap<String, RawRate>>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -159,6 +206,8 @@ struct General {
     session_secret: Option<String>,
     session_secret_previous: Option<String>,
     metrics_listen: Option<String>,
+    /// LiteLLM's Redis, here for rate limits shared by the replicas.
+    redis_url: Option<String>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -193,6 +242,8 @@ pub struct FileConfig {
     pub limits: super::LimitSettings,
     /// `gateway_settings.allow_insecure_auth_server`.
     pub allow_insecure_auth_server: bool,
+    /// `gateway_settings.rate_limits` and `general_settings.redis_url`.
+    pub rate_limits: crate::limits::Settings,
     /// `mcp_resource_server.allow_any_typ`.
     pub jwt_allow_any_typ: bool,
     /// Fields this gateway does not use, in one line.
@@ -326,6 +377,23 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
         linger_timeout: duration(&settings.linger_timeout, "linger_timeout")?,
         linger_max_bytes: settings.linger_max_bytes,
     };
+    let rate_limits = crate::limits::Settings {
+        per_caller: settings
+            .rate_limits
+            .as_ref()
+            .and_then(|r| r.per_caller.as_ref())
+            .map(|r| r.rate("gateway_settings.rate_limits.per_caller"))
+            .transpose()?,
+        redis_url: general
+            .redis_url
+            .as_deref()
+            .map(|v| resolve(v, "general_settings.redis_url", env))
+            .transpose()?,
+        on_redis_error: match settings.rate_limits.as_ref().map(|r| &r.on_redis_error) {
+            Some(RawOnRedisError::FailOpen) => OnRedisError::FailOpen,
+            _ => OnRedisError::FailClosed,
+        },
+    };
     let jwt_allow_any_typ = file
         .mcp_resource_server
         .as_ref()
@@ -377,6 +445,7 @@ pub fn parse(text: &str, env: &impl Fn(&str) -> Option<String>) -> Result<FileCo
             .transpose()?,
         limits,
         allow_insecure_auth_server: settings.allow_insecure_auth_server,
+        rate_limits,
         jwt_allow_any_typ,
         warning,
     })
@@ -515,6 +584,18 @@ fn server(
     )?;
     if let Some(scopes) = raw.tool_scopes {
         server.tool_scopes = crate::tools::tool_scopes(scopes, path)?;
+    }
+    server.limits.upstream = raw
+        .rate_limit
+        .as_ref()
+        .map(|r| r.rate(&format!("{path}.rate_limit")))
+        .transpose()?;
+    for (tool, rate) in raw.tool_rate_limits.iter().flatten() {
+        let field = format!("{path}.tool_rate_limits.{tool}");
+        if tool.is_empty() {
+            return Err(format!("{field}: a tool name is not empty"));
+        }
+        server.limits.tools.insert(tool.clone(), rate.rate(&field)?);
     }
     let field = |values: &Option<Vec<String>>, name: &str| {
         values

@@ -29,6 +29,8 @@ pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The environment variable of extra gateway keys (`KEY [identity]`, separated by commas or newlines).
 pub const KEYS_VAR: &str = "MCP_GATEWAY_KEYS";
+/// The environment variable of the Redis URL when the config file names none (LiteLLM's name).
+pub const REDIS_URL_VAR: &str = "REDIS_URL";
 
 /// Connection limits as a flag or the config file's `gateway_settings` set them; unset ones take the defaults
 /// of [`Limits`].
@@ -119,6 +121,9 @@ pub struct Options {
     pub jwt_allow_any_typ: bool,
     /// Accept `http://` issuers, JWKS URLs and token endpoints beyond loopback (`--allow-insecure-auth-server`).
     pub allow_insecure_auth_server: bool,
+    /// Rate limits beyond the upstreams' own, and where they are counted (`gateway_settings.rate_limits`,
+    /// `general_settings.redis_url`, else the environment's `REDIS_URL`).
+    pub rate_limits: crate::limits::Settings,
     /// Run the demo upstream in the same process.
     pub demo: bool,
     /// Things worth a warning at start-up (such as unknown config fields).
@@ -179,6 +184,7 @@ impl Options {
             previous_session_secret: secret_from(env, PREVIOUS_SECRET_VAR)?,
             allow_insecure_auth_server: cli.allow_insecure_auth_server,
             jwt_allow_any_typ: cli.jwt_allow_any_typ,
+            rate_limits: crate::limits::Settings::default(),
             demo: cli.demo,
             warnings: Vec::new(),
         };
@@ -217,6 +223,10 @@ impl Options {
             options.fill(file);
         }
         options.limits = limits.limits();
+        if options.rate_limits.redis_url.is_none() {
+            // LiteLLM's name for it.
+            options.rate_limits.redis_url = env(REDIS_URL_VAR);
+        }
         for name in &cli.passthrough {
             let server = options.server_mut(name, "--passthrough")?;
             server.config = server.config.clone().with_passthrough(true);
@@ -298,6 +308,7 @@ impl Options {
             self.jwt_jwks_uri = self.jwt_jwks_uri.take().or(jwks_uri);
         }
         self.metrics_listen = self.metrics_listen.take().or(file.metrics_listen);
+        self.rate_limits = file.rate_limits;
         // The environment, like a flag, wins over the file.
         self.session_secret = self.session_secret.take().or(file.session_secret);
         self.previous_session_secret = self
@@ -431,6 +442,7 @@ impl fmt::Debug for Options {
                 "allow_insecure_auth_server",
                 &self.allow_insecure_auth_server,
             )
+            .field("rate_limits", &self.rate_limits)
             .field("demo", &self.demo)
             .finish()
     }

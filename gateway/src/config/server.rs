@@ -27,6 +27,8 @@ pub struct Server {
     pub tool_scopes: BTreeMap<String, Vec<String>>,
     /// What the upstream asks of its callers beyond admission (`oauth_delegate`, JWT scopes and clients).
     pub access: RouteAccess,
+    /// Each caller's rate limits on this upstream and its tools (`rate_limit`, `tool_rate_limits`).
+    pub limits: crate::limits::ServerLimits,
     /// Where it was defined (`--upstream a`, or `mcp_servers.A`), for errors that name the source.
     pub source: String,
     /// For a server of the config file: the fields LiteLLM derives its id for the server from.
@@ -71,6 +73,7 @@ impl Server {
             tools: Tools::all(),
             tool_scopes: BTreeMap::new(),
             access: RouteAccess::default(),
+            limits: crate::limits::ServerLimits::default(),
             source,
             litellm: None,
         })

@@ -1,0 +1,273 @@
+//! Rate limits through the `mcp-gateway` binary: per-tool and per-caller limits counted in process, `429` with
+//! `Retry-After` and a JSON-RPC error, refused calls that never reach the upstream (it counts what it sees),
+//! `/metrics` and the access line; then with Redis (`scripts/with-redis.sh`): two gateway processes sharing one
+//! limit, and Redis stopped mid-run with `fail_open` and `fail_closed`, as the start-up line and `/readyz` say.
+//!
+//! Every limit here is a few requests per minute with a burst of as many, so one cell comes back only after
+//! many seconds: a loop of a dozen requests on loopback sees the burst and nothing more. Where two processes
+//! share a limit the tolerance is stated (one cell that may come back while the loop runs).
+
+mod gateway_support;
+
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::http::{Method, StatusCode};
+use bytes::Bytes;
+use gateway_support::{answer, process::GatewayProcess, send, temp_file, Answer, Recorder};
+
+/// An upstream that answers every request with an empty JSON-RPC result, and records it.
+async fn upstream() -> Recorder {
+    Recorder::start(|_| {
+        answer(
+            StatusCode::OK,
+            &[],
+            r#"{"jsonrpc":"2.0","id":3,"result":{"content":[]}}"#,
+        )
+    })
+    .await
+}
+
+/// A key no other test (nor an earlier run against the same Redis) uses.
+fn unique_key(name: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "sk-limits-{name}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn call(tool: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+    )
+}
+
+/// POSTs `body` to `/mcp/{route}` of `base` as `key`.
+async fn post(base: &str, route: &str, key: &str, body: &str) -> Answer {
+    post_as(base, route, key, body, "2025-11-25").await
+}
+
+/// [`post`] for protocol revision `version` (batches need 2025-03-26).
+async fn post_as(base: &str, route: &str, key: &str, body: &str, version: &str) -> Answer {
+    send(
+        Method::POST,
+        &format!("{base}/mcp/{route}"),
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", version),
+            ("x-litellm-api-key", key),
+        ],
+        Bytes::from(body.to_owned()),
+    )
+    .await
+}
+
+async fn get(url: &str) -> Answer {
+    send(Method::GET, url, &[], Bytes::new()).await
+}
+
+/// Starts the gateway binary with the config file `yaml` and the keys.
+async fn start(yaml: &str, keys: &[&str]) -> GatewayProcess {
+    let config = temp_file("config.yaml", yaml);
+    let mut args = vec![
+        "--listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--config".to_owned(),
+        config.to_str().unwrap().to_owned(),
+    ];
+    for key in keys {
+        args.extend(["--key".to_owned(), (*key).to_owned()]);
+    }
+    GatewayProcess::start(&args, &[]).await
+}
+
+/// Waits (boundedly) until the gateway's standard error holds `text`, and says whether it did.
+async fn logged(gateway: &GatewayProcess, text: &str) -> bool {
+    for _ in 0..100 {
+        if gateway.stderr().contains(text) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// How many POSTs the upstream saw.
+fn posts(upstream: &Recorder) -> usize {
+    upstream
+        .seen()
+        .iter()
+        .filter(|s| s.method == Method::POST)
+        .count()
+}
+
+/// The value of the `/metrics` sample whose line starts with `name{` and holds every label of `labels`.
+async fn metric(base: &str, name: &str, labels: &[&str]) -> Option<u64> {
+    let text = String::from_utf8(get(&format!("{base}/metrics")).await.body.to_vec()).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn a_tool_limit_refuses_beyond_its_burst_and_the_upstream_never_sees_it() {
+    let upstream = upstream().await;
+    let (alice, bob) = (unique_key("alice"), unique_key("bob"));
+    let gateway = start(
+        &format!(
+            "mcp_servers:\n  a:\n    url: {}\n    tool_rate_limits:\n      echo: {{rpm: 2}}\n",
+            upstream.url("/mcp")
+        ),
+        &[&alice, &bob],
+    )
+    .await;
+    let base = gateway.url();
+    assert!(
+        logged(&gateway, "rate limits: counted in process").await,
+        "{}",
+        gateway.stderr()
+    );
+
+    let mut refused = Vec::new();
+    for _ in 0..5 {
+        let answer = post(&base, "a", &alice, &call("echo")).await;
+        match answer.status {
+            StatusCode::OK => {}
+            StatusCode::TOO_MANY_REQUESTS => refused.push(answer),
+            other => panic!("unexpected {other}: {:?}", answer.body),
+        }
+    }
+    assert_eq!(refused.len(), 3, "a burst of 2 admits 2 of 5");
+    for answer in &refused {
+        let retry: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+        // One cell every 30 s.
+        assert!((1..=30).contains(&retry), "Retry-After: {retry}");
+        let error = answer.json();
+        assert_eq!(error["id"], 3, "{error}");
+        assert_eq!(error["error"]["code"], -32029, "{error}");
+        assert_eq!(error["error"]["data"]["scope"], "tool", "{error}");
+    }
+    assert_eq!(posts(&upstream), 2, "the refused calls never reached it");
+
+    // Another tool, and another caller of the same tool, have their own buckets.
+    assert_eq!(
+        post(&base, "a", &alice, &call("add")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&base, "a", &bob, &call("echo")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(posts(&upstream), 4);
+
+    assert_eq!(
+        metric(
+            &base,
+            "mcp_gateway_rate_limited",
+            &[r#"upstream="a""#, r#"scope="tool""#]
+        )
+        .await,
+        Some(3)
+    );
+    assert!(logged(&gateway, "mcp_name=add").await);
+    let log = gateway.stderr();
+    let refused_lines = log
+        .lines()
+        .filter(|l| l.contains("gateway::access") && l.contains("mcp_outcome=refused:rate_limit"))
+        .count();
+    assert_eq!(refused_lines, 3, "{log}");
+    assert!(
+        !log.contains(&alice) && !log.contains(&bob),
+        "never a key in the log"
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_caller_limit_spans_upstreams_and_spares_notifications() {
+    let (a, b) = (upstream().await, upstream().await);
+    let (alice, bob) = (unique_key("alice"), unique_key("bob"));
+    let gateway = start(
+        &format!(
+            "mcp_servers:\n  a:\n    url: {}\n  b:\n    url: {}\n    rate_limit: {{rpm: 10, burst: 10}}\ngateway_settings:\n  rate_limits:\n    per_caller: {{rpm: 3}}\n",
+            a.url("/mcp"),
+            b.url("/mcp")
+        ),
+        &[&alice, &bob],
+    )
+    .await;
+    let base = gateway.url();
+    let mut statuses = Vec::new();
+    for route in ["a", "b", "a", "b", "a"] {
+        statuses.push(post(&base, route, &alice, &call("echo")).await.status);
+    }
+    let admitted = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(admitted, 3, "{statuses:?}");
+    assert!(
+        statuses[3..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert_eq!(posts(&a) + posts(&b), 3);
+
+    // A notification is never refused: refusing it would break the session rather than slow it.
+    let note = post(
+        &base,
+        "a",
+        &alice,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_ne!(note.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(posts(&a) + posts(&b), 4);
+
+    // A batch is refused as a batch: one error per request in it.
+    let batch = post_as(
+        &base,
+        "b",
+        &alice,
+        &format!(
+            "[{},{}]",
+            call("echo"),
+            call("add").replace("\"id\":3", "\"id\":4")
+        ),
+        "2025-03-26",
+    )
+    .await;
+    assert_eq!(batch.status, StatusCode::TOO_MANY_REQUESTS);
+    let errors = batch.json();
+    assert_eq!(errors.as_array().map(Vec::len), Some(2), "{errors}");
+    assert_eq!(errors[1]["id"], 4, "{errors}");
+
+    assert_eq!(
+        post(&base, "b", &bob, &call("echo")).await.status,
+        StatusCode::OK
+    );
+    // Refused: the fourth call (on b), the fifth (on a) and the batch (on b).
+    for (route, count) in [("a", 1), ("b", 2)] {
+        let upstream = format!("upstream=\"{route}\"");
+        assert_eq!(
+            metric(
+                &base,
+                "mcp_gateway_rate_limited",
+                &[&upstream, r#"scope="caller""#]
+            )
+            .await,
+            Some(count),
+            "{route}"
+        );
+    }
+    gateway.stop().await;
+}
