@@ -271,3 +271,187 @@ async fn a_caller_limit_spans_upstreams_and_spares_notifications() {
     }
     gateway.stop().await;
 }
+
+/// The test Redis's URL (`scripts/with-redis.sh`), or `None` after saying why the test is skipped.
+fn redis_url() -> Option<String> {
+    let url = std::env::var("TOWER_MCP_AUTH_TEST_REDIS").ok();
+    if url.is_none() {
+        eprintln!("skipped: TOWER_MCP_AUTH_TEST_REDIS is unset (run under scripts/with-redis.sh)");
+    }
+    url
+}
+
+/// Two gateway processes with one Redis admit together what one limit allows: 10 requests a minute with a burst
+/// of 10, 16 requests alternating between them. Tolerance: one cell comes back every 6 s, so a loop that took
+/// longer than that could see an eleventh admitted; never 20 (each replica its own 10).
+#[tokio::test]
+async fn two_replicas_share_one_limit_in_redis() {
+    let Some(redis) = redis_url() else { return };
+    let upstream = upstream().await;
+    let key = unique_key("shared");
+    let yaml = format!(
+        "mcp_servers:\n  a:\n    url: {}\n    rate_limit: {{rpm: 10, burst: 10}}\ngeneral_settings:\n  redis_url: {redis}\n",
+        upstream.url("/mcp")
+    );
+    let replicas = [start(&yaml, &[&key]).await, start(&yaml, &[&key]).await];
+    for replica in &replicas {
+        assert!(
+            logged(replica, "rate limits: counted in Redis").await,
+            "{}",
+            replica.stderr()
+        );
+    }
+    let mut admitted = 0;
+    for i in 0..16 {
+        let answer = post(&replicas[i % 2].url(), "a", &key, &call("echo")).await;
+        match answer.status {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(answer.json()["error"]["data"]["scope"], "upstream");
+                assert!(answer.header("retry-after").is_some());
+            }
+            other => panic!("unexpected {other}: {:?}", answer.body),
+        }
+    }
+    assert!((10..=11).contains(&admitted), "admitted {admitted} of 16");
+    assert_eq!(posts(&upstream), admitted, "refused calls never reach it");
+    let ready = get(&format!("{}/readyz", replicas[0].url())).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["rate_limits"]["redis"], "reachable");
+    for replica in replicas {
+        replica.stop().await;
+    }
+}
+
+/// A Redis server of the test's own on a free port, which the test stops.
+async fn own_redis() -> Option<(tokio::process::Child, String)> {
+    let Ok(binary) = std::env::var("TOWER_MCP_AUTH_TEST_REDIS_SERVER") else {
+        eprintln!(
+            "skipped: TOWER_MCP_AUTH_TEST_REDIS_SERVER is unset (run under scripts/with-redis.sh)"
+        );
+        return None;
+    };
+    let port = gateway_support::process::free_port();
+    let dir = temp_file("redis.keep", "").parent().unwrap().to_owned();
+    let child = tokio::process::Command::new(binary)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server starts");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Some((child, format!("redis://127.0.0.1:{port}")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("redis-server does not listen on {port}");
+}
+
+/// Redis stopped mid-run: a `fail_closed` gateway answers 503 for limited requests (the upstream sees none) and
+/// `/readyz` says 503; a `fail_open` one counts in process (its limit still holds there) and stays ready. Both
+/// say which they do at start-up, and `/readyz` shows Redis unreachable.
+#[tokio::test]
+async fn redis_stopped_mid_run_fails_open_or_closed_as_configured() {
+    let Some((mut redis, url)) = own_redis().await else {
+        return;
+    };
+    let (open_upstream, closed_upstream) = (upstream().await, upstream().await);
+    let (open_key, closed_key) = (unique_key("open"), unique_key("closed"));
+    let yaml = |upstream: &Recorder, mode: &str| {
+        format!(
+            "mcp_servers:\n  a:\n    url: {}\n    tool_rate_limits:\n      echo: {{rpm: 2}}\ngeneral_settings:\n  redis_url: {url}\ngateway_settings:\n  rate_limits:\n    on_redis_error: {mode}\n",
+            upstream.url("/mcp")
+        )
+    };
+    let open = start(&yaml(&open_upstream, "fail_open"), &[&open_key]).await;
+    let closed = start(&yaml(&closed_upstream, "fail_closed"), &[&closed_key]).await;
+    assert!(
+        logged(&open, "when Redis cannot be reached: fail_open").await,
+        "{}",
+        open.stderr()
+    );
+    assert!(
+        logged(&closed, "when Redis cannot be reached: fail_closed").await,
+        "{}",
+        closed.stderr()
+    );
+    for gateway in [&open, &closed] {
+        let ready = get(&format!("{}/readyz", gateway.url())).await;
+        assert_eq!(ready.status, StatusCode::OK);
+        assert_eq!(ready.json()["rate_limits"]["redis"], "reachable");
+    }
+    assert_eq!(
+        post(&open.url(), "a", &open_key, &call("echo"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&closed.url(), "a", &closed_key, &call("echo"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    redis.kill().await.unwrap();
+
+    let refused = post(&closed.url(), "a", &closed_key, &call("echo")).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        posts(&closed_upstream),
+        1,
+        "nothing relayed while Redis is away"
+    );
+    // A call under no limit does not need Redis.
+    assert_eq!(
+        post(&closed.url(), "a", &closed_key, &call("add"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let ready = get(&format!("{}/readyz", closed.url())).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["rate_limits"]["redis"], "unreachable");
+    assert_eq!(ready.json()["rate_limits"]["on_redis_error"], "fail_closed");
+
+    // In process the bucket starts full (2), and then holds.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(
+            post(&open.url(), "a", &open_key, &call("echo"))
+                .await
+                .status,
+        );
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert_eq!(posts(&open_upstream), 3);
+    let ready = get(&format!("{}/readyz", open.url())).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["rate_limits"]["redis"], "unreachable");
+    assert_eq!(ready.json()["rate_limits"]["on_redis_error"], "fail_open");
+    assert_eq!(
+        metric(
+            &closed.url(),
+            "mcp_gateway_rate_limited",
+            &[r#"scope="unavailable""#]
+        )
+        .await,
+        Some(1)
+    );
+    open.stop().await;
+    closed.stop().await;
+}
