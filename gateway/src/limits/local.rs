@@ -110,8 +110,14 @@ mod tests {
         let rate = Rate::new(3, Some(2), "x").unwrap();
         let bucket = Bucket::new(Scope::Tool, &["a", "echo", "key:alice"], rate);
         let other = Bucket::new(Scope::Tool, &["a", "echo", "key:bob"], rate);
-        assert_eq!(local.verdict(&[bucket.clone()]), Verdict::Admitted);
-        assert_eq!(local.verdict(&[bucket.clone()]), Verdict::Admitted);
+        assert_eq!(
+            local.verdict(std::slice::from_ref(&bucket)),
+            Verdict::Admitted
+        );
+        assert_eq!(
+            local.verdict(std::slice::from_ref(&bucket)),
+            Verdict::Admitted
+        );
         match local.verdict(&[bucket]) {
             Verdict::Refused { scope, retry_after } => {
                 assert_eq!(scope, Scope::Tool);
