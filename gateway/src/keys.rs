@@ -277,6 +277,8 @@ mod database {
         pub cache: Cache<LiteLlmKeys>,
         gate: TrustGate,
         pool: PgPool,
+        /// The revocation watcher, stopped with the last clone of this store (a reload replaces the store).
+        _watcher: Arc<Watcher>,
         /// Whether the database has answered once: the gate opens for the bound at start-up, before the
         /// watcher's first poll, which alone must not make a gateway whose database is down ready.
         reached: Arc<AtomicBool>,
@@ -333,9 +335,8 @@ mod database {
                 Some(channel) => watcher.listen(channel),
                 None => watcher,
             };
-            // Detached: it runs as long as the process.
-            drop(watcher.spawn());
             Ok(Self {
+                _watcher: Arc::new(Watcher(watcher.spawn())),
                 cache,
                 gate,
                 pool,
@@ -352,6 +353,15 @@ mod database {
                 self.reached.store(true, Ordering::Relaxed);
             }
             self.reached.load(Ordering::Relaxed)
+        }
+    }
+
+    /// The revocation watcher's task, aborted when dropped.
+    struct Watcher(tokio::task::JoinHandle<()>);
+
+    impl Drop for Watcher {
+        fn drop(&mut self) {
+            self.0.abort();
         }
     }
 

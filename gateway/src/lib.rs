@@ -20,6 +20,7 @@ mod ops;
 mod origin;
 mod permissions;
 mod proxy;
+pub mod reload;
 pub mod resource_server;
 mod route;
 mod sessions;
@@ -103,6 +104,8 @@ pub struct Prepared {
     pub warnings: Vec<String>,
     /// With `--metrics-listen`: its bound listener and the router serving `/metrics` there ([`run`] serves it).
     pub metrics: Option<(TcpListener, Router)>,
+    /// Rebuilds `app` from a new configuration (`SIGHUP`).
+    pub reloader: reload::Reloader,
 }
 
 impl Prepared {
@@ -161,12 +164,73 @@ fn cors(origins: &origin::Origins) -> CorsLayer {
 }
 
 /// Builds the gateway for a listener already bound to `addr`; with [`Options::demo`], starts the demo upstream.
+/// What the process holds once (the demo upstream, the TLS acceptor, the metrics recorder and listener) is set
+/// up here; the app is built by [`app`], again for each reloaded configuration.
 pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, String> {
-    let mut options = options;
-    let mut demo = None;
-    if options.demo {
-        let upstream = demo::start(DEMO_TOKEN).await.map_err(|e| e.to_string())?;
-        let mut server = config::Server::new("demo", &upstream.url(), "--demo".to_owned())?;
+    let demo = if options.demo {
+        Some(demo::start(DEMO_TOKEN).await.map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let tls = match (&options.tls_cert, &options.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".to_owned()),
+    };
+    let process = reload::Process {
+        addr,
+        https: tls.is_some(),
+        demo_url: demo.as_ref().map(demo::DemoUpstream::url),
+        public_metrics: options.metrics_listen.is_none(),
+        random_secret: SessionSecret::random(),
+        counters: limits::Counters::start(),
+    };
+    metrics::install();
+    let app = app(options.clone(), &process)?;
+    let public_url = public_url(&options, &process)?;
+    let metrics = match &options.metrics_listen {
+        Some(listen) => {
+            let listener = TcpListener::bind(listen.as_str())
+                .await
+                .map_err(|e| format!("--metrics-listen {listen}: cannot listen: {e}"))?;
+            Some((listener, metrics::router()))
+        }
+        None => None,
+    };
+    let reloader = reload::Reloader::new(process, &options, app);
+    Ok(Prepared {
+        app: reloader.app(),
+        public_url,
+        demo,
+        tls,
+        drain_timeout: options.drain_timeout,
+        limits: options.limits,
+        warnings: options.warnings,
+        metrics,
+        reloader,
+    })
+}
+
+/// The URL clients reach the gateway at: `--public-url`, else the loopback listener's own.
+fn public_url(options: &Options, process: &reload::Process) -> Result<String, String> {
+    let addr = process.addr;
+    match &options.public_url {
+        Some(url) => Ok(url.clone()),
+        None if addr.ip().is_loopback() => Ok(format!(
+            "{}://{addr}",
+            if process.https { "https" } else { "http" }
+        )),
+        None => Err(format!(
+            "--public-url is required when listening on {addr}, which is not a loopback address"
+        )),
+    }
+}
+
+/// The app `options` describe, for the process's listener: the key store and what it owns, the upstream
+/// clients, the tool policy, and the router over them.
+fn app(mut options: Options, process: &reload::Process) -> Result<Router, String> {
+    if let Some(url) = &process.demo_url {
+        let mut server = config::Server::new("demo", url, "--demo".to_owned())?;
         server.config = server.config.clone().with_passthrough(true);
         if options.servers.iter().any(|s| s.name() == "demo") {
             return Err("--demo: an upstream is already named demo".to_owned());
@@ -180,24 +244,10 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         {
             options.keys.push(DEMO_KEY.to_owned());
         }
-        demo = Some(upstream);
     }
     let key_store = keys::KeyStore::from_options(&options)?;
-    let loopback = addr.ip().is_loopback();
-    let tls = match (&options.tls_cert, &options.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-        (None, None) => None,
-        _ => return Err("--tls-cert and --tls-key go together".to_owned()),
-    };
-    let public_url = match &options.public_url {
-        Some(url) => url.clone(),
-        None if loopback => format!("{}://{addr}", if tls.is_some() { "https" } else { "http" }),
-        None => {
-            return Err(format!(
-                "--public-url is required when listening on {addr}, which is not a loopback address"
-            ))
-        }
-    };
+    let loopback = process.addr.ip().is_loopback();
+    let public_url = public_url(&options, process)?;
     let public: Uri = public_url
         .parse()
         .ok()
@@ -259,6 +309,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
             .iter()
             .map(|s| (s.name().to_owned(), s.limits.clone()))
             .collect(),
+        &process.counters,
     )?;
     tracing::info!("{}", limiter.describe());
     let access: permissions::Routes = Arc::new(
@@ -302,7 +353,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         max_body: options.max_body,
         jwt_issuer: options.jwt_issuer.clone(),
         sessions: sessions::Sealer::new(
-            options.session_secret.as_ref(),
+            SessionSecret::configured_or(options.session_secret.as_ref(), &process.random_secret),
             options.previous_session_secret.as_ref(),
         ),
         tools: tool_policy.clone(),
@@ -350,22 +401,12 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
                 )),
         )
         .with_state(gateway.clone());
-    metrics::install();
     let mut ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz));
-    let metrics = match &options.metrics_listen {
-        Some(listen) => {
-            let listener = TcpListener::bind(listen.as_str())
-                .await
-                .map_err(|e| format!("--metrics-listen {listen}: cannot listen: {e}"))?;
-            Some((listener, metrics::router()))
-        }
-        None => {
-            ops = ops.route("/metrics", get(metrics::scrape));
-            None
-        }
-    };
+    if process.public_metrics {
+        ops = ops.route("/metrics", get(metrics::scrape));
+    }
     let ops = ops.with_state(ops::Readiness {
         keys: key_store.readiness(),
         limits: limiter,
@@ -385,16 +426,7 @@ pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, Str
         .layer(cors(&origins))
         .layer(middleware::from_fn_with_state(origins, origin::check))
         .layer(middleware::from_fn(ops::access_log));
-    Ok(Prepared {
-        app,
-        public_url,
-        demo,
-        tls,
-        drain_timeout: options.drain_timeout,
-        limits: options.limits,
-        warnings: options.warnings,
-        metrics,
-    })
+    Ok(app)
 }
 
 /// Serves `app` on `listener` over plain HTTP, with the default [`conn::Limits`], until `shutdown` completes, then

@@ -5,6 +5,9 @@
 //! Without an upstream and without `--config` (or with `--demo`) it starts a demo upstream MCP server in the
 //! same process (`demo`, passthrough, accepting `Authorization: Bearer demo-oauth-token`), with the gateway key
 //! `sk-demo` unless keys are given.
+//!
+//! `SIGHUP` reloads the configuration: the same command line, config file, key files and environment, read
+//! again as at start-up ([`app::reload`]).
 
 use mcp_gateway as app;
 
@@ -30,6 +33,33 @@ fn demo_help(base: &str) -> String {
         token = app::DEMO_TOKEN,
         key = app::DEMO_KEY,
     )
+}
+
+/// The options the command line, its config file, key files and environment give, read as start-up reads them
+/// (again on every `SIGHUP`).
+fn options(cli: app::cli::Cli) -> Result<app::Options, String> {
+    let env_keys = std::env::var_os(app::config::KEYS_VAR)
+        .map(|value| {
+            value
+                .into_string()
+                .map_err(|_| format!("{} is not valid UTF-8", app::config::KEYS_VAR))
+        })
+        .transpose()?;
+    app::Options::from_cli(cli, env_keys, &|var| std::env::var(var).ok())
+}
+
+/// Reloads the configuration on every `SIGHUP`; registered before the gateway says it listens, so that a
+/// hang-up never ends the process.
+#[cfg(unix)]
+fn reload_on_hangup(cli: app::cli::Cli, reloader: app::reload::Reloader) {
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .expect("SIGHUP handler");
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            reloader.reload(|| options(cli.clone()));
+        }
+    });
 }
 
 async fn shutdown_signal() {
@@ -59,13 +89,7 @@ async fn main() {
         .init();
     // `--help`, `--version` and malformed flags end here, as clap prints and exits for them.
     let cli = <app::cli::Cli as clap::Parser>::parse();
-    let env_keys = std::env::var_os(app::config::KEYS_VAR).map(|value| {
-        value.into_string().unwrap_or_else(|_| {
-            eprintln!("{} is not valid UTF-8", app::config::KEYS_VAR);
-            std::process::exit(2);
-        })
-    });
-    let options = match app::Options::from_cli(cli, env_keys, &|var| std::env::var(var).ok()) {
+    let options = match options(cli.clone()) {
         Ok(options) => options,
         Err(message) => {
             eprintln!("{message}");
@@ -92,6 +116,8 @@ async fn main() {
     for warning in &prepared.warnings {
         tracing::warn!("{warning}");
     }
+    #[cfg(unix)]
+    reload_on_hangup(cli, prepared.reloader.clone());
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on {}://{addr}", prepared.scheme());
     if let Some((listener, _)) = &prepared.metrics {

@@ -71,10 +71,24 @@ impl SessionSecret {
         Ok(Self(value.trim().as_bytes().to_vec()))
     }
 
-    fn random() -> Self {
+    /// A random secret, for a process without a configured one.
+    pub(crate) fn random() -> Self {
         let mut bytes = vec![0; 32];
         OsRng.fill_bytes(&mut bytes);
         Self(bytes)
+    }
+
+    /// The `configured` secret, else the process's `random` one (drawn once, so that sessions survive a
+    /// reload), with a warning that sessions then end with the process.
+    pub(crate) fn configured_or<'a>(configured: Option<&'a Self>, random: &'a Self) -> &'a Self {
+        configured.unwrap_or_else(|| {
+            tracing::warn!(
+                "no session secret ({SECRET_VAR} or general_settings.session_secret): MCP sessions are \
+                 sealed with a random secret of this process, so they end when it stops and other replicas \
+                 do not know them"
+            );
+            random
+        })
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
@@ -142,21 +156,10 @@ pub struct Sealer {
 }
 
 impl Sealer {
-    /// Seals with `current` (a random per-process secret when `None`) and opens with `current` or `previous`.
-    pub fn new(current: Option<&SessionSecret>, previous: Option<&SessionSecret>) -> Self {
-        let current = match current {
-            Some(secret) => secret.cipher(),
-            None => {
-                tracing::warn!(
-                    "no session secret ({SECRET_VAR} or general_settings.session_secret): MCP sessions are \
-                     sealed with a random secret of this process, so they end when it stops and other replicas \
-                     do not know them"
-                );
-                SessionSecret::random().cipher()
-            }
-        };
+    /// Seals with `current` and opens with `current` or `previous`.
+    pub fn new(current: &SessionSecret, previous: Option<&SessionSecret>) -> Self {
         Self {
-            current,
+            current: current.cipher(),
             previous: previous.map(SessionSecret::cipher),
         }
     }
@@ -250,7 +253,7 @@ mod tests {
 
     #[test]
     fn a_sealed_id_opens_only_for_its_owner_upstream_and_secret() {
-        let sealer = Sealer::new(Some(&secret('a')), None);
+        let sealer = Sealer::new(&secret('a'), None);
         let sealed = sealer.seal("atl", &owner("alice"), b"upstream-1");
         assert_ne!(sealed.as_bytes(), b"upstream-1");
         assert_eq!(
@@ -259,7 +262,7 @@ mod tests {
         );
         assert!(sealer.open("atl", &owner("bob"), &sealed).is_none());
         assert!(sealer.open("priv", &owner("alice"), &sealed).is_none());
-        let other = Sealer::new(Some(&secret('b')), None);
+        let other = Sealer::new(&secret('b'), None);
         assert!(other.open("atl", &owner("alice"), &sealed).is_none());
         assert!(sealer
             .open(
@@ -272,7 +275,7 @@ mod tests {
 
     #[test]
     fn every_altered_byte_is_refused() {
-        let sealer = Sealer::new(Some(&secret('a')), None);
+        let sealer = Sealer::new(&secret('a'), None);
         let sealed = sealer.seal("atl", &owner("alice"), b"upstream-1");
         let text = sealed.to_str().unwrap();
         for i in 0..text.len() {
@@ -292,9 +295,9 @@ mod tests {
 
     #[test]
     fn the_previous_secret_opens_during_a_rotation() {
-        let old = Sealer::new(Some(&secret('a')), None);
+        let old = Sealer::new(&secret('a'), None);
         let sealed = old.seal("atl", &owner("alice"), b"upstream-1");
-        let rotated = Sealer::new(Some(&secret('b')), Some(&secret('a')));
+        let rotated = Sealer::new(&secret('b'), Some(&secret('a')));
         assert_eq!(
             rotated.open("atl", &owner("alice"), &sealed).unwrap(),
             "upstream-1"
@@ -302,7 +305,7 @@ mod tests {
         // New ids are sealed with the new secret only.
         let new = rotated.seal("atl", &owner("alice"), b"upstream-2");
         assert!(old.open("atl", &owner("alice"), &new).is_none());
-        assert!(Sealer::new(Some(&secret('b')), None)
+        assert!(Sealer::new(&secret('b'), None)
             .open("atl", &owner("alice"), &new)
             .is_some());
     }

@@ -213,22 +213,35 @@ struct Inner {
     on_redis_error: OnRedisError,
 }
 
+/// The process's in-process counters, shared by every configuration it loads.
+#[derive(Clone)]
+pub struct Counters(Arc<local::Local>);
+
+impl Counters {
+    /// Empty counters, with the task that prunes them while they live (needs a Tokio runtime).
+    pub fn start() -> Self {
+        Self(local::Local::start())
+    }
+}
+
 /// The gateway's rate limits and the backend counting them.
 #[derive(Clone)]
 pub struct Limiter(Arc<Inner>);
 
 impl Limiter {
     /// From the settings and every upstream's limits; with a Redis URL, counts in Redis (feature `redis`).
-    /// Needs a Tokio runtime (the in-process counters are pruned by a task).
+    /// In process (and, with Redis and `fail_open`, while Redis cannot be reached) it counts in `counters`,
+    /// which outlive a configuration reload: a reload neither resets a caller's count nor grants a new burst.
     pub fn new(
         settings: &Settings,
         servers: HashMap<String, ServerLimits>,
+        counters: &Counters,
     ) -> Result<Self, String> {
         let (backend, fallback): (Arc<dyn Backend>, _) = match &settings.redis_url {
-            None => (local::Local::start(), None),
+            None => (counters.0.clone(), None),
             Some(url) => {
                 let fallback =
-                    (settings.on_redis_error == OnRedisError::FailOpen).then(local::Local::start);
+                    (settings.on_redis_error == OnRedisError::FailOpen).then(|| counters.0.clone());
                 (redis_backend(url)?, fallback)
             }
         };

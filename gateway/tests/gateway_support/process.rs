@@ -86,6 +86,31 @@ impl GatewayProcess {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Sends the process `SIGHUP` (`kill -HUP PID`): it reloads its configuration.
+    pub fn hang_up(&self) {
+        let pid = self.child.id().expect("the gateway still runs");
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -HUP {pid}: {status}");
+    }
+
+    /// Waits (up to 30 s) until standard error holds `needle` at least `count` times; returns standard error.
+    pub async fn wait_for_log(&self, needle: &str, count: usize) -> String {
+        for _ in 0..300 {
+            let log = self.stderr();
+            if log.matches(needle).count() >= count {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{needle:?} not logged {count} times within 30 s:\n{}",
+            self.stderr()
+        );
+    }
+
     /// Stops the process and waits for it.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
