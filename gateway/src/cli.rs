@@ -201,6 +201,13 @@ pub struct Cli {
     #[arg(long, value_name = "CHANNEL", env = "MCP_GATEWAY_REVOCATION_LISTEN")]
     pub revocation_listen: Option<String>,
 
+    /// With an OpenTelemetry endpoint (OTEL_EXPORTER_OTLP_ENDPOINT): start a new trace for every request
+    /// instead of continuing the client's W3C `traceparent`; the client's `traceparent` and `tracestate` are
+    /// then not forwarded either.
+    #[cfg(feature = "otel")]
+    #[arg(long, env = "MCP_GATEWAY_OTEL_IGNORE_CLIENT_TRACE")]
+    pub otel_ignore_client_trace: bool,
+
     /// Run the demo upstream (`demo`, passthrough) in the same process, beside any other upstream.
     #[arg(long, env = "MCP_GATEWAY_DEMO")]
     pub demo: bool,

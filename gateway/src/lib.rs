@@ -24,6 +24,8 @@ pub mod reload;
 pub mod resource_server;
 mod route;
 mod sessions;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 pub mod tls;
 mod tools;
 
@@ -165,7 +167,7 @@ fn cors(origins: &origin::Origins) -> CorsLayer {
 
 /// Builds the gateway for a listener already bound to `addr`; with [`Options::demo`], starts the demo upstream.
 /// What the process holds once (the demo upstream, the TLS acceptor, the metrics recorder and listener) is set
-/// up here; the app is built by [`app`], again for each reloaded configuration.
+/// up here; the app is built again for each reloaded configuration ([`reload::Reloader`]).
 pub async fn prepare(options: Options, addr: SocketAddr) -> Result<Prepared, String> {
     let demo = if options.demo {
         Some(demo::start(DEMO_TOKEN).await.map_err(|e| e.to_string())?)

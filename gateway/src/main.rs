@@ -14,6 +14,9 @@ use mcp_gateway as app;
 use std::io::Write;
 
 use tokio::net::TcpListener;
+#[cfg(not(feature = "otel"))]
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{layer::SubscriberExt, Layer};
 
 fn demo_help(base: &str) -> String {
     let init = r#"'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"0"}}}'"#;
@@ -79,16 +82,32 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // The request spans are the exporter's; the log lines stay as they are without it.
+    #[cfg(feature = "otel")]
+    let filter = filter.add_directive(app::telemetry::unlogged());
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: in a log file they are noise, and writing them costs CPU per line.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_filter(filter);
+    let subscriber = tracing_subscriber::registry().with(logs);
+    #[cfg(not(feature = "otel"))]
+    subscriber.init();
+    #[cfg(feature = "otel")]
+    let telemetry = app::telemetry::init(subscriber).unwrap_or_else(|message| {
+        eprintln!("{message}");
+        std::process::exit(2);
+    });
     // `--help`, `--version` and malformed flags end here, as clap prints and exits for them.
     let cli = <app::cli::Cli as clap::Parser>::parse();
+    #[cfg(feature = "otel")]
+    let client_context = if cli.otel_ignore_client_trace {
+        app::telemetry::ClientContext::Ignored
+    } else {
+        app::telemetry::ClientContext::Trusted
+    };
     let options = match options(cli.clone()) {
         Ok(options) => options,
         Err(message) => {
@@ -113,6 +132,11 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    #[cfg(feature = "otel")]
+    let prepared = match telemetry {
+        Some(_) => app::telemetry::traced(prepared, client_context),
+        None => prepared,
+    };
     for warning in &prepared.warnings {
         tracing::warn!("{warning}");
     }
@@ -130,7 +154,12 @@ async fn main() {
     }
     let _ = stdout.flush();
     drop(stdout);
-    if let Err(error) = app::run(prepared, listener, shutdown_signal()).await {
+    let served = app::run(prepared, listener, shutdown_signal()).await;
+    #[cfg(feature = "otel")]
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    if let Err(error) = served {
         eprintln!("server error: {error}");
         std::process::exit(1);
     }

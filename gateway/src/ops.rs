@@ -118,9 +118,37 @@ fn refused(status: StatusCode) -> &'static str {
 }
 
 /// How the caller of a logged exchange was admitted: formatted only when the line is written.
-enum Auth {
+pub enum Auth {
     Outcome(AuthOutcome),
     Other(&'static str),
+}
+
+impl Auth {
+    /// What `response` says of its caller: the handler's outcome, or one read from the status.
+    pub fn of(response: &Response) -> Self {
+        match response.extensions().get::<Option<AuthOutcome>>() {
+            Some(Some(outcome)) => Self::Outcome(outcome.clone()),
+            Some(None) => Self::Other("none"),
+            None => Self::Other(refused(response.status())),
+        }
+    }
+
+    /// How the caller was admitted without who, nor which token: `key`, `jwt`, `passthrough`, a caller and
+    /// `+passthrough`, or the outcome of a refused exchange.
+    #[cfg(feature = "otel")]
+    pub fn kind(&self) -> &'static str {
+        // A caller's description starts with `key:` for a gateway key and `jwt` for a JWT.
+        let caller = |id: &str| if id.starts_with("key:") { "key" } else { "jwt" };
+        match self {
+            Self::Outcome(AuthOutcome::Caller(id)) => caller(id),
+            Self::Outcome(AuthOutcome::Passthrough(_)) => "passthrough",
+            Self::Outcome(AuthOutcome::CallerAndPassthrough(id, _)) => match caller(id) {
+                "key" => "key+passthrough",
+                _ => "jwt+passthrough",
+            },
+            Self::Other(other) => other,
+        }
+    }
 }
 
 impl fmt::Display for Auth {
@@ -145,9 +173,9 @@ struct Entry {
 const MAX_LOGGED_NAME: usize = 128;
 
 /// One field of every MCP call of an exchange, comma-separated; `-` for an exchange without calls.
-struct Calls<'a>(
-    Option<&'a McpOutcome>,
-    fn(&tower_mcp_auth::mcp::CallOutcome) -> Option<&str>,
+pub struct Calls<'a>(
+    pub Option<&'a McpOutcome>,
+    pub fn(&tower_mcp_auth::mcp::CallOutcome) -> Option<&str>,
 );
 
 impl fmt::Display for Calls<'_> {
@@ -241,14 +269,10 @@ pub async fn access_log(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request.uri().path().to_owned();
-    let mut response = next.run(request).await;
+    let response = next.run(request).await;
     let status = response.status();
     let mcp = response.extensions().get::<McpOutcome>().cloned();
-    let auth = match response.extensions_mut().remove::<Option<AuthOutcome>>() {
-        Some(Some(outcome)) => Auth::Outcome(outcome),
-        Some(None) => Auth::Other("none"),
-        None => Auth::Other(refused(status)),
-    };
+    let auth = Auth::of(&response);
     response.map(|inner| {
         Body::new(Logged {
             inner,

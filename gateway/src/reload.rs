@@ -1,4 +1,4 @@
-//! Configuration reload: what the process sets up once ([`Process`]), what it rebuilds from every new
+//! Configuration reload: what the process sets up once (`Process`), what it rebuilds from every new
 //! configuration (the app: key store, caches, revocation watcher, upstream clients, tool policy), and the swap
 //! between them.
 //!
