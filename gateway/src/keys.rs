@@ -248,6 +248,7 @@ impl Validator for KeyStore {
 #[cfg(feature = "postgres")]
 mod database {
     use std::{
+        num::NonZeroU32,
         sync::{
             atomic::{AtomicBool, Ordering},
             Arc,
@@ -258,7 +259,7 @@ mod database {
     use sha2::{Digest, Sha256};
     use sqlx::postgres::{PgPool, PgPoolOptions};
     use tower_mcp_auth::{
-        permissions::{KeyIdentity, Upstreams},
+        permissions::{KeyIdentity, RpmLimits, Upstreams},
         validators::{
             config_server_id, Cache, KeyInfo, LiteLlmKeys, LiteLlmRevocations, TrustGate,
         },
@@ -392,6 +393,15 @@ mod database {
             }
         });
         let prefix: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        KeyIdentity::new(format!("{display}#{prefix}"), upstreams)
+        // LiteLLM's limits, as the gateway enforces them (`limits`): a limit that is not a positive number of
+        // requests per minute is none, as in LiteLLM.
+        let rpm = |limit: Option<i64>| {
+            limit
+                .and_then(|rpm| u32::try_from(rpm.min(i64::from(u32::MAX))).ok())
+                .and_then(NonZeroU32::new)
+        };
+        let team = info.team_id.zip(rpm(info.team_rpm_limit));
+        let limits = RpmLimits::new(rpm(info.rpm_limit), team);
+        KeyIdentity::new(format!("{display}#{prefix}"), upstreams).with_rpm_limits(limits)
     }
 }

@@ -466,3 +466,106 @@ async fn litellm_rows_as_litellm_writes_them_through_two_gateway_processes() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litellm_rpm_limits_of_the_key_and_of_its_team_are_enforced() {
+    let Ok(database) = std::env::var(URL_VAR) else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped litellm_rpm_limits_of_the_key_and_of_its_team_are_enforced: {URL_VAR} is not set \
+             (run under scripts/with-postgres.sh)"
+        );
+        return;
+    };
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&database)
+        .await
+        .unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let tag = format!("rpm{}{nanos}", std::process::id());
+    let upstream = Recorder::start(|_| answer(StatusCode::OK, &[], "{}")).await;
+    let k = |label: &str| format!("sk-{label}-{tag}");
+    let (limited, team_a, team_b, free) = (k("limited"), k("team-a"), k("team-b"), k("free"));
+    let team_id = format!("team-rpm-{tag}");
+    // As `/team/new` and `/key/generate` store `rpm_limit`: the key's column, the team's column.
+    team(&pool, &team_id, None).await;
+    exec(
+        &pool,
+        r#"UPDATE "LiteLLM_TeamTable" SET rpm_limit = 3 WHERE team_id = $1"#,
+        &team_id,
+    )
+    .await;
+    for (key_text, team) in [
+        (&limited, None),
+        (&team_a, Some(team_id.as_str())),
+        (&team_b, Some(team_id.as_str())),
+        (&free, None),
+    ] {
+        key(&pool, key_text, team, None, &[], None).await;
+    }
+    exec(
+        &pool,
+        &format!(r#"UPDATE "LiteLLM_VerificationToken" SET rpm_limit = 2 WHERE token = {TOKEN}"#),
+        &limited,
+    )
+    .await;
+    let config = temp_file(
+        "config.yaml",
+        &format!(
+            "mcp_servers:\n  open:\n    url: \"{}\"\n    allow_all_keys: true\n\
+             general_settings:\n  database_url: os.environ/GATEWAY_TEST_DATABASE_URL\n",
+            upstream.url("/mcp")
+        ),
+    );
+    let args: Vec<String> = [
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let gateway =
+        GatewayProcess::start(&args, &[("GATEWAY_TEST_DATABASE_URL", database.as_str())]).await;
+
+    // The key's own limit: 2 a minute (one more only after 30 s, far beyond this loop).
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(status(&gateway, "open", &limited).await);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    // The team's limit: 3 a minute across both of its keys.
+    let mut admitted = 0;
+    for key in [&team_a, &team_b, &team_a, &team_b, &team_a, &team_b] {
+        if status(&gateway, "open", key).await == StatusCode::OK {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 3, "the team's keys share its 3 requests a minute");
+    // A key without limits is not held back by the others.
+    for _ in 0..5 {
+        assert_eq!(status(&gateway, "open", &free).await, StatusCode::OK);
+    }
+    assert_eq!(
+        upstream.seen().len(),
+        2 + 3 + 5,
+        "refused requests never reached the upstream"
+    );
+    let log = gateway.stderr();
+    for key in [&limited, &team_a, &team_b, &free] {
+        assert!(!log.contains(key.as_str()), "a key in the log");
+    }
+    gateway.stop().await;
+}

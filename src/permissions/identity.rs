@@ -2,10 +2,13 @@
 
 use std::{fmt, sync::Arc};
 
-use super::upstreams::{UpstreamAccess, Upstreams};
+use super::{
+    rpm::RpmLimits,
+    upstreams::{UpstreamAccess, Upstreams},
+};
 
 /// The identity of a gateway key that carries its permissions: a display name and the [`Upstreams`] the key
-/// may use. Cloning it is two reference-count increments.
+/// may use, and the [`RpmLimits`] its issuer set. Cloning it allocates nothing (reference counts only).
 ///
 /// ```
 /// use tower_mcp_auth::permissions::{KeyIdentity, UpstreamAccess, Upstreams};
@@ -19,6 +22,7 @@ use super::upstreams::{UpstreamAccess, Upstreams};
 pub struct KeyIdentity {
     name: Arc<str>,
     upstreams: Upstreams,
+    rpm_limits: RpmLimits,
 }
 
 impl KeyIdentity {
@@ -27,7 +31,19 @@ impl KeyIdentity {
         Self {
             name: name.into(),
             upstreams,
+            rpm_limits: RpmLimits::default(),
         }
+    }
+
+    /// The same identity with the requests per minute its issuer allows (none by default).
+    pub fn with_rpm_limits(mut self, limits: RpmLimits) -> Self {
+        self.rpm_limits = limits;
+        self
+    }
+
+    /// The requests per minute its issuer allows.
+    pub fn rpm_limits(&self) -> &RpmLimits {
+        &self.rpm_limits
     }
 
     /// The identity's name.

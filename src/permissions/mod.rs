@@ -44,6 +44,7 @@
 
 mod identity;
 mod layer;
+mod rpm;
 mod tools;
 mod upstreams;
 
@@ -51,5 +52,6 @@ pub use identity::KeyIdentity;
 pub use layer::{
     PathSegment, RequireUpstream, RequireUpstreamFuture, RequireUpstreamLayer, TargetUpstream,
 };
+pub use rpm::RpmLimits;
 pub use tools::Tools;
 pub use upstreams::{UpstreamAccess, Upstreams};

@@ -1,6 +1,7 @@
 //! Rate limits: requests per minute (and a burst) per caller, per caller on an upstream, and per caller and
 //! tool, from the config file (`gateway_settings.rate_limits.per_caller`, `mcp_servers.NAME.rate_limit`,
-//! `mcp_servers.NAME.tool_rate_limits`).
+//! `mcp_servers.NAME.tool_rate_limits`); and, with LiteLLM's key table, the `rpm_limit` of the key and of its
+//! team (shared by the team's keys), as LiteLLM sets them (`RpmLimits` of the caller's identity).
 //!
 //! [`enforce`] is one step of the request path: after admission and after the JSON-RPC view (method and tool)
 //! is known, before the relay. It counts every POST carrying at least one JSON-RPC request (a call with an
@@ -73,6 +74,14 @@ impl Rate {
         Ok(Self { per_minute, burst })
     }
 
+    /// `rpm` requests per minute, as many at once: LiteLLM's `rpm_limit`, a count per minute.
+    pub fn per_minute(rpm: NonZeroU32) -> Self {
+        Self {
+            per_minute: rpm,
+            burst: rpm,
+        }
+    }
+
     /// The time between two requests once the burst is spent.
     fn interval(self) -> Duration {
         Duration::from_secs(60) / self.per_minute.get()
@@ -138,6 +147,10 @@ pub enum Scope {
     Upstream,
     /// A caller's calls of one tool.
     Tool,
+    /// A key, at the `rpm_limit` its issuer set.
+    Key,
+    /// Every key of a team, at the team's `rpm_limit`.
+    Team,
 }
 
 impl Scope {
@@ -147,6 +160,8 @@ impl Scope {
             Self::Caller => "caller",
             Self::Upstream => "upstream",
             Self::Tool => "tool",
+            Self::Key => "key",
+            Self::Team => "team",
         }
     }
 }
@@ -325,6 +340,15 @@ impl Limiter {
         }
         if let Some(rate) = self.0.per_caller {
             buckets.push(Bucket::new(Scope::Caller, &[&identity], rate));
+        }
+        if let Some(Caller::Key(key)) = caller.map(Authenticated::identity) {
+            let limits = key.rpm_limits();
+            if let Some(rpm) = limits.key() {
+                buckets.push(Bucket::new(Scope::Key, &[&identity], Rate::per_minute(rpm)));
+            }
+            if let Some((team, rpm)) = limits.team() {
+                buckets.push(Bucket::new(Scope::Team, &[team], Rate::per_minute(rpm)));
+            }
         }
         buckets
     }

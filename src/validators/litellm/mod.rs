@@ -36,11 +36,11 @@ const KEY_PREFIX: &str = "sk-";
 /// stores `DateTime` as UTC in `timestamp(3)`).
 const LOOKUP: &str = r#"SELECT k.key_alias, k.user_id, k.team_id, k.organization_id, k.models, k.metadata,
        EXTRACT(EPOCH FROM k.expires)::double precision AS expires, k.spend, k.max_budget, k.blocked,
-       k.allowed_routes,
+       k.allowed_routes, k.rpm_limit,
        kp.mcp_servers AS key_mcp_servers, kp.mcp_access_groups AS key_mcp_access_groups,
        kp.mcp_tool_permissions AS key_mcp_tool_permissions, kp.blocked_tools AS key_blocked_tools,
        t.team_id AS team_found, t.blocked AS team_blocked, t.spend AS team_spend,
-       t.max_budget AS team_max_budget,
+       t.max_budget AS team_max_budget, t.rpm_limit AS team_rpm_limit,
        tp.mcp_servers AS team_mcp_servers, tp.mcp_access_groups AS team_mcp_access_groups,
        tp.mcp_tool_permissions AS team_mcp_tool_permissions, tp.blocked_tools AS team_blocked_tools
   FROM "LiteLLM_VerificationToken" k
@@ -105,6 +105,10 @@ const DELETED: &str =
 /// `permissions` column, and user roles (LiteLLM's proxy admins see every server; give admins the master key
 /// or a key with `all-proxy-mcpservers`). The tables are found through the connection's `search_path`; the
 /// pool is yours, so enable sqlx's TLS features in your own manifest if the database needs TLS.
+///
+/// The `rpm_limit` of the key and of its team are read into [`KeyInfo::rpm_limit`] and
+/// [`KeyInfo::team_rpm_limit`] for a gateway to enforce (the `mcp-gateway` binary does); this crate counts no
+/// requests.
 ///
 /// Put a [`Cache`](super::Cache) in front, with the key's expiry capping the TTL:
 ///
@@ -410,6 +414,8 @@ impl Key {
                 expires: expires.and_then(epoch_seconds),
                 spend: row.try_get::<Option<f64>, _>("spend")?.unwrap_or_default(),
                 max_budget: row.try_get("max_budget")?,
+                rpm_limit: row.try_get("rpm_limit")?,
+                team_rpm_limit: row.try_get("team_rpm_limit")?,
                 master: false,
                 upstreams: Upstreams::only::<_, &str>([]),
             },
@@ -515,6 +521,10 @@ pub struct KeyInfo {
     pub spend: f64,
     /// The key's budget, if it has one.
     pub max_budget: Option<f64>,
+    /// The key's requests per minute (`rpm_limit`), if LiteLLM limits it.
+    pub rpm_limit: Option<i64>,
+    /// The requests per minute of the key's team (the team's `rpm_limit`), shared by every key of the team.
+    pub team_rpm_limit: Option<i64>,
     /// Whether this is LiteLLM's master key ([`LiteLlmKeys::master_key`]).
     pub master: bool,
     /// The MCP servers (gateway upstreams) the key may use, as LiteLLM computes them.
