@@ -1,9 +1,11 @@
-# Shared by the wrk benchmarks (bench-http.sh, bench-cpu-nginx.sh); sourced from the repository root.
+# Shared by the wrk benchmarks (bench-http.sh, bench-cpu-nginx.sh, bench-limits.sh); sourced from the repository root.
 # Builds the benchmark servers ($BIN) and the gateway ($GATEWAY_BINARY), makes a scratch directory ($work) removed on exit with every server in $pids
 # killed, and provides `start`, `session` and the wrk arguments of the MCP tools/list load ($MCP_WRK).
 # shellcheck shell=bash
 
-cargo build --release -p mcp-gateway --example bench_server --bin mcp-gateway >&2
+# GATEWAY_FEATURES: the gateway's cargo features for this build (bench-limits.sh needs `redis`).
+cargo build --release -p mcp-gateway ${GATEWAY_FEATURES:+--features "$GATEWAY_FEATURES"} --example bench_server \
+    --bin mcp-gateway >&2
 BIN=${CARGO_TARGET_DIR:-target}/release/examples
 GATEWAY_BINARY=${CARGO_TARGET_DIR:-target}/release/mcp-gateway
 

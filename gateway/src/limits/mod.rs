@@ -53,6 +53,9 @@ pub const RATE_LIMITED: &str = "mcp.gateway.rate_limited";
 /// one of JSON-RPC's implementation-defined server errors (-32000 to -32099), beside the HTTP `429`.
 pub const RATE_LIMITED_CODE: i64 = -32029;
 
+/// The highest rate: one request a microsecond.
+const MAX_RPM: u32 = 60_000_000;
+
 /// Requests per minute and a burst: GCRA admits `burst` requests at once, then one every `60 s / per_minute`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Rate {
@@ -66,6 +69,12 @@ impl Rate {
     pub fn new(rpm: u32, burst: Option<u32>, path: &str) -> Result<Self, String> {
         let per_minute =
             NonZeroU32::new(rpm).ok_or_else(|| format!("{path}.rpm: must be more than zero"))?;
+        // Counters keep time in microseconds: a faster rate would be no limit at all.
+        if rpm > MAX_RPM {
+            return Err(format!(
+                "{path}.rpm: at most {MAX_RPM} (a million a second)"
+            ));
+        }
         let burst = match burst {
             None => per_minute,
             Some(burst) => NonZeroU32::new(burst)
@@ -74,8 +83,10 @@ impl Rate {
         Ok(Self { per_minute, burst })
     }
 
-    /// `rpm` requests per minute, as many at once: LiteLLM's `rpm_limit`, a count per minute.
+    /// `rpm` requests per minute, as many at once: LiteLLM's `rpm_limit`, a count per minute (at most
+    /// one a microsecond).
     pub fn per_minute(rpm: NonZeroU32) -> Self {
+        let rpm = rpm.min(NonZeroU32::new(MAX_RPM).expect("not zero"));
         Self {
             per_minute: rpm,
             burst: rpm,
@@ -488,6 +499,16 @@ mod tests {
             Rate::new(1, Some(0), "x").unwrap_err(),
             "x.burst: must be more than zero"
         );
+        // A microsecond is the counters' unit: no rate rounds down to no interval at all.
+        assert!(Rate::new(MAX_RPM + 1, None, "x")
+            .unwrap_err()
+            .starts_with("x.rpm: at most"));
+        assert_eq!(
+            Rate::new(MAX_RPM, None, "x").unwrap().interval(),
+            Duration::from_micros(1)
+        );
+        let huge = Rate::per_minute(NonZeroU32::new(u32::MAX).unwrap());
+        assert_eq!(huge.interval(), Duration::from_micros(1));
     }
 
     #[test]

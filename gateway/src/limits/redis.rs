@@ -49,7 +49,7 @@ for i, key in ipairs(KEYS) do
   tats[i] = next
 end
 for i, key in ipairs(KEYS) do
-  redis.call('SET', key, string.format('%d', tats[i]), 'PX', math.ceil((tats[i] - now) / 1000))
+  redis.call('SET', key, string.format('%d', tats[i]), 'PX', math.max(1, math.ceil((tats[i] - now) / 1000)))
 end
 return {0, 0}
 ";
