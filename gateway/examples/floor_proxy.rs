@@ -26,7 +26,8 @@ async fn main() {
             eprintln!("usage: floor_proxy http://UPSTREAM_HOST:PORT");
             std::process::exit(2);
         });
-    let (Some(scheme), Some(authority)) = (upstream.scheme().cloned(), upstream.authority().cloned())
+    let (Some(scheme), Some(authority)) =
+        (upstream.scheme().cloned(), upstream.authority().cloned())
     else {
         eprintln!("floor_proxy: the upstream URL must be absolute");
         std::process::exit(2);
@@ -36,7 +37,10 @@ async fn main() {
     let client: Client<_, Incoming> = Client::builder(TokioExecutor::new()).build(connector);
 
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    println!("listening on http://{}", listener.local_addr().expect("bound"));
+    println!(
+        "listening on http://{}",
+        listener.local_addr().expect("bound")
+    );
     let _ = std::io::stdout().flush();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");

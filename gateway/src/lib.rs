@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod config;
 pub mod conn;
+mod cors;
 pub mod demo;
 mod discovery;
 mod keys;
@@ -33,7 +34,7 @@ use std::{collections::HashMap, future::Future, io, net::SocketAddr, sync::Arc, 
 
 use axum::{
     body::Body,
-    http::{header, HeaderName, HeaderValue, Method, StatusCode, Uri},
+    http::{StatusCode, Uri},
     middleware,
     response::{IntoResponse, Response},
     routing::{any, get},
@@ -43,7 +44,6 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceBuilder;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_mcp_auth::{
     client_credentials::TakeClientCredentialsLayer, upstream::UpstreamConfig, McpAuthLayer,
     PassthroughPolicy,
@@ -130,39 +130,6 @@ fn metadata_url(public: &Uri, name: &str) -> String {
         public.authority().map_or("", |a| a.as_str()),
         public.path().trim_end_matches('/'),
     )
-}
-
-fn cors(origins: &origin::Origins) -> CorsLayer {
-    let mcp = |name| HeaderName::from_static(name);
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(
-            origins
-                .allowed()
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        ))
-        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::ACCEPT,
-            mcp("mcp-session-id"),
-            mcp("mcp-protocol-version"),
-            mcp("mcp-method"),
-            mcp("mcp-name"),
-            mcp("last-event-id"),
-            mcp("x-litellm-api-key"),
-            mcp("x-mcp-servers"),
-            mcp("x-mcp-auth"),
-        ])
-        .expose_headers([
-            header::WWW_AUTHENTICATE,
-            mcp("mcp-session-id"),
-            mcp("mcp-protocol-version"),
-            mcp("mcp-method"),
-            mcp("mcp-name"),
-        ])
-        .max_age(Duration::from_secs(600))
 }
 
 /// Builds the gateway for a listener already bound to `addr`; with [`Options::demo`], starts the demo upstream.
@@ -425,7 +392,7 @@ fn app(mut options: Options, process: &reload::Process) -> Result<Router, String
         .with_state(gateway)
         .merge(protected)
         .merge(ops)
-        .layer(cors(&origins))
+        .layer(cors::Cors::new(&origins))
         .layer(middleware::from_fn_with_state(origins, origin::check))
         .layer(middleware::from_fn(ops::access_log));
     Ok(app)

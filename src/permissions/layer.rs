@@ -5,6 +5,7 @@ use std::{
     future::Future,
     marker::PhantomData,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -45,14 +46,15 @@ where
 /// The rule of [`RequireUpstreamLayer::path_segment`]: the path segment after a prefix.
 #[derive(Clone, Debug)]
 pub struct PathSegment {
-    prefix: String,
+    // Shared: the service holding it is cloned for every request.
+    prefix: Arc<str>,
 }
 
 impl PathSegment {
     /// The segment right after `prefix` (`"/mcp/"`).
     pub fn new(prefix: &str) -> Self {
         Self {
-            prefix: prefix.to_owned(),
+            prefix: prefix.into(),
         }
     }
 }
@@ -61,7 +63,7 @@ impl TargetUpstream for PathSegment {
     /// The [`McpRoute`] an outer layer inserted, when the prefix is [`DEFAULT_ROUTE_PREFIX`] (the route was
     /// read once, the way the router reads it); else the path parsed under the prefix.
     fn target(&self, uri: &Uri, _: &HeaderMap, extensions: &Extensions) -> Option<String> {
-        if self.prefix == DEFAULT_ROUTE_PREFIX {
+        if &*self.prefix == DEFAULT_ROUTE_PREFIX {
             if let Some(route) = McpRoute::from_extensions(extensions) {
                 return Some(route.name().to_owned());
             }
@@ -72,7 +74,7 @@ impl TargetUpstream for PathSegment {
             // the first segment names: the whole rest is the target, a name no upstream has, so only a caller
             // that may use every upstream goes on.
             Err(RouteError::NotCanonical) => {
-                let rest = uri.path().strip_prefix(&self.prefix).unwrap_or(uri.path());
+                let rest = uri.path().strip_prefix(&*self.prefix).unwrap_or(uri.path());
                 Some(rest.to_ascii_lowercase())
             }
             Err(_) => None,
@@ -118,9 +120,9 @@ impl<I> RequireUpstreamLayer<I, PathSegment> {
     pub fn path_segment(prefix: &str) -> Self {
         // `/mcp` and `/mcp/` are one prefix.
         let prefix = if prefix.ends_with('/') {
-            prefix.to_owned()
+            prefix.into()
         } else {
-            format!("{prefix}/")
+            format!("{prefix}/").into()
         };
         Self::new(PathSegment { prefix })
     }
