@@ -76,6 +76,8 @@ pub struct Upstream {
     metadata_url: String,
     /// The gateway's URL of this route: `PUBLIC_URL/mcp/NAME`.
     resource: String,
+    /// The route's name as a metrics label, shared rather than copied per request.
+    label: ::metrics::SharedString,
 }
 
 /// Everything the handlers share.
@@ -306,6 +308,7 @@ fn app(mut options: Options, process: &reload::Process) -> Result<Router, String
                 )?,
                 metadata_url,
                 resource: resource(config.name()),
+                label: Arc::<str>::from(config.name()).into(),
                 config,
             };
             Ok((upstream.config.name().to_owned(), upstream))
@@ -329,13 +332,7 @@ fn app(mut options: Options, process: &reload::Process) -> Result<Router, String
     });
 
     let protected = Router::new()
-        .route(
-            "/mcp/{*rest}",
-            any(proxy::handle).layer(middleware::from_fn_with_state(
-                metrics::Upstreams::new(&names),
-                metrics::track,
-            )),
-        )
+        .route("/mcp/{*rest}", any(proxy::handle))
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::from_fn(route::confine))

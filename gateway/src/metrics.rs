@@ -6,17 +6,13 @@
 //! across replicas, unlike quantiles. With `--metrics-listen ADDR` this is served on that listener only, away
 //! from MCP clients; without it, on the public listener.
 
-use std::{
-    sync::{Arc, OnceLock},
-    time::Instant,
-};
+use std::{sync::OnceLock, time::Instant};
 
 use axum::{
-    extract::{Request, State},
-    http::{header, Method},
-    middleware::Next,
-    response::{IntoResponse, Response},
+    http::{header, Method, StatusCode},
+    response::IntoResponse,
 };
+use metrics::SharedString;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Per-upstream requests, by the OpenTelemetry HTTP client convention's name; counts, statuses and latency.
@@ -64,49 +60,31 @@ pub async fn scrape() -> impl IntoResponse {
     )
 }
 
-/// Records every request the relay handles (`route_layer` around the relay, inside authentication): the
-/// upstream's configured name, the method and the status the gateway answered with (the upstream's, or the
-/// gateway's 502/504 when it failed), and the time to the response head.
+/// Records one request the relay handled (called by the relay's handler, inside authentication): the upstream's
+/// configured name, the method and the status the gateway answered with (the upstream's, or the gateway's
+/// 502/504 when it failed), and the time to the response head.
 ///
-/// Labels come only from the configuration and a fixed list: a path naming no configured upstream is not
-/// recorded, and a method outside the ones MCP uses is `_OTHER` (OpenTelemetry's convention), so a client can
-/// neither grow the label set nor place a credential in it.
-pub async fn track(State(upstreams): State<Upstreams>, request: Request, next: Next) -> Response {
-    let upstream = super::route::of(&request)
-        .and_then(|route| {
-            upstreams
-                .0
-                .iter()
-                .find(|known| known.as_str() == route.name())
-        })
-        .cloned();
-    let method = match *request.method() {
+/// Labels come only from the configuration and a fixed list: `upstream` is a configured name (a path naming no
+/// configured upstream is not recorded), and a method outside the ones MCP uses is `_OTHER` (OpenTelemetry's
+/// convention), so a client can neither grow the label set nor place a credential in it.
+pub fn record_upstream(
+    upstream: SharedString,
+    method: &Method,
+    status: StatusCode,
+    started: Instant,
+) {
+    let method = match *method {
         Method::GET => "GET",
         Method::POST => "POST",
         Method::DELETE => "DELETE",
         Method::OPTIONS => "OPTIONS",
         _ => "_OTHER",
     };
-    let started = Instant::now();
-    let response = next.run(request).await;
-    if let Some(upstream) = upstream {
-        metrics::histogram!(
-            UPSTREAM_REQUESTS,
-            "upstream" => upstream,
-            "http.request.method" => method,
-            "http.response.status_code" => response.status().as_u16().to_string()
-        )
-        .record(started.elapsed().as_secs_f64());
-    }
-    response
-}
-
-/// The configured upstream names, the only values of the `upstream` label.
-#[derive(Clone)]
-pub struct Upstreams(Arc<[String]>);
-
-impl Upstreams {
-    pub fn new(names: &[String]) -> Self {
-        Self(names.into())
-    }
+    metrics::histogram!(
+        UPSTREAM_REQUESTS,
+        "upstream" => upstream,
+        "http.request.method" => method,
+        "http.response.status_code" => status.as_u16().to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
 }

@@ -5,7 +5,7 @@
 //! `Cookie`, `Host` and `Origin` stay behind. On the way back: `Set-Cookie` stays behind, a redirect never
 //! reveals the upstream's URL, and challenges point at the gateway's metadata.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{collections::HashSet, sync::Arc, time::Instant};
 
 use axum::{
     body::Body,
@@ -198,7 +198,15 @@ pub async fn handle(
         .map(|p| Sha256::digest(p.expose_token().as_bytes()).into());
     let outcome = AuthOutcome::of(identity.as_ref(), token_digest.as_ref());
     let owner = Owner::of(identity.as_ref(), token_digest);
+    let started = Instant::now();
+    let method = request.method().clone();
+    let label = route::of(&request)
+        .and_then(|route| gateway.upstreams.get(route.name()))
+        .map(|upstream| upstream.label.clone());
     let mut response = relay(&gateway, request, owner).await;
+    if let Some(label) = label {
+        super::metrics::record_upstream(label, &method, response.status(), started);
+    }
     response.extensions_mut().insert(outcome);
     response
 }
