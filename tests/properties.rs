@@ -314,7 +314,13 @@ fn check_invariants(case: &Case, answer: &Answer, seen: &[Seen], asked: &[String
         {
             let value = String::from_utf8_lossy(value);
             let words = value.split(' ').filter(|w| w.len() >= 7);
-            for word in words.filter(|w| !w.eq_ignore_ascii_case("bearer")) {
+            // The scheme's name is the layer's own vocabulary ("use Bearer"), with or without punctuation
+            // around it (`Bearer"` is found in a JSON string ending in "Bearer"); it is no credential.
+            let scheme = |w: &str| {
+                w.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+                    .eq_ignore_ascii_case("bearer")
+            };
+            for word in words.filter(|w| !scheme(w)) {
                 assert!(!answer.body.contains(word), "the answer echoes {word:?}");
                 for (_, header) in &answer.headers {
                     assert!(!String::from_utf8_lossy(header.as_bytes()).contains(word));
@@ -518,6 +524,30 @@ prop_compose! {
         }
         Case { method, path, key_header, headers, script }
     }
+}
+
+/// A case the generator once found: a bare scheme followed by a quote (`Bearer"`). The 401's own text ends a
+/// JSON string with "Bearer", which is the scheme's name, not an echoed credential.
+#[test]
+fn a_scheme_with_punctuation_is_not_an_echoed_credential() {
+    let valid = Behaviour {
+        act: Act::Valid,
+        latency_ms: 0,
+    };
+    let case = Case {
+        method: Method::POST,
+        path: "/mcp/atlassian".to_owned(),
+        key_header: KEY_HEADERS[0],
+        headers: vec![("authorization".to_owned(), b"Bearer\"".to_vec())],
+        script: Script {
+            pool: [valid; POOL.len()],
+            other: valid,
+        },
+    };
+    let (answer, seen, asked) = case.run();
+    assert_eq!(answer.status, 401);
+    check_invariants(&case, &answer, &seen, &asked);
+    check_against_model(&case, &answer, &seen, &asked);
 }
 
 proptest! {
