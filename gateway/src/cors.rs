@@ -28,8 +28,12 @@ use crate::origin::Origins;
 #[derive(Clone)]
 pub struct Cors {
     layer: Arc<CorsLayer>,
-    vary: HeaderValue,
 }
+
+/// The `Vary` value the CORS layer writes by default: its answer depends on these request headers.
+const VARY: HeaderValue = HeaderValue::from_static(
+    "origin, access-control-request-method, access-control-request-headers",
+);
 
 impl Cors {
     /// The CORS answers for `origins`: the MCP methods and headers, a 10-minute preflight cache.
@@ -66,10 +70,6 @@ impl Cors {
             .max_age(Duration::from_secs(600));
         Self {
             layer: Arc::new(layer),
-            // What the CORS layer writes by default: the answer depends on these request headers.
-            vary: HeaderValue::from_static(
-                "origin, access-control-request-method, access-control-request-headers",
-            ),
         }
     }
 }
@@ -97,7 +97,6 @@ pin_project! {
     pub struct AddVary<F> {
         #[pin]
         inner: F,
-        vary: Option<HeaderValue>,
     }
 }
 
@@ -110,9 +109,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = std::task::ready!(this.inner.poll(cx))?;
-        if let Some(vary) = this.vary.take() {
-            response.headers_mut().append(header::VARY, vary);
-        }
+        response.headers_mut().append(header::VARY, VARY);
         Poll::Ready(Ok(response))
     }
 }
@@ -141,7 +138,6 @@ where
         }
         Either::Right(AddVary {
             inner: self.inner.call(request),
-            vary: Some(self.cors.vary.clone()),
         })
     }
 }

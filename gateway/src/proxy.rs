@@ -198,15 +198,7 @@ pub async fn handle(
         .map(|p| Sha256::digest(p.expose_token().as_bytes()).into());
     let outcome = AuthOutcome::of(identity.as_ref(), token_digest.as_ref());
     let owner = Owner::of(identity.as_ref(), token_digest);
-    let started = Instant::now();
-    let method = request.method().clone();
-    let label = route::of(&request)
-        .and_then(|route| gateway.upstreams.get(route.name()))
-        .map(|upstream| upstream.label.clone());
     let mut response = relay(&gateway, request, owner).await;
-    if let Some(label) = label {
-        super::metrics::record_upstream(label, &method, response.status(), started);
-    }
     response.extensions_mut().insert(outcome);
     response
 }
@@ -228,6 +220,20 @@ async fn relay(gateway: &Gateway, request: Request, owner: Option<Owner>) -> Res
             "no such upstream MCP server",
         );
     };
+    let (started, method) = (Instant::now(), request.method().clone());
+    let response = relay_to(gateway, upstream, rest, request, owner).await;
+    super::metrics::record_upstream(upstream.label.clone(), &method, response.status(), started);
+    response
+}
+
+/// Relays `request` to `upstream`, `rest` being the path below the route.
+async fn relay_to(
+    gateway: &Gateway,
+    upstream: &Upstream,
+    rest: &str,
+    request: Request,
+    owner: Option<Owner>,
+) -> Response {
     let name = upstream.config.name();
     // The client holds a sealed id; the upstream gets its own id back only when the seal opens for this caller
     // on this upstream. Anything else is what an unknown session gets, and the upstream is never contacted.
