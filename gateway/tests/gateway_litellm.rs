@@ -97,6 +97,36 @@ async fn exec(pool: &PgPool, sql: &str, bind: &str) {
     sqlx::query(sql).bind(bind).execute(pool).await.unwrap();
 }
 
+/// The test database (`scripts/with-postgres.sh`), a pool on it and a tag that keeps this run's rows apart.
+struct Database {
+    url: String,
+    pool: PgPool,
+    tag: String,
+}
+
+/// The test database, or `None` (the test says it is skipped and why) when `scripts/with-postgres.sh` did not
+/// start one.
+async fn database(test: &str, tag_prefix: &str) -> Option<Database> {
+    let Ok(url) = std::env::var(URL_VAR) else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped {test}: {URL_VAR} is not set (run under scripts/with-postgres.sh)"
+        );
+        return None;
+    };
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let tag = format!("{tag_prefix}{}{nanos}", std::process::id());
+    Some(Database { url, pool, tag })
+}
+
 async fn status(replica: &GatewayProcess, route: &str, key: &str) -> StatusCode {
     post_init(
         &format!("{}/mcp/{route}", replica.url()),
@@ -131,24 +161,18 @@ async fn refused_by_all(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn litellm_rows_as_litellm_writes_them_through_two_gateway_processes() {
-    let Ok(database) = std::env::var(URL_VAR) else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped litellm_rows_as_litellm_writes_them_through_two_gateway_processes: {URL_VAR} is not set \
-             (run under scripts/with-postgres.sh)"
-        );
+    let Some(Database {
+        url: database,
+        pool,
+        tag,
+    }) = database(
+        "litellm_rows_as_litellm_writes_them_through_two_gateway_processes",
+        "",
+    )
+    .await
+    else {
         return;
     };
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&database)
-        .await
-        .unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let tag = format!("{}{nanos}", std::process::id());
     let upstream = Recorder::start(|parts| {
         if parts.headers.contains_key("mcp-session-id") {
             answer(StatusCode::OK, &[], "{}")
@@ -469,24 +493,18 @@ async fn litellm_rows_as_litellm_writes_them_through_two_gateway_processes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn litellm_rpm_limits_of_the_key_and_of_its_team_are_enforced() {
-    let Ok(database) = std::env::var(URL_VAR) else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped litellm_rpm_limits_of_the_key_and_of_its_team_are_enforced: {URL_VAR} is not set \
-             (run under scripts/with-postgres.sh)"
-        );
+    let Some(Database {
+        url: database,
+        pool,
+        tag,
+    }) = database(
+        "litellm_rpm_limits_of_the_key_and_of_its_team_are_enforced",
+        "rpm",
+    )
+    .await
+    else {
         return;
     };
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&database)
-        .await
-        .unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let tag = format!("rpm{}{nanos}", std::process::id());
     let upstream = Recorder::start(|_| answer(StatusCode::OK, &[], "{}")).await;
     let k = |label: &str| format!("sk-{label}-{tag}");
     let (limited, team_a, team_b, free) = (k("limited"), k("team-a"), k("team-b"), k("free"));
