@@ -77,14 +77,6 @@ NGINX="http://127.0.0.1:$NGINX_PORT"
 GATEWAY_SESSION=$(session "$GATEWAY/mcp/demo")
 NGINX_SESSION=$(session "$NGINX/mcp")
 
-# CPU ticks (utime + stime) of the given processes, all threads.
-ticks() {
-    local total=0 pid
-    for pid in "$@"; do
-        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
-    done
-    echo "$total"
-}
 nginx_pids() { echo "$NGINX_MASTER" $(pgrep -P "$NGINX_MASTER"); }
 
 RESULTS="$work/results"

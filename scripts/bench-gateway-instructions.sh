@@ -23,40 +23,11 @@ REQUESTS=${REQUESTS:-200}
 if ! command -v valgrind >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
 fi
-cargo build --release -p mcp-gateway --example bench_server --example floor_proxy --bin mcp-gateway >&2
-TARGET=${CARGO_TARGET_DIR:-target}/release
-GATEWAY=${GATEWAY_BIN:-$TARGET/mcp-gateway}
+# shellcheck source=scripts/bench-lib.sh
+BENCH_EXAMPLES=floor_proxy source scripts/bench-lib.sh
+GATEWAY=${GATEWAY_BIN:-$GATEWAY_BINARY}
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/bench-gateway.XXXXXX")
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    if [ -n "${KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-# start LOG ARGS... : runs a server writing to LOG, waits (valgrind is slow to start) for its `listening on`
-# line, sets $URL and $PID.
-start() {
-    local log=$1
-    shift
-    "$@" >"$log" 2>"$log.err" &
-    PID=$!
-    pids+=("$PID")
-    for _ in $(seq 1 600); do
-        if grep -q '^listening on ' "$log"; then
-            URL=$(sed -n 's/^listening on //p' "$log" | head -n 1)
-            return
-        fi
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "server did not start: $*" >&2
-    cat "$log.err" >&2
-    exit 1
-}
-
-start "$work/upstream.log" "$TARGET/examples/bench_server" mcp-upstream
+start "$BIN/bench_server" mcp-upstream
 UPSTREAM=$URL
 
 # drive URL HEADER... : one keep-alive connection: the session's set-up, then $REQUESTS x COUNT tools/list.
@@ -94,7 +65,7 @@ measure() {
     shift
     for n in 1 2; do
         out="$work/$label.$n.callgrind"
-        TOKIO_WORKER_THREADS=1 start "$work/$label.$n.log" valgrind --tool=callgrind --callgrind-out-file="$out" "$@"
+        TOKIO_WORKER_THREADS=1 start valgrind --tool=callgrind --callgrind-out-file="$out" "$@"
         drive "$URL$path" $((n * REQUESTS)) "${headers[@]}"
         kill -TERM "$PID"
         wait "$PID" || true
@@ -123,13 +94,12 @@ PY
 }
 
 echo "# $REQUESTS and $((2 * REQUESTS)) tools/list per proxy under callgrind (slow: a few minutes)" >&2
-BEARER='authorization: Bearer bench-oauth-token'
-measure floor /mcp "$BEARER" -- "$TARGET/examples/floor_proxy" "$UPSTREAM"
+measure floor /mcp "$TOKEN" -- "$BIN/floor_proxy" "$UPSTREAM"
 # shellcheck disable=SC2086
 GATEWAY_CMD=("$GATEWAY" --listen 127.0.0.1:0 --key sk-bench --upstream "demo=$UPSTREAM/mcp" --passthrough demo
     --upstream "keyed=$UPSTREAM/mcp" --upstream-auth "keyed=bearer_token:bench-oauth-token" ${GATEWAY_ARGS:-})
 measure gateway-key /mcp/keyed 'x-litellm-api-key: sk-bench' -- "${GATEWAY_CMD[@]}"
-measure gateway-passthrough /mcp/demo "$BEARER" -- "${GATEWAY_CMD[@]}"
+measure gateway-passthrough /mcp/demo "$TOKEN" -- "${GATEWAY_CMD[@]}"
 
 python3 - "$work/results" <<'PY'
 import sys

@@ -1,10 +1,13 @@
-# Shared by the wrk benchmarks (bench-http.sh, bench-cpu-nginx.sh, bench-limits.sh); sourced from the repository root.
+# Shared by the benchmark scripts (bench-http.sh, bench-cpu-nginx.sh, bench-limits.sh, bench-gateway-instructions.sh); sourced from the repository root.
 # Builds the benchmark servers ($BIN) and the gateway ($GATEWAY_BINARY), makes a scratch directory ($work) removed on exit with every server in $pids
-# killed, and provides `start`, `session` and the wrk arguments of the MCP tools/list load ($MCP_WRK).
+# killed, and provides `start`, `ticks`, `session` and the wrk arguments of the MCP tools/list load ($MCP_WRK).
 # shellcheck shell=bash
 
 # GATEWAY_FEATURES: the gateway's cargo features for this build (bench-limits.sh needs `redis`).
-cargo build --release -p mcp-gateway ${GATEWAY_FEATURES:+--features "$GATEWAY_FEATURES"} --example bench_server \
+# BENCH_EXAMPLES: further examples to build (bench-gateway-instructions.sh needs `floor_proxy`).
+examples=(--example bench_server)
+for example in ${BENCH_EXAMPLES:-}; do examples+=(--example "$example"); done
+cargo build --release -p mcp-gateway ${GATEWAY_FEATURES:+--features "$GATEWAY_FEATURES"} "${examples[@]}" \
     --bin mcp-gateway >&2
 BIN=${CARGO_TARGET_DIR:-target}/release/examples
 GATEWAY_BINARY=${CARGO_TARGET_DIR:-target}/release/mcp-gateway
@@ -17,21 +20,32 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start ARGS... : runs a server, waits for its `listening on` line, sets $URL and $PID.
+# start ARGS... : runs a server, waits (up to 60 s: a server under valgrind is slow to start) for its
+# `listening on` line, sets $URL and $PID.
 start() {
     local log="$work/$RANDOM.log"
     "$@" >"$log" 2>/dev/null &
     PID=$!
     pids+=("$PID")
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 600); do
         if grep -q '^listening on ' "$log"; then
             URL=$(sed -n 's/^listening on //p' "$log" | head -n 1)
             return
         fi
+        kill -0 "$PID" 2>/dev/null || break
         sleep 0.1
     done
     echo "server did not start: $*" >&2
     exit 1
+}
+
+# ticks PID... : CPU ticks (utime + stime) of the given processes, all threads.
+ticks() {
+    local total=0 pid
+    for pid in "$@"; do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    echo "$total"
 }
 
 TOKEN='authorization: Bearer bench-oauth-token'

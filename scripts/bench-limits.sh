@@ -53,14 +53,6 @@ gateway none ''
 gateway local "$LIMITS"
 gateway redis "${LIMITS}general_settings:\n  redis_url: redis://127.0.0.1:$REDIS_PORT\n"
 
-ticks() {
-    local total=0 pid
-    for pid in "$@"; do
-        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
-    done
-    echo "$total"
-}
-
 RESULTS="$work/results"
 # round LABEL URL PID : one wrk run; appends "LABEL ok_requests gateway_ticks redis_ticks rps" to $RESULTS.
 round() {
