@@ -26,7 +26,6 @@ use std::{
 use axum::{
     body::Body,
     http::{header, HeaderValue, Request, Response, Version},
-    Router,
 };
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
@@ -39,6 +38,8 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::Semaphore, time::Sleep};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
+
+use crate::stage::Answers;
 
 /// The default [`Limits::header_read_timeout`].
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,7 +116,7 @@ pub fn is_body_timeout(error: &(dyn StdError + 'static)) -> bool {
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    app: Router,
+    app: impl Answers,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
@@ -199,7 +200,7 @@ pub async fn serve(
 
 /// One exchange: the request body watched for its deadline and for being left unread, then the app's answer,
 /// with the rest of a left body drained or the connection marked for closing.
-async fn exchange(app: Router, request: Request<Incoming>, limits: Limits) -> Response<Body> {
+async fn exchange(app: impl Answers, request: Request<Incoming>, limits: Limits) -> Response<Body> {
     let http1 = request.version() <= Version::HTTP_11;
     let expects_continue = request
         .headers()

@@ -11,14 +11,10 @@
 //! pool's wait for a connection ([`ACQUIRE_TIMEOUT`]) is shorter than the layer's validation timeout, so an
 //! outage is the store's error (503), never a request held for the layer's full timeout.
 
+use crate::stage::{Answers, Next};
 use std::{fmt::Write as _, sync::Arc, time::Duration};
 
-use axum::{
-    extract::{Request, State},
-    http::StatusCode,
-    middleware::Next,
-    response::Response,
-};
+use axum::{extract::Request, http::StatusCode, response::Response};
 use futures_util::future::BoxFuture;
 use tower_mcp_auth::{
     permissions::{KeyIdentity, Tools, Upstreams},
@@ -177,10 +173,10 @@ impl KeyStore {
 /// the client's own token only when the key store does not know it. The auth layer drops one it recognises
 /// at once (static keys, or a key LiteLLM's cache has seen); this asks the store about the rest, so a second
 /// live key never travels upstream, cached or not. A store that cannot answer fails closed (503).
-pub async fn drop_second_key(
-    State(store): State<KeyStore>,
+pub async fn drop_second_key<S: Answers>(
+    store: KeyStore,
     mut request: Request,
-    next: Next,
+    next: Next<S>,
 ) -> Response {
     let second = request
         .extensions()

@@ -8,6 +8,7 @@
 //! [`resource_server`]), the MCP view and tool permissions (`tools`), the rate limits (`limits`), and finally
 //! the relay (`proxy`).
 
+mod app;
 pub mod cli;
 pub mod config;
 pub mod conn;
@@ -25,6 +26,7 @@ pub mod reload;
 pub mod resource_server;
 mod route;
 mod sessions;
+mod stage;
 #[cfg(feature = "otel")]
 pub mod telemetry;
 pub mod tls;
@@ -35,12 +37,13 @@ use std::{collections::HashMap, future::Future, io, net::SocketAddr, sync::Arc, 
 use axum::{
     body::Body,
     http::{StatusCode, Uri},
-    middleware,
     response::{IntoResponse, Response},
-    routing::{any, get},
+    routing::get,
     Json, Router,
 };
+use futures_util::FutureExt as _;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use stage::stage;
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceBuilder;
@@ -49,6 +52,7 @@ use tower_mcp_auth::{
     PassthroughPolicy,
 };
 
+pub use app::App;
 pub use config::Options;
 pub use sessions::SessionSecret;
 
@@ -96,7 +100,7 @@ pub struct Gateway {
 
 /// A gateway ready to serve: the router, how to serve it, plus what a caller may want to print.
 pub struct Prepared {
-    pub app: Router,
+    pub app: App,
     pub public_url: String,
     pub demo: Option<demo::DemoUpstream>,
     /// Present when serving HTTPS.
@@ -199,7 +203,7 @@ fn public_url(options: &Options, process: &reload::Process) -> Result<String, St
 
 /// The app `options` describe, for the process's listener: the key store and what it owns, the upstream
 /// clients, the tool policy, and the router over them.
-fn app(mut options: Options, process: &reload::Process) -> Result<Router, String> {
+fn app(mut options: Options, process: &reload::Process) -> Result<App, String> {
     if let Some(url) = &process.demo_url {
         let mut server = config::Server::new("demo", url, "--demo".to_owned())?;
         server.config = server.config.clone().with_passthrough(true);
@@ -331,42 +335,26 @@ fn app(mut options: Options, process: &reload::Process) -> Result<Router, String
         tools: tool_policy.clone(),
     });
 
-    let protected = Router::new()
-        .route("/mcp/{*rest}", any(proxy::handle))
-        .layer(
-            ServiceBuilder::new()
-                .layer(middleware::from_fn(route::confine))
-                .layer(middleware::from_fn_with_state(
-                    gateway.clone(),
-                    discovery::metadata::scope_hint,
-                ))
-                .layer(TakeClientCredentialsLayer::new().servers(&names))
-                .layer(auth)
-                .layer(middleware::from_fn_with_state(
-                    key_store.clone(),
-                    keys::drop_second_key,
-                ))
-                .layer(permissions::require_upstream())
-                .layer(middleware::from_fn_with_state(
-                    access,
-                    permissions::route_access,
-                ))
-                .layer(middleware::from_fn_with_state(
-                    tool_policy.clone(),
-                    tools::record,
-                ))
-                .layer(tools::Policy::request_layer(options.max_body))
-                .layer(tool_policy.require_tools())
-                .layer(middleware::from_fn_with_state(
-                    tool_policy,
-                    tools::require_scopes,
-                ))
-                .layer(middleware::from_fn_with_state(
-                    limiter.clone(),
-                    limits::enforce,
-                )),
-        )
-        .with_state(gateway.clone());
+    // The request path, outermost first; every step is a concrete service (no per-request boxing).
+    let relay = {
+        let gateway = gateway.clone();
+        tower::service_fn(move |request| proxy::handle(gateway.clone(), request).map(Ok))
+    };
+    let mcp = ServiceBuilder::new()
+        .layer(stage(gateway.clone(), discovery::metadata::scope_hint))
+        .layer(TakeClientCredentialsLayer::new().servers(&names))
+        .layer(auth)
+        .layer(stage(key_store.clone(), keys::drop_second_key))
+        .layer(stage::axum_body())
+        .layer(permissions::require_upstream())
+        .layer(stage(access, permissions::route_access))
+        .layer(stage(tool_policy.clone(), tools::record))
+        .layer(stage::axum_body())
+        .layer(tools::Policy::request_layer(options.max_body))
+        .layer(tool_policy.require_tools())
+        .layer(stage(tool_policy, tools::require_scopes))
+        .layer(stage(limiter.clone(), limits::enforce))
+        .service(relay);
     let mut ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz));
@@ -377,7 +365,7 @@ fn app(mut options: Options, process: &reload::Process) -> Result<Router, String
         keys: key_store.readiness(),
         limits: limiter,
     });
-    let app = Router::new()
+    let other = Router::new()
         .route(
             "/.well-known/oauth-protected-resource",
             get(discovery::metadata::handle_root),
@@ -387,19 +375,20 @@ fn app(mut options: Options, process: &reload::Process) -> Result<Router, String
             get(discovery::metadata::handle),
         )
         .with_state(gateway)
-        .merge(protected)
-        .merge(ops)
+        .merge(ops);
+    let app = ServiceBuilder::new()
+        .layer(stage((), ops::access_log))
+        .layer(stage(origins.clone(), origin::check))
         .layer(cors::Cors::new(&origins))
-        .layer(middleware::from_fn_with_state(origins, origin::check))
-        .layer(middleware::from_fn(ops::access_log));
-    Ok(app)
+        .service(app::Dispatch::new(mcp, other));
+    Ok(App::new(app))
 }
 
-/// Serves `app` on `listener` over plain HTTP, with the default [`conn::Limits`], until `shutdown` completes, then
-/// lets requests in flight finish.
+/// Serves `app` (an [`App`], or any service that always answers, such as an axum [`Router`]) on `listener` over
+/// plain HTTP, with the default [`conn::Limits`], until `shutdown` completes, then lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: impl stage::Answers,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     conn::serve(listener, None, app, conn::Limits::default(), shutdown).await

@@ -1,5 +1,6 @@
 //! Operations: `GET /healthz`, `GET /readyz`, and one access-log line per exchange when its response ends.
 
+use crate::stage::{Answers, Next};
 use std::{
     fmt,
     pin::Pin,
@@ -12,7 +13,6 @@ use axum::{
     body::Body,
     extract::{Request, State},
     http::{Method, StatusCode},
-    middleware::Next,
     response::{IntoResponse, Response},
     Json,
 };
@@ -265,7 +265,7 @@ impl Drop for Logged {
 
 /// Middleware: one access-log line per exchange (method, route without its query, status, duration, bytes,
 /// how the caller was admitted).
-pub async fn access_log(request: Request, next: Next) -> Response {
+pub async fn access_log<S: Answers>((): (), request: Request, next: Next<S>) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request.uri().path().to_owned();

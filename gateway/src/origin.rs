@@ -2,12 +2,12 @@
 //! loopback listener a `Host` that is neither a loopback name nor the public URL's host gets 421. Both run
 //! before authentication, so such a request never reaches a key store or an upstream.
 
+use crate::stage::{Answers, Next};
 use std::sync::Arc;
 
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::{header, StatusCode, Uri},
-    middleware::Next,
     response::Response,
 };
 
@@ -100,7 +100,7 @@ impl Origins {
 }
 
 /// Middleware: 403 for a foreign `Origin`, 421 for a foreign `Host` on a loopback listener.
-pub async fn check(State(origins): State<Arc<Origins>>, request: Request, next: Next) -> Response {
+pub async fn check<S: Answers>(origins: Arc<Origins>, request: Request, next: Next<S>) -> Response {
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         if !origins.allows(origin.as_bytes()) {
             return json_error(

@@ -9,12 +9,12 @@
 //! gateway key (as LiteLLM does); and JWT callers may be held to scopes (`required_scopes`: a step-up `403
 //! insufficient_scope` naming them) and to clients (`allowed_client_ids`: `403 access_denied`).
 
+use crate::stage::{Answers, Next};
 use std::{collections::HashMap, sync::Arc};
 
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::{header, HeaderValue, StatusCode},
-    middleware::Next,
     response::Response,
 };
 use tower_mcp_auth::{
@@ -33,7 +33,7 @@ pub fn require_upstream() -> RequireUpstreamLayer<Caller, PathSegment> {
 pub type Routes = Arc<HashMap<String, (RouteAccess, String)>>;
 
 /// Middleware, behind the auth layer: applies the [`RouteAccess`] of the route a path names.
-pub async fn route_access(State(routes): State<Routes>, request: Request, next: Next) -> Response {
+pub async fn route_access<S: Answers>(routes: Routes, request: Request, next: Next<S>) -> Response {
     let Some((access, metadata_url)) = route::of(&request).and_then(|r| routes.get(r.name()))
     else {
         return next.run(request).await;

@@ -9,7 +9,7 @@ use std::{collections::HashSet, sync::Arc, time::Instant};
 
 use axum::{
     body::Body,
-    extract::{Request, State},
+    extract::Request,
     http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode, Uri},
     response::Response,
 };
@@ -185,13 +185,10 @@ async fn read_body(parts: &Parts, body: Body, max: usize) -> Result<axum::body::
     })
 }
 
-/// The handler behind the auth layers for every `/mcp/...` path.
-pub async fn handle(
-    State(gateway): State<Arc<Gateway>>,
-    identity: Option<Authenticated<Caller>>,
-    passthrough: Option<OAuthPassthrough>,
-    request: Request,
-) -> Response {
+/// The end of the request path for every `/mcp/...` path, behind the auth layers: the relay.
+pub async fn handle(gateway: Arc<Gateway>, request: Request) -> Response {
+    let identity = request.extensions().get::<Authenticated<Caller>>().cloned();
+    let passthrough = request.extensions().get::<OAuthPassthrough>().cloned();
     // One digest of the passthrough token serves both the access log's fingerprint and the session owner.
     let token_digest: Option<[u8; 32]> = passthrough
         .as_ref()

@@ -11,19 +11,17 @@
 //! The listeners, the TLS acceptor, the demo upstream and the metrics recorder are the process's: a new
 //! configuration that changes them is applied otherwise, with a warning that those settings need a restart.
 
-use std::{
-    convert::Infallible,
-    net::SocketAddr,
-    path::PathBuf,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
-use axum::{extract::Request, response::Response, Router};
+use axum::{extract::Request, response::Response};
+use futures_util::future::BoxFuture;
 use tokio::sync::watch;
-use tower::{util::Oneshot, Service, ServiceExt as _};
 
-use crate::{conn::Limits, Options, SessionSecret};
+use crate::{
+    app::{App, Serve},
+    conn::Limits,
+    Options, SessionSecret,
+};
 
 /// Reloads: applied and refused, by `outcome`.
 const RELOADS: &str = "mcp_gateway.config.reloads";
@@ -103,12 +101,12 @@ impl Fixed {
 pub struct Reloader {
     process: Arc<Process>,
     fixed: Fixed,
-    current: Arc<watch::Sender<Router>>,
+    current: Arc<watch::Sender<App>>,
 }
 
 impl Reloader {
     /// Starts with `app`, built from `options` for `process`.
-    pub(crate) fn new(process: Process, options: &Options, app: Router) -> Self {
+    pub(crate) fn new(process: Process, options: &Options, app: App) -> Self {
         metrics::describe_counter!(
             RELOADS,
             "Configuration reloads, by outcome (applied, refused)"
@@ -127,8 +125,8 @@ impl Reloader {
 
     /// The app serving the current configuration: each request is handed to the app current when it
     /// arrives, and keeps it until its response ends.
-    pub fn app(&self) -> Router {
-        Router::new().fallback_service(Current(self.current.subscribe()))
+    pub fn app(&self) -> App {
+        App::of(Current(self.current.subscribe()))
     }
 
     /// Builds the app `options` describe and puts it in place of the running one; on error the running one
@@ -166,21 +164,12 @@ impl Reloader {
     }
 }
 
-/// The per-request service behind [`Reloader::app`].
-#[derive(Clone)]
-struct Current(watch::Receiver<Router>);
+/// What [`Reloader::app`] serves: each request is handed to the app current when it arrives.
+struct Current(watch::Receiver<App>);
 
-impl Service<Request> for Current {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Oneshot<Router, Request>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let app = self.0.borrow().clone();
-        app.oneshot(request)
+impl Serve for Current {
+    fn serve(&self, request: Request) -> BoxFuture<'static, Response> {
+        // The future owns what it needs of the app; the channel's lock is held only to start it.
+        self.0.borrow().serve(request)
     }
 }

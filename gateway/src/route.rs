@@ -2,30 +2,9 @@
 //! which every later layer — permissions, authentication per route, discovery, metrics and the relay — reads
 //! from the request's extensions instead of splitting the path again.
 
-use axum::{extract::Request, http::StatusCode, middleware::Next, response::Response};
-use tower_mcp_auth::route::{McpRoute, RouteError};
+use tower_mcp_auth::route::McpRoute;
 
-use super::json_error;
-
-/// Middleware, outside authentication: a path below `/mcp/` that is not canonical (dot segments, empty inner
-/// segments, a backslash, any percent-encoded byte) is a 400 whoever asks; a canonical one carries its
-/// [`McpRoute`] from here on.
-pub async fn confine(mut request: Request, next: Next) -> Response {
-    match McpRoute::parse(request.uri().path()) {
-        Ok(route) => {
-            request.extensions_mut().insert(route);
-            next.run(request).await
-        }
-        Err(RouteError::NotUnderPrefix) => next.run(request).await,
-        Err(_) => json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the path below /mcp/NAME must be canonical",
-        ),
-    }
-}
-
-/// The route [`confine`] read for `request`.
+/// The route the request path read for `request` ([`crate::app::Dispatch`]).
 pub fn of<B>(request: &axum::http::Request<B>) -> Option<&McpRoute> {
     McpRoute::from_extensions(request.extensions())
 }

@@ -11,9 +11,8 @@ use std::str::FromStr;
 
 use axum::{
     body::Body,
-    extract::{Request, State},
+    extract::Request,
     http::{HeaderName, Method},
-    middleware::Next,
     response::Response,
 };
 use http_body_util::BodyExt;
@@ -140,9 +139,11 @@ pub enum ClientContext {
 /// The gateway with a span per request to `/mcp/NAME` ([`span`]), outside every other layer.
 pub fn traced(prepared: Prepared, client: ClientContext) -> Prepared {
     Prepared {
-        app: prepared
-            .app
-            .layer(axum::middleware::from_fn_with_state(client, span)),
+        app: crate::App::new(
+            tower::ServiceBuilder::new()
+                .layer(crate::stage::stage(client, span))
+                .service(prepared.app),
+        ),
         ..prepared
     }
 }
@@ -155,10 +156,10 @@ pub fn unlogged() -> Directive {
 /// Middleware: one span per request to `/mcp/NAME`, the child of the client's trace context when it is
 /// [`ClientContext::Trusted`]; the request goes on with the gateway's span as its `traceparent` (the relay
 /// forwards it), and the span ends with the response body.
-pub async fn span(
-    State(client): State<ClientContext>,
+pub async fn span<S: crate::stage::Answers>(
+    client: ClientContext,
     mut request: Request,
-    next: Next,
+    next: crate::stage::Next<S>,
 ) -> Response {
     // Other paths (and non-canonical ones, which are refused) are not relayed.
     let Ok(route) = McpRoute::parse(request.uri().path()) else {

@@ -5,15 +5,15 @@
 //! module assembles them from the configuration (`allowed_tools`, `disallowed_tools`, `tool_scopes`, key
 //! grants `SERVER/TOOL`) and adds the gateway's step-up answer for JWT callers lacking a tool's scopes.
 
+use crate::stage::{Answers, Next};
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
 };
 
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::{header, HeaderValue, StatusCode},
-    middleware::Next,
     response::Response,
 };
 use tower_mcp_auth::{
@@ -153,10 +153,10 @@ fn step_up(held: &BTreeSet<&str>, needed: &[String], metadata_url: &str, tool: &
 /// Middleware inside authentication: a JWT caller calling a tool of `tool_scopes` without every scope it
 /// lists gets the step-up `403`; the upstream never sees the call. Gateway keys carry their own tool grants
 /// and passthrough tokens are the upstream's to judge, so neither is asked for scopes.
-pub async fn require_scopes(
-    State(policy): State<Policy>,
+pub async fn require_scopes<S: Answers>(
+    policy: Policy,
     request: Request,
-    next: Next,
+    next: Next<S>,
 ) -> Response {
     let (Some(mcp), Some(caller)) = (
         request.extensions().get::<McpRequest>(),
@@ -210,7 +210,7 @@ pub async fn require_scopes(
 /// is `other`, so clients cannot grow the label set.
 ///
 /// An answer the relay never gave (a refused call) gets the caller's description for the access log here.
-pub async fn record(State(policy): State<Policy>, request: Request, next: Next) -> Response {
+pub async fn record<S: Answers>(policy: Policy, request: Request, next: Next<S>) -> Response {
     let identity = request.extensions().get::<Authenticated<Caller>>().cloned();
     let passthrough = request.extensions().get::<OAuthPassthrough>().cloned();
     let mut response = next.run(request).await;

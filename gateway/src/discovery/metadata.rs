@@ -1,12 +1,12 @@
 //! The gateway's RFC 9728 protected-resource metadata for each passthrough route, built from the upstream's;
 //! with a JWT issuer (`--jwt-issuer`), for every route, naming that issuer first.
 
+use crate::stage::{Answers, Next};
 use std::sync::Arc;
 
 use axum::{
     extract::{Path, Request, State},
     http::{header, HeaderValue, StatusCode},
-    middleware::Next,
     response::{IntoResponse, Response},
     Json,
 };
@@ -112,10 +112,10 @@ pub async fn handle_root(State(gateway): State<Arc<Gateway>>) -> Response {
 
 /// Middleware on the `/mcp/` routes, outside authentication: the gateway's own 401 on a passthrough route gains
 /// the upstream's `scope` hint when its metadata lists `scopes_supported`.
-pub async fn scope_hint(
-    State(gateway): State<Arc<Gateway>>,
+pub async fn scope_hint<S: Answers>(
+    gateway: Arc<Gateway>,
     request: Request,
-    next: Next,
+    next: Next<S>,
 ) -> Response {
     let name = route::of(&request).map_or("", |route| route.name());
     let upstream = gateway

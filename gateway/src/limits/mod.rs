@@ -23,6 +23,7 @@ mod local;
 #[cfg(feature = "redis")]
 mod redis;
 
+use crate::stage::{Answers, Next};
 use std::{
     collections::{BTreeMap, HashMap},
     num::NonZeroU32,
@@ -31,9 +32,8 @@ use std::{
 };
 
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::{header, HeaderValue, StatusCode},
-    middleware::Next,
     response::{IntoResponse, Response},
     Json,
 };
@@ -435,7 +435,7 @@ fn outcome(mcp: &McpRequest, upstream: &str) -> McpOutcome {
 /// Middleware, the rate-limit step: inside admission and the JSON-RPC view, before the relay. A request within
 /// every limit that applies goes on; one beyond a limit gets the `429` of [`refusal`] and never reaches the
 /// upstream; while Redis cannot be reached, `fail_open` counts in process and `fail_closed` answers 503.
-pub async fn enforce(State(limiter): State<Limiter>, request: Request, next: Next) -> Response {
+pub async fn enforce<S: Answers>(limiter: Limiter, request: Request, next: Next<S>) -> Response {
     let Some(upstream) = super::route::of(&request).map(|r| r.name().to_owned()) else {
         return next.run(request).await;
     };
