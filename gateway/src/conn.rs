@@ -35,7 +35,11 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
 };
-use tokio::{net::TcpListener, sync::Semaphore, time::Sleep};
+use tokio::{
+    net::TcpListener,
+    sync::Semaphore,
+    time::{Instant, Sleep},
+};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
@@ -215,7 +219,8 @@ async fn exchange(app: impl Answers, request: Request<Incoming>, limits: Limits)
     let request = request.map(|body| {
         Body::new(Watched {
             inner: Some(body),
-            deadline: Box::pin(tokio::time::sleep(limits.body_read_timeout)),
+            deadline: Instant::now() + limits.body_read_timeout,
+            timer: None,
             read: 0,
             polled: false,
             state: state.clone(),
@@ -286,7 +291,11 @@ enum State {
 /// A request body with a deadline, which hands itself back to [`exchange`] when dropped before its end.
 struct Watched {
     inner: Option<Incoming>,
-    deadline: Pin<Box<Sleep>>,
+    /// The body's deadline, counted from its head.
+    deadline: Instant,
+    /// The timer for `deadline`, armed the first time the body is not all there: a body that arrives with its
+    /// head (nearly every MCP request) costs no timer.
+    timer: Option<Pin<Box<Sleep>>>,
     read: u64,
     polled: bool,
     state: Arc<Mutex<State>>,
@@ -311,7 +320,7 @@ impl http_body::Body for Watched {
             return Poll::Ready(None);
         };
         this.polled = true;
-        if this.deadline.is_elapsed() {
+        if this.timer.as_ref().is_some_and(|timer| timer.is_elapsed()) {
             return this.time_out();
         }
         match Pin::new(inner).poll_frame(cx) {
@@ -325,10 +334,16 @@ impl http_body::Body for Watched {
                 this.set(State::Ended);
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => this.time_out(),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let deadline = this.deadline;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => this.time_out(),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

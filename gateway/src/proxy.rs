@@ -59,6 +59,11 @@ fn merge_query(base: Option<&str>, client: Option<&str>) -> Option<String> {
 
 /// The upstream URI: its MCP endpoint, the rest of the gateway path below it, and the merged query.
 fn upstream_uri(base: &Uri, rest: &str, query: Option<&str>) -> Result<Uri, axum::http::Error> {
+    let base_path = base.path();
+    if rest.is_empty() && query.is_none() && (base_path == "/" || !base_path.ends_with('/')) {
+        // The endpoint itself, as configured (nearly every MCP request): shared, not rebuilt.
+        return Ok(base.clone());
+    }
     let mut path = base.path().trim_end_matches('/').to_owned();
     if !rest.is_empty() {
         path.push('/');
@@ -391,6 +396,31 @@ async fn relay_to(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_endpoint_itself_is_the_configured_uri_and_rests_join_it() {
+        for (base, rest, query, expected) in [
+            ("http://u:1/mcp", "", None, "http://u:1/mcp"),
+            ("http://u:1/mcp?k=1", "", None, "http://u:1/mcp?k=1"),
+            ("http://u:1/", "", None, "http://u:1/"),
+            ("http://u:1/mcp/", "", None, "http://u:1/mcp"),
+            ("http://u:1/mcp", "", Some("a=1"), "http://u:1/mcp?a=1"),
+            (
+                "http://u:1/mcp?k=1",
+                "b/c",
+                Some("k=2&a=1"),
+                "http://u:1/mcp/b/c?k=1&a=1",
+            ),
+            ("http://u:1", "x", None, "http://u:1/x"),
+        ] {
+            let base: Uri = base.parse().unwrap();
+            assert_eq!(
+                upstream_uri(&base, rest, query).unwrap().to_string(),
+                expected,
+                "{base} + {rest:?} ? {query:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_upstream_query_wins() {
