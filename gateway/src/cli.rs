@@ -208,6 +208,12 @@ pub struct Cli {
     #[arg(long, env = "MCP_GATEWAY_OTEL_IGNORE_CLIENT_TRACE")]
     pub otel_ignore_client_trace: bool,
 
+    /// Where the access line of each exchange goes: `stderr` (formatted by the gateway, in the log's text
+    /// format; the default), `tracing` (an event of target `gateway::access` with the same fields, for the
+    /// installed subscriber), or `off`. `RUST_LOG` filters the line either way.
+    #[arg(long, value_name = "TO", env = "MCP_GATEWAY_ACCESS_LOG", value_enum)]
+    pub access_log: Option<crate::access_log::AccessLog>,
+
     /// Run the demo upstream (`demo`, passthrough) in the same process, beside any other upstream.
     #[arg(long, env = "MCP_GATEWAY_DEMO")]
     pub demo: bool,

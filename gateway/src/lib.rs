@@ -8,6 +8,7 @@
 //! [`resource_server`]), the MCP view and tool permissions (`tools`), the rate limits (`limits`), and finally
 //! the relay (`proxy`).
 
+mod access_log;
 mod app;
 pub mod cli;
 pub mod config;
@@ -52,6 +53,7 @@ use tower_mcp_auth::{
     PassthroughPolicy,
 };
 
+pub use access_log::AccessLog;
 pub use app::App;
 pub use config::Options;
 pub use sessions::SessionSecret;
@@ -338,7 +340,9 @@ fn app(mut options: Options, process: &reload::Process) -> Result<App, String> {
     // The request path, outermost first; every step is a concrete service (no per-request boxing).
     let relay = {
         let gateway = gateway.clone();
-        tower::service_fn(move |request| proxy::handle(gateway.clone(), request).map(Ok))
+        // Boxed: the relay's future is the largest of the path, and every step above would otherwise move it
+        // (a memcpy of kilobytes per step and request); a box makes each move a pointer's.
+        tower::service_fn(move |request| proxy::handle(gateway.clone(), request).boxed().map(Ok))
     };
     let mcp = ServiceBuilder::new()
         .layer(stage(gateway.clone(), discovery::metadata::scope_hint))
@@ -377,7 +381,7 @@ fn app(mut options: Options, process: &reload::Process) -> Result<App, String> {
         .with_state(gateway)
         .merge(ops);
     let app = ServiceBuilder::new()
-        .layer(stage((), ops::access_log))
+        .layer(stage(options.access_log, access_log::access_log))
         .layer(stage(origins.clone(), origin::check))
         .layer(cors::Cors::new(&origins))
         .service(app::Dispatch::new(mcp, other));

@@ -20,8 +20,8 @@ use tower_mcp_auth::{
 };
 
 use super::{
+    access_log::AuthOutcome,
     json_error,
-    ops::AuthOutcome,
     resource_server::Caller,
     route,
     sessions::{self, Owner, SESSION_HEADER},

@@ -32,7 +32,7 @@ use tracing_subscriber::{
 };
 
 use super::{
-    ops::{Auth, Calls},
+    access_log::{Auth, Calls},
     Prepared,
 };
 

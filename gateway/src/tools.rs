@@ -27,7 +27,7 @@ use tower_mcp_auth::{
 
 use sha2::{Digest, Sha256};
 
-use super::{config::Server, json_error, ops::AuthOutcome, resource_server::Caller};
+use super::{access_log::AuthOutcome, config::Server, json_error, resource_server::Caller};
 
 /// The MCP calls counted by `/metrics`, by upstream, method, tool and outcome.
 pub const MCP_CALLS: &str = "mcp.gateway.calls";

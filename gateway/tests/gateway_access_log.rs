@@ -156,3 +156,113 @@ async fn every_mcp_call_has_an_audit_line_naming_method_tool_caller_and_rule() {
         "only the allowed call reached the upstream"
     );
 }
+
+/// The access lines of a binary started with `extra` arguments and `env`, after the same three exchanges
+/// (admitted with the key, refused, and a tool call refused by the key's tool list): each line without its
+/// timestamp and duration, sorted, and the timestamps.
+async fn binary_lines(
+    extra: &[&str],
+    env: &[(&str, &str)],
+    expected: usize,
+) -> (Vec<String>, Vec<String>) {
+    let upstream = Recorder::start(ok_upstream()).await;
+    let mut arguments = args(&[
+        ("--key", KEY),
+        ("--key", "sk-access-echo-only=keyed/echo"),
+        ("--upstream", &format!("keyed={}", upstream.url("/mcp"))),
+        (
+            "--upstream-auth",
+            "keyed=bearer_token:gateway-own-credential",
+        ),
+    ]);
+    arguments.extend(extra.iter().map(|a| (*a).to_owned()));
+    let gw = process::GatewayProcess::start(&arguments, env).await;
+    let url = format!("{}/mcp/keyed", gw.url());
+    assert_eq!(
+        post_init(&url, &[("x-litellm-api-key", KEY)]).await.status,
+        200
+    );
+    assert_eq!(
+        post_init(&url, &[("x-litellm-api-key", "sk-wrong-key")])
+            .await
+            .status,
+        401
+    );
+    let call =
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{}}}"#;
+    let refused = send(
+        axum::http::Method::POST,
+        &url,
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2025-11-25"),
+            ("x-litellm-api-key", "sk-access-echo-only"),
+        ],
+        bytes::Bytes::from_static(call.as_bytes()),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::OK);
+    let log = if expected > 0 {
+        gw.wait_for_log("gateway::access", expected).await
+    } else {
+        // Nothing to wait for; a reload's line, logged after the exchanges ended, marks the time by which
+        // their lines would have been written (a later one could only let this pass wrongly, never fail it).
+        gw.hang_up();
+        gw.wait_for_log("configuration reloaded", 1).await
+    };
+    for secret in [
+        KEY,
+        "sk-wrong-key",
+        "sk-access-echo-only",
+        "gateway-own-credential",
+    ] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+    let mut lines = Vec::new();
+    let mut stamps = Vec::new();
+    for line in log.lines().filter(|l| l.contains("gateway::access")) {
+        let (stamp, rest) = line.split_once(' ').unwrap();
+        stamps.push(stamp.to_owned());
+        let rest: Vec<&str> = rest
+            .split(' ')
+            .filter(|field| !field.starts_with("duration_ms="))
+            .collect();
+        lines.push(rest.join(" "));
+    }
+    lines.sort();
+    (lines, stamps)
+}
+
+#[tokio::test]
+async fn the_binary_writes_the_line_of_the_tracing_event_itself_and_none_when_off_or_filtered() {
+    let (written, stamps) = binary_lines(&[], &[], 3).await;
+    let (traced, traced_stamps) = binary_lines(&["--access-log", "tracing"], &[], 3).await;
+    assert_eq!(written.len(), 3, "{written:#?}");
+    // The same text, field for field, whichever writes it.
+    assert_eq!(written, traced);
+    for part in [
+        " INFO gateway::access: exchange method=POST route=/mcp/keyed status=200 bytes=",
+        "auth=key:key-",
+        "mcp_outcome=refused:caller_tools",
+        "status=401",
+        "complete=true",
+    ] {
+        assert!(
+            written.iter().any(|l| l.contains(part)),
+            "{part}: {written:#?}"
+        );
+    }
+    // `2026-12-04T04:48:56.555559Z`, as tracing's own timestamps.
+    for stamp in stamps.iter().chain(&traced_stamps) {
+        let shape: String = stamp
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '0' } else { c })
+            .collect();
+        assert_eq!(shape, "0000-00-00T00:00:00.000000Z", "{stamp}");
+    }
+    let (off, _) = binary_lines(&["--access-log", "off"], &[], 0).await;
+    assert!(off.is_empty(), "{off:#?}");
+    let (filtered, _) = binary_lines(&[], &[("RUST_LOG", "info,gateway::access=off")], 0).await;
+    assert!(filtered.is_empty(), "{filtered:#?}");
+}

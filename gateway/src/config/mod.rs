@@ -124,6 +124,8 @@ pub struct Options {
     /// Rate limits beyond the upstreams' own, and where they are counted (`gateway_settings.rate_limits`,
     /// `general_settings.redis_url`, else the environment's `REDIS_URL`).
     pub rate_limits: crate::limits::Settings,
+    /// Where access lines go (`--access-log`).
+    pub access_log: crate::access_log::AccessLog,
     /// Run the demo upstream in the same process.
     pub demo: bool,
     /// Things worth a warning at start-up (such as unknown config fields).
@@ -185,6 +187,7 @@ impl Options {
             allow_insecure_auth_server: cli.allow_insecure_auth_server,
             jwt_allow_any_typ: cli.jwt_allow_any_typ,
             rate_limits: crate::limits::Settings::default(),
+            access_log: cli.access_log.unwrap_or_default(),
             demo: cli.demo,
             warnings: Vec::new(),
         };
@@ -443,6 +446,7 @@ impl fmt::Debug for Options {
                 &self.allow_insecure_auth_server,
             )
             .field("rate_limits", &self.rate_limits)
+            .field("access_log", &self.access_log)
             .field("demo", &self.demo)
             .finish()
     }

@@ -27,9 +27,12 @@ use mcp_gateway as app;
 pub const KEY: &str = "sk-gateway-test-key";
 pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"test","version":"0"}}}"#;
 
-/// Starts a gateway on a loopback port from `args` (and `options` edits); returns its address.
+/// Starts a gateway on a loopback port from `args` (and `options` edits); returns its address. Its access lines
+/// are `tracing` events (`--access-log tracing`), which a test captures with its subscriber; the binary's own
+/// default, lines it formats itself, is tested through the binary (gateway_access_log.rs).
 pub async fn gateway_with(args: &[String], edit: impl FnOnce(&mut app::Options)) -> SocketAddr {
     let mut options = app::Options::parse(args.iter().cloned(), None).unwrap();
+    options.access_log = app::AccessLog::Tracing;
     edit(&mut options);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

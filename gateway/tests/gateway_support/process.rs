@@ -24,7 +24,8 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Starts the binary with `args` and `env`; waits (up to 30 s) for it to listen.
+    /// Starts the binary with `args` and `env` (`RUST_LOG=info` unless `env` says otherwise); waits (up to 30 s)
+    /// for it to listen.
     pub async fn start(args: &[String], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(BINARY);
         for (name, _) in std::env::vars() {
@@ -34,8 +35,8 @@ impl GatewayProcess {
         }
         let mut child = command
             .args(args)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

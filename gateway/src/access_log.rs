@@ -1,0 +1,357 @@
+//! The access log: one line per exchange, when its response ends (method, route without its query, status,
+//! duration, bytes, how the caller was admitted, and the MCP calls with their outcome).
+//!
+//! By default ([`AccessLog::Stderr`]) the gateway formats the line itself into a per-thread buffer, with the
+//! second of its timestamp formatted once per second, and writes it to standard error in one write, in the
+//! same text the log's other lines have (`TIMESTAMP  INFO gateway::access: exchange method=... complete=...`);
+//! the log filter (`RUST_LOG`) still decides whether it is written. [`AccessLog::Tracing`] makes it a
+//! `tracing` event with the same fields instead, for a subscriber of the operator's choice (JSON, OpenTelemetry
+//! logs): the same line, at several times the cost.
+
+use std::{
+    cell::{Cell, RefCell},
+    fmt::{self, Write as _},
+    io::Write as _,
+    pin::Pin,
+    task::{Context, Poll},
+    time::{Duration, Instant, SystemTime},
+};
+
+use axum::{
+    body::Body,
+    extract::Request,
+    http::{Method, StatusCode},
+    response::Response,
+};
+use bytes::Bytes;
+use http_body::{Body as _, Frame, SizeHint};
+use tower_mcp_auth::{mcp::McpOutcome, Authenticated, Fingerprint};
+
+use crate::{
+    resource_server::Caller,
+    stage::{Answers, Next},
+};
+
+/// The `tracing` target of access lines (and of the filter directive that silences them).
+pub const TARGET: &str = "gateway::access";
+
+/// Where access lines go (`--access-log`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccessLog {
+    /// Formatted by the gateway and written to standard error, as the log's other lines are.
+    #[default]
+    Stderr,
+    /// As `tracing` events of target `gateway::access`, for the subscriber installed.
+    Tracing,
+    /// Not written.
+    Off,
+}
+
+/// How the caller of an exchange was admitted, for the access log: never a credential, at most a fingerprint.
+#[derive(Clone, Debug)]
+pub enum AuthOutcome {
+    /// `key:IDENTITY` or `jwt:SUBJECT`.
+    Caller(String),
+    Passthrough(String),
+    CallerAndPassthrough(String, String),
+}
+
+impl AuthOutcome {
+    /// `token_digest` is the SHA-256 digest of the passthrough token, if any; the log shows its fingerprint
+    /// (the first eight hex digits, as [`Fingerprint`] shows a credential).
+    pub fn of(
+        identity: Option<&Authenticated<Caller>>,
+        token_digest: Option<&[u8; 32]>,
+    ) -> Option<Self> {
+        let token = token_digest.map(|d| Fingerprint::from_digest(d).to_string());
+        match (identity.map(|a| a.identity().describe()), token) {
+            (Some(id), Some(token)) => Some(Self::CallerAndPassthrough(id, token)),
+            (Some(id), None) => Some(Self::Caller(id)),
+            (None, Some(token)) => Some(Self::Passthrough(token)),
+            (None, None) => None,
+        }
+    }
+}
+
+impl fmt::Display for AuthOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Caller(id) => write!(f, "{id}"),
+            Self::Passthrough(token) => write!(f, "passthrough:{token}"),
+            Self::CallerAndPassthrough(id, token) => write!(f, "{id}+passthrough:{token}"),
+        }
+    }
+}
+
+/// The outcome of an exchange the handler never saw, read from its status.
+fn refused(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => "challenged",
+        StatusCode::FORBIDDEN => "refused",
+        StatusCode::SERVICE_UNAVAILABLE => "key_store_unavailable",
+        s if s.is_client_error() => "rejected",
+        _ => "none",
+    }
+}
+
+/// How the caller of a logged exchange was admitted: formatted only when the line is written.
+pub enum Auth {
+    Outcome(AuthOutcome),
+    Other(&'static str),
+}
+
+impl Auth {
+    /// What `response` says of its caller: the handler's outcome, or one read from the status.
+    pub fn of(response: &Response) -> Self {
+        match response.extensions().get::<Option<AuthOutcome>>() {
+            Some(Some(outcome)) => Self::Outcome(outcome.clone()),
+            Some(None) => Self::Other("none"),
+            None => Self::Other(refused(response.status())),
+        }
+    }
+
+    /// How the caller was admitted without who, nor which token: `key`, `jwt`, `passthrough`, a caller and
+    /// `+passthrough`, or the outcome of a refused exchange.
+    #[cfg(feature = "otel")]
+    pub fn kind(&self) -> &'static str {
+        // A caller's description starts with `key:` for a gateway key and `jwt` for a JWT.
+        let caller = |id: &str| if id.starts_with("key:") { "key" } else { "jwt" };
+        match self {
+            Self::Outcome(AuthOutcome::Caller(id)) => caller(id),
+            Self::Outcome(AuthOutcome::Passthrough(_)) => "passthrough",
+            Self::Outcome(AuthOutcome::CallerAndPassthrough(id, _)) => match caller(id) {
+                "key" => "key+passthrough",
+                _ => "jwt+passthrough",
+            },
+            Self::Other(other) => other,
+        }
+    }
+}
+
+impl fmt::Display for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Outcome(outcome) => outcome.fmt(f),
+            Self::Other(other) => f.write_str(other),
+        }
+    }
+}
+
+struct Entry {
+    to: AccessLog,
+    method: Method,
+    route: String,
+    status: StatusCode,
+    auth: Auth,
+    started: Instant,
+    mcp: Option<McpOutcome>,
+}
+
+/// The longest tool or resource name the log repeats; a longer one is cut (it is the client's text).
+const MAX_LOGGED_NAME: usize = 128;
+
+/// One field of every MCP call of an exchange, comma-separated; `-` for an exchange without calls.
+pub struct Calls<'a>(
+    pub Option<&'a McpOutcome>,
+    pub fn(&tower_mcp_auth::mcp::CallOutcome) -> Option<&str>,
+);
+
+impl fmt::Display for Calls<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(outcome) = self.0 else {
+            return f.write_str("-");
+        };
+        for (i, call) in outcome.calls().iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            let value = (self.1)(call).unwrap_or("-");
+            let cut = value
+                .char_indices()
+                .nth(MAX_LOGGED_NAME)
+                .map_or(value, |(at, _)| &value[..at]);
+            // Escaped: the client chose these strings.
+            write!(f, "{}", cut.escape_debug())?;
+        }
+        Ok(())
+    }
+}
+
+/// A response body that counts its bytes and writes the access-log line when it ends or is dropped.
+struct Logged {
+    inner: Body,
+    bytes: u64,
+    entry: Option<Entry>,
+}
+
+impl Logged {
+    fn log(&mut self, ended: bool) {
+        let Some(entry) = self.entry.take() else {
+            return;
+        };
+        let upstream = entry.mcp.as_ref().map_or("-", |m| m.upstream());
+        let (method, name, outcome) = (
+            Calls(entry.mcp.as_ref(), |c| c.method.as_deref()),
+            Calls(entry.mcp.as_ref(), |c| c.name.as_deref()),
+            Calls(entry.mcp.as_ref(), |c| Some(c.decision.as_str())),
+        );
+        let duration_ms = entry.started.elapsed().as_millis() as u64;
+        match entry.to {
+            AccessLog::Off => {}
+            AccessLog::Tracing => tracing::info!(
+                target: TARGET,
+                method = %entry.method,
+                route = %entry.route,
+                status = entry.status.as_u16(),
+                duration_ms,
+                bytes = self.bytes,
+                auth = %entry.auth,
+                mcp_upstream = %upstream,
+                mcp_method = %method,
+                mcp_name = %name,
+                mcp_outcome = %outcome,
+                complete = ended,
+                "exchange"
+            ),
+            AccessLog::Stderr => {
+                if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+                    return;
+                }
+                LINE.with_borrow_mut(|line| {
+                    line.clear();
+                    timestamp(line, SystemTime::now());
+                    // The fields in the order, and with the spelling, of the `tracing` event above.
+                    let _ = writeln!(
+                        line,
+                        "  INFO {TARGET}: exchange method={} route={} status={} duration_ms={duration_ms} \
+                         bytes={} auth={} mcp_upstream={upstream} mcp_method={method} mcp_name={name} \
+                         mcp_outcome={outcome} complete={ended}",
+                        entry.method,
+                        entry.route,
+                        entry.status.as_u16(),
+                        self.bytes,
+                        entry.auth,
+                    );
+                    // One write per line, as the log's other lines; a full or closed stderr loses the line.
+                    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+                });
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The line being written, kept per thread so no line allocates once the buffer has grown.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The second last formatted (since the epoch) and its text, `YYYY-MM-DDTHH:MM:SS`.
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// Appends `now` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, microseconds), as the log's other lines show it; the
+/// part up to the second is formatted once per second and thread.
+fn timestamp(line: &mut String, now: SystemTime) {
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since.as_secs();
+    let (cached, mut text) = SECOND.get();
+    if cached != seconds {
+        let formatted = humantime::format_rfc3339_seconds(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(seconds),
+        )
+        .to_string();
+        text.copy_from_slice(&formatted.as_bytes()[..19]);
+        SECOND.set((seconds, text));
+    }
+    line.push_str(std::str::from_utf8(&text).unwrap_or("1970-01-01T00:00:00"));
+    let _ = write!(line, ".{:06}Z", since.subsec_micros());
+}
+
+impl http_body::Body for Logged {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            Poll::Ready(None) => self.log(true),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let ended = self.inner.is_end_stream();
+        self.log(ended);
+    }
+}
+
+/// The outermost stage: the access line of each exchange, written to `to` when its response body ends (or is
+/// dropped before its end: `complete=false`).
+pub async fn access_log<S: Answers>(to: AccessLog, request: Request, next: Next<S>) -> Response {
+    if to == AccessLog::Off {
+        return next.run(request).await;
+    }
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let mcp = response.extensions().get::<McpOutcome>().cloned();
+    let auth = Auth::of(&response);
+    response.map(|inner| {
+        Body::new(Logged {
+            inner,
+            bytes: 0,
+            entry: Some(Entry {
+                to,
+                method,
+                route,
+                status,
+                auth,
+                started,
+                mcp,
+            }),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_with_microseconds_and_the_cached_second_moves_on() {
+        let at = |s: u64, micros: u64| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(s) + Duration::from_micros(micros)
+        };
+        let mut line = String::new();
+        timestamp(&mut line, at(1_764_822_536, 555_559));
+        assert_eq!(line, "2025-12-04T04:28:56.555559Z");
+        line.clear();
+        timestamp(&mut line, at(1_764_822_536, 7));
+        assert_eq!(line, "2025-12-04T04:28:56.000007Z");
+        line.clear();
+        timestamp(&mut line, at(1_764_822_537, 0));
+        assert_eq!(line, "2025-12-04T04:28:57.000000Z");
+        line.clear();
+        timestamp(&mut line, at(951_782_400, 1));
+        assert_eq!(line, "2000-02-29T00:00:00.000001Z");
+    }
+}
