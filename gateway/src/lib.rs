@@ -82,8 +82,8 @@ pub struct Upstream {
     metadata_url: String,
     /// The gateway's URL of this route: `PUBLIC_URL/mcp/NAME`.
     resource: String,
-    /// The route's name as a metrics label, shared rather than copied per request.
-    label: ::metrics::SharedString,
+    /// The requests relayed to it, as a metric.
+    requests: metrics::UpstreamRequests,
 }
 
 /// Everything the handlers share.
@@ -314,7 +314,7 @@ fn app(mut options: Options, process: &reload::Process) -> Result<App, String> {
                 )?,
                 metadata_url,
                 resource: resource(config.name()),
-                label: Arc::<str>::from(config.name()).into(),
+                requests: metrics::UpstreamRequests::new(config.name()),
                 config,
             };
             Ok((upstream.config.name().to_owned(), upstream))

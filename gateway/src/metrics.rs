@@ -6,13 +6,17 @@
 //! across replicas, unlike quantiles. With `--metrics-listen ADDR` this is served on that listener only, away
 //! from MCP clients; without it, on the public listener.
 
-use std::{sync::OnceLock, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock, PoisonError, RwLock},
+    time::Instant,
+};
 
 use axum::{
     http::{header, Method, StatusCode},
     response::IntoResponse,
 };
-use metrics::SharedString;
+use metrics::{Histogram, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Per-upstream requests, by the OpenTelemetry HTTP client convention's name; counts, statuses and latency.
@@ -60,31 +64,60 @@ pub async fn scrape() -> impl IntoResponse {
     )
 }
 
-/// Records one request the relay handled (called by the relay's handler, inside authentication): the upstream's
-/// configured name, the method and the status the gateway answered with (the upstream's, or the gateway's
-/// 502/504 when it failed), and the time to the response head.
-///
-/// Labels come only from the configuration and a fixed list: `upstream` is a configured name (a path naming no
-/// configured upstream is not recorded), and a method outside the ones MCP uses is `_OTHER` (OpenTelemetry's
-/// convention), so a client can neither grow the label set nor place a credential in it.
-pub fn record_upstream(
+/// The request histogram of one upstream, one handle per method and status, registered on first use: the
+/// facade's macro would build the key, allocate its labels and look it up in the recorder's registry per request;
+/// a handle records with none of that.
+pub struct UpstreamRequests {
     upstream: SharedString,
-    method: &Method,
-    status: StatusCode,
-    started: Instant,
-) {
-    let method = match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        _ => "_OTHER",
-    };
-    metrics::histogram!(
-        UPSTREAM_REQUESTS,
-        "upstream" => upstream,
-        "http.request.method" => method,
-        "http.response.status_code" => status.as_u16().to_string()
-    )
-    .record(started.elapsed().as_secs_f64());
+    histograms: RwLock<HashMap<(&'static str, StatusCode), Histogram>>,
+}
+
+impl UpstreamRequests {
+    /// The histograms of the upstream configured as `upstream`.
+    pub fn new(upstream: &str) -> Self {
+        Self {
+            upstream: Arc::<str>::from(upstream).into(),
+            histograms: RwLock::default(),
+        }
+    }
+
+    /// Records one request the relay handled (called by the relay's handler, inside authentication): the
+    /// method and the status the gateway answered with (the upstream's, or the gateway's 502/504 when it failed),
+    /// and the time to the response head.
+    ///
+    /// Labels come only from the configuration and a fixed list: `upstream` is a configured name (a path naming
+    /// no configured upstream is not recorded), and a method outside the ones MCP uses is `_OTHER`
+    /// (OpenTelemetry's convention), so a client can neither grow the label set (beyond the statuses HTTP has)
+    /// nor place a credential in it.
+    pub fn record(&self, method: &Method, status: StatusCode, started: Instant) {
+        let method = match *method {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::DELETE => "DELETE",
+            Method::OPTIONS => "OPTIONS",
+            _ => "_OTHER",
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let key = (method, status);
+        let known = self
+            .histograms
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        let histogram = known.unwrap_or_else(|| {
+            let histogram = metrics::histogram!(
+                UPSTREAM_REQUESTS,
+                "upstream" => self.upstream.clone(),
+                "http.request.method" => method,
+                "http.response.status_code" => status.as_u16().to_string()
+            );
+            self.histograms
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key, histogram.clone());
+            histogram
+        });
+        histogram.record(seconds);
+    }
 }

@@ -224,7 +224,9 @@ async fn relay(gateway: &Gateway, request: Request, owner: Option<Owner>) -> Res
     };
     let (started, method) = (Instant::now(), request.method().clone());
     let response = relay_to(gateway, upstream, rest, request, owner).await;
-    super::metrics::record_upstream(upstream.label.clone(), &method, response.status(), started);
+    upstream
+        .requests
+        .record(&method, response.status(), started);
     response
 }
 

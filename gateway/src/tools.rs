@@ -25,6 +25,7 @@ use tower_mcp_auth::{
     Authenticated, OAuthPassthrough,
 };
 
+use metrics::SharedString;
 use sha2::{Digest, Sha256};
 
 use super::{access_log::AuthOutcome, config::Server, json_error, resource_server::Caller};
@@ -74,8 +75,10 @@ struct Route {
     tools: Tools,
     scopes: BTreeMap<String, Vec<String>>,
     metadata_url: String,
-    /// The tool names the metrics label takes for this upstream.
-    labels: BTreeSet<String>,
+    /// The upstream's name as a metrics label.
+    label: SharedString,
+    /// The tool names the metrics label takes for this upstream, as labels.
+    labels: BTreeMap<String, SharedString>,
 }
 
 /// The tool policy of every upstream.
@@ -93,11 +96,16 @@ impl Policy {
                     .named()
                     .map(str::to_owned)
                     .chain(s.tool_scopes.keys().cloned())
+                    .map(|tool| {
+                        let label = Arc::<str>::from(tool.as_str()).into();
+                        (tool, label)
+                    })
                     .collect();
                 let route = Route {
                     tools: s.tools.clone(),
                     scopes: s.tool_scopes.clone(),
                     metadata_url: metadata_url(s.name()),
+                    label: Arc::<str>::from(s.name()).into(),
                     labels,
                 };
                 (s.name().to_owned(), route)
@@ -222,8 +230,10 @@ pub async fn record<S: Answers>(policy: Policy, request: Request, next: Next<S>)
         response.extensions_mut().insert(outcome);
     }
     if let Some(outcome) = response.extensions().get::<McpOutcome>() {
-        let route = policy.0.get_key_value(outcome.upstream());
-        let upstream = route.map_or("other", |(name, _)| name.as_str());
+        let route = policy.0.get(outcome.upstream());
+        // Shared labels: a reference count each, never a copy per call.
+        let other = || SharedString::const_str("other");
+        let upstream = route.map_or_else(other, |r| r.label.clone());
         for call in outcome.calls() {
             let method = call
                 .method
@@ -236,16 +246,16 @@ pub async fn record<S: Answers>(policy: Policy, request: Request, next: Next<S>)
                     "response"
                 });
             let tool = match call.name.as_deref() {
-                None => "",
+                None => SharedString::const_str(""),
                 Some(tool) => route
-                    .and_then(|(_, r)| r.labels.get(tool))
-                    .map_or("other", String::as_str),
+                    .and_then(|r| r.labels.get(tool).cloned())
+                    .unwrap_or_else(other),
             };
             metrics::counter!(
                 MCP_CALLS,
-                "upstream" => upstream.to_owned(),
+                "upstream" => upstream.clone(),
                 "method" => method,
-                "tool" => tool.to_owned(),
+                "tool" => tool,
                 "outcome" => call.decision.as_str()
             )
             .increment(1);
