@@ -8,6 +8,7 @@
 
 use std::{
     collections::HashMap,
+    hash::Hash,
     sync::{Arc, OnceLock, PoisonError, RwLock},
     time::Instant,
 };
@@ -64,12 +65,40 @@ pub async fn scrape() -> impl IntoResponse {
     )
 }
 
-/// The request histogram of one upstream, one handle per method and status, registered on first use: the
-/// facade's macro would build the key, allocate its labels and look it up in the recorder's registry per request;
-/// a handle records with none of that.
+/// Metric handles by label values, each registered on first use: the facade's macros build the key, allocate
+/// its labels and look it up in the recorder's registry on every call; a kept handle records with none of that.
+pub struct Handles<K, H>(RwLock<HashMap<K, H>>);
+
+impl<K, H> Default for Handles<K, H> {
+    fn default() -> Self {
+        Self(RwLock::default())
+    }
+}
+
+impl<K: Hash + Eq, H: Clone> Handles<K, H> {
+    /// The handle of `key`, registered by `register` the first time.
+    pub fn get(&self, key: K, register: impl FnOnce(&K) -> H) -> H {
+        let known = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        known.unwrap_or_else(|| {
+            let handle = register(&key);
+            self.0
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key, handle.clone());
+            handle
+        })
+    }
+}
+
+/// The request histogram of one upstream, one handle per method and status ([`Handles`]).
 pub struct UpstreamRequests {
     upstream: SharedString,
-    histograms: RwLock<HashMap<(&'static str, StatusCode), Histogram>>,
+    histograms: Handles<(&'static str, StatusCode), Histogram>,
 }
 
 impl UpstreamRequests {
@@ -77,7 +106,7 @@ impl UpstreamRequests {
     pub fn new(upstream: &str) -> Self {
         Self {
             upstream: Arc::<str>::from(upstream).into(),
-            histograms: RwLock::default(),
+            histograms: Handles::default(),
         }
     }
 
@@ -98,25 +127,13 @@ impl UpstreamRequests {
             _ => "_OTHER",
         };
         let seconds = started.elapsed().as_secs_f64();
-        let key = (method, status);
-        let known = self
-            .histograms
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .cloned();
-        let histogram = known.unwrap_or_else(|| {
-            let histogram = metrics::histogram!(
+        let histogram = self.histograms.get((method, status), |&(method, status)| {
+            metrics::histogram!(
                 UPSTREAM_REQUESTS,
                 "upstream" => self.upstream.clone(),
                 "http.request.method" => method,
                 "http.response.status_code" => status.as_u16().to_string()
-            );
-            self.histograms
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(key, histogram.clone());
-            histogram
+            )
         });
         histogram.record(seconds);
     }

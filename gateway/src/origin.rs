@@ -27,21 +27,23 @@ pub fn origin_of(url: &str) -> Option<String> {
     Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?).to_ascii_lowercase())
 }
 
-/// The host of an authority (`host[:port]`, `[v6]:port`), lower-cased.
-fn host_of(authority: &str) -> String {
-    let authority = authority.to_ascii_lowercase();
+/// The host of an authority (`host[:port]`, `[v6]:port`), as written (compare it ignoring ASCII case).
+fn host_of(authority: &str) -> &str {
     if let Some(end) = authority.find(']') {
-        return authority[..=end].to_owned();
+        return &authority[..=end];
     }
     match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host.to_owned(),
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => authority,
     }
 }
 
 fn is_loopback_name(host: &str) -> bool {
-    host == "localhost"
-        || host.ends_with(".localhost")
+    const SUFFIX: &[u8] = b".localhost";
+    let bytes = host.as_bytes();
+    host.eq_ignore_ascii_case("localhost")
+        || (bytes.len() >= SUFFIX.len()
+            && bytes[bytes.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX))
         || host == "[::1]"
         || host
             .parse::<std::net::Ipv4Addr>()
@@ -67,7 +69,7 @@ impl Origins {
         }
         let hosts = loopback_listener.then(|| {
             let public: Uri = public_url.parse().expect("checked above");
-            vec![host_of(public.authority().map_or("", |a| a.as_str()))]
+            vec![host_of(public.authority().map_or("", |a| a.as_str())).to_ascii_lowercase()]
         });
         Ok(Self { allowed, hosts })
     }
@@ -95,7 +97,7 @@ impl Origins {
         let Some(host) = authority.map(host_of) else {
             return false;
         };
-        is_loopback_name(&host) || hosts.contains(&host)
+        is_loopback_name(host) || hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
     }
 }
 
@@ -118,4 +120,58 @@ pub async fn check<S: Answers>(origins: Arc<Origins>, request: Request, next: Ne
         );
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_host(host: &str) -> Request {
+        Request::builder()
+            .uri("/mcp/a")
+            .header(header::HOST, host)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn hosts_are_compared_without_their_port_and_ignoring_case() {
+        assert_eq!(host_of("Example.COM:8080"), "Example.COM");
+        assert_eq!(host_of("[::1]:80"), "[::1]");
+        assert_eq!(host_of("a.b"), "a.b");
+        for loopback in [
+            "localhost",
+            "LOCALHOST",
+            "app.LocalHost",
+            ".localhost",
+            "127.0.0.1",
+            "127.9.9.9",
+            "[::1]",
+        ] {
+            assert!(is_loopback_name(loopback), "{loopback}");
+        }
+        for other in [
+            "localhost.evil",
+            "xlocalhost",
+            "128.0.0.1",
+            "[::2]",
+            "gw.example",
+        ] {
+            assert!(!is_loopback_name(other), "{other}");
+        }
+        let origins = Origins::new("http://Gw.Example:8080", &[], true).unwrap();
+        for allowed in [
+            "gw.example",
+            "GW.EXAMPLE:8080",
+            "localhost:1",
+            "127.0.0.1:9",
+        ] {
+            assert!(origins.allows_host(&with_host(allowed)), "{allowed}");
+        }
+        for refused in ["gw.example.evil", "evil", "gw.exampl"] {
+            assert!(!origins.allows_host(&with_host(refused)), "{refused}");
+        }
+        let public = Origins::new("http://gw.example", &[], false).unwrap();
+        assert!(public.allows_host(&with_host("anything")));
+    }
 }

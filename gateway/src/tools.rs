@@ -25,7 +25,9 @@ use tower_mcp_auth::{
     Authenticated, OAuthPassthrough,
 };
 
-use metrics::SharedString;
+use metrics::{Counter, SharedString};
+
+use crate::metrics::Handles;
 use sha2::{Digest, Sha256};
 
 use super::{access_log::AuthOutcome, config::Server, json_error, resource_server::Caller};
@@ -79,6 +81,8 @@ struct Route {
     label: SharedString,
     /// The tool names the metrics label takes for this upstream, as labels.
     labels: BTreeMap<String, SharedString>,
+    /// The call counters of this upstream, by method, tool label and outcome.
+    counters: Handles<(&'static str, SharedString, &'static str), Counter>,
 }
 
 /// The tool policy of every upstream.
@@ -107,6 +111,7 @@ impl Policy {
                     metadata_url: metadata_url(s.name()),
                     label: Arc::<str>::from(s.name()).into(),
                     labels,
+                    counters: Handles::default(),
                 };
                 (s.name().to_owned(), route)
             })
@@ -251,13 +256,21 @@ pub async fn record<S: Answers>(policy: Policy, request: Request, next: Next<S>)
                     .and_then(|r| r.labels.get(tool).cloned())
                     .unwrap_or_else(other),
             };
-            metrics::counter!(
-                MCP_CALLS,
-                "upstream" => upstream.clone(),
-                "method" => method,
-                "tool" => tool,
-                "outcome" => call.decision.as_str()
-            )
+            let outcome = call.decision.as_str();
+            let register =
+                |(method, tool, outcome): &(&'static str, SharedString, &'static str)| {
+                    metrics::counter!(
+                        MCP_CALLS,
+                        "upstream" => upstream.clone(),
+                        "method" => *method,
+                        "tool" => tool.clone(),
+                        "outcome" => *outcome
+                    )
+                };
+            match route {
+                Some(route) => route.counters.get((method, tool, outcome), register),
+                None => register(&(method, tool, outcome)),
+            }
             .increment(1);
         }
     }

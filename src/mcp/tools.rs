@@ -275,7 +275,7 @@ where
         let server = self
             .layer
             .servers
-            .get(upstream.as_str())
+            .get(&*upstream)
             .cloned()
             .unwrap_or_default();
         let caller = caller_tools::<I>(request.extensions(), &upstream);

@@ -1,6 +1,7 @@
 //! `RequireUpstreamLayer`: answers `403` where the caller's identity may not use the upstream a request targets.
 
 use std::{
+    borrow::Cow,
     fmt,
     future::Future,
     marker::PhantomData,
@@ -30,16 +31,27 @@ use crate::{
 ///
 /// The target must be read the way the router reads it, so that the upstream checked is the upstream reached.
 pub trait TargetUpstream {
-    /// The name of the upstream the request with `uri`, `headers` and `extensions` targets.
-    fn target(&self, uri: &Uri, headers: &HeaderMap, extensions: &Extensions) -> Option<String>;
+    /// The name of the upstream the request with `uri`, `headers` and `extensions` targets, borrowed from the
+    /// request where it can be (it is read for every request).
+    fn target<'a>(
+        &self,
+        uri: &'a Uri,
+        headers: &'a HeaderMap,
+        extensions: &'a Extensions,
+    ) -> Option<Cow<'a, str>>;
 }
 
 impl<F> TargetUpstream for F
 where
     F: Fn(&Uri, &HeaderMap) -> Option<String>,
 {
-    fn target(&self, uri: &Uri, headers: &HeaderMap, _: &Extensions) -> Option<String> {
-        self(uri, headers)
+    fn target<'a>(
+        &self,
+        uri: &'a Uri,
+        headers: &'a HeaderMap,
+        _: &'a Extensions,
+    ) -> Option<Cow<'a, str>> {
+        self(uri, headers).map(Cow::Owned)
     }
 }
 
@@ -62,20 +74,25 @@ impl PathSegment {
 impl TargetUpstream for PathSegment {
     /// The [`McpRoute`] an outer layer inserted, when the prefix is [`DEFAULT_ROUTE_PREFIX`] (the route was
     /// read once, the way the router reads it); else the path parsed under the prefix.
-    fn target(&self, uri: &Uri, _: &HeaderMap, extensions: &Extensions) -> Option<String> {
+    fn target<'a>(
+        &self,
+        uri: &'a Uri,
+        _: &'a HeaderMap,
+        extensions: &'a Extensions,
+    ) -> Option<Cow<'a, str>> {
         if &*self.prefix == DEFAULT_ROUTE_PREFIX {
             if let Some(route) = McpRoute::from_extensions(extensions) {
-                return Some(route.name().to_owned());
+                return Some(Cow::Borrowed(route.name()));
             }
         }
         match McpRoute::parse_under(&self.prefix, uri.path()) {
-            Ok(route) => Some(route.name().to_owned()),
+            Ok(route) => Some(Cow::Owned(route.name().to_owned())),
             // A router or proxy that normalises `..`, `//` or percent-encoding could reach another upstream than
             // the first segment names: the whole rest is the target, a name no upstream has, so only a caller
             // that may use every upstream goes on.
             Err(RouteError::NotCanonical) => {
                 let rest = uri.path().strip_prefix(&*self.prefix).unwrap_or(uri.path());
-                Some(rest.to_ascii_lowercase())
+                Some(Cow::Owned(rest.to_ascii_lowercase()))
             }
             Err(_) => None,
         }
@@ -222,21 +239,26 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let target = self
-            .target
-            .target(request.uri(), request.headers(), request.extensions());
-        let state = match target {
-            Some(upstream) if !permitted::<I>(request.extensions(), &upstream) => {
-                tracing::debug!(
-                    target: "tower_mcp_auth::permissions",
-                    upstream = %upstream,
-                    "upstream not permitted"
-                );
-                State::Denied {
-                    response: Some(denied(&upstream)),
+        let refusal =
+            match self
+                .target
+                .target(request.uri(), request.headers(), request.extensions())
+            {
+                Some(upstream) if !permitted::<I>(request.extensions(), &upstream) => {
+                    tracing::debug!(
+                        target: "tower_mcp_auth::permissions",
+                        upstream = %upstream,
+                        "upstream not permitted"
+                    );
+                    Some(denied(&upstream))
                 }
-            }
-            _ => State::Inner {
+                _ => None,
+            };
+        let state = match refusal {
+            Some(response) => State::Denied {
+                response: Some(response),
+            },
+            None => State::Inner {
                 future: self.inner.call(request),
             },
         };
