@@ -30,10 +30,13 @@ use axum::{
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
+use hyper::{
+    body::Incoming,
+    server::conn::{http1, http2},
+};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::graceful::GracefulShutdown,
 };
 use tokio::{
     net::TcpListener,
@@ -127,13 +130,13 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     // Each connection's protocol is known before hyper sees it (plain HTTP is HTTP/1.1; over TLS, ALPN says),
-    // so hyper never waits, untimed, for the bytes that would tell HTTP/1 from HTTP/2.
-    let mut h1 = auto::Builder::new(TokioExecutor::new()).http1_only();
-    h1.http1()
-        .timer(TokioTimer::new())
+    // so each is served by hyper's own builder for it, and hyper never waits, untimed, for the bytes that would
+    // tell HTTP/1 from HTTP/2.
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    let mut h2 = auto::Builder::new(TokioExecutor::new()).http2_only();
-    h2.http2().timer(TokioTimer::new());
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new());
     let (h1, h2) = (Arc::new(h1), Arc::new(h2));
     tokio::pin!(shutdown);
     loop {
@@ -184,12 +187,11 @@ pub async fn serve(
                             return;
                         }
                     };
-                    let builder = match stream.get_ref().1.alpn_protocol() {
-                        Some(b"h2") => h2,
-                        _ => h1,
-                    };
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(connection).await
+                    let io = TokioIo::new(stream);
+                    match io.inner().get_ref().1.alpn_protocol() {
+                        Some(b"h2") => watcher.watch(h2.serve_connection(io, service)).await,
+                        _ => watcher.watch(h1.serve_connection(io, service)).await,
+                    }
                 }
             };
             if let Err(error) = served {

@@ -1,12 +1,15 @@
 //! An MCP Streamable HTTP gateway built on tower-mcp-auth, as a library: [`Options`] (from the command line
-//! and the config file) into a router ([`prepare`]), and serving it until shutdown ([`run`]). The binary
-//! `mcp-gateway` is a thin `main` around these.
+//! and the config file) into the gateway's service, an [`App`] ([`prepare`]), and serving it until shutdown
+//! ([`run`]). The binary `mcp-gateway` is a thin `main` around these.
 //!
-//! Every request passes, outermost first: the access log (`ops`), the `Origin`/`Host` checks (`origin`),
-//! CORS; then on `/mcp/` routes the path confinement (`route`), the scope hint of `discovery::metadata`, the
+//! The request path is a fixed stack of concrete services (`stage`), outermost first: the access log
+//! (`access_log`), the `Origin`/`Host` checks (`origin`), CORS (`cors`), and the dispatcher (`app`), which reads
+//! the `/mcp/NAME` route once (a non-canonical path is a 400) and sends every other path to the small router of
+//! discovery, health and metrics. On `/mcp/` routes then: the scope hint of `discovery::metadata`, the
 //! client-credential and authentication layers of tower-mcp-auth (per route with a JWT issuer:
 //! [`resource_server`]), the MCP view and tool permissions (`tools`), the rate limits (`limits`), and finally
-//! the relay (`proxy`).
+//! the relay (`proxy`). Connections (`conn`) hold a shared handle to it, the current one after a reload
+//! (`reload`).
 
 mod access_log;
 mod app;

@@ -24,7 +24,7 @@ use tower_mcp_auth::{
 
 use super::{config::RouteAccess, json_error, resource_server::Caller, route};
 
-/// The permission check: the upstream is the name of the request's `McpRoute`, as [`route::confine`] read it.
+/// The permission check: the upstream is the name of the request's `McpRoute`, as the dispatcher ([`crate::app::Dispatch`]) read it.
 pub fn require_upstream() -> RequireUpstreamLayer<Caller, PathSegment> {
     RequireUpstreamLayer::path_segment("/mcp/")
 }

@@ -1,7 +1,7 @@
 //! Relaying MCP Streamable HTTP to the upstream a path names: POST, GET and DELETE, responses streamed back.
 //!
 //! On the way out: the path below `/mcp/NAME` joins the upstream endpoint's path (already checked canonical by
-//! [`route::confine`]), the upstream URL's own query parameters win over the client's, the body is capped, and
+//! [`crate::app::Dispatch`]), the upstream URL's own query parameters win over the client's, the body is capped, and
 //! `Cookie`, `Host` and `Origin` stay behind. On the way back: `Set-Cookie` stays behind, a redirect never
 //! reveals the upstream's URL, and challenges point at the gateway's metadata.
 
@@ -15,6 +15,7 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 use tower_mcp_auth::{
+    route::McpRoute,
     upstream::{remove_hop_by_hop, with_resource_metadata, Refused},
     Authenticated, OAuthPassthrough,
 };
@@ -205,8 +206,9 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request) -> Response {
     response
 }
 
-async fn relay(gateway: &Gateway, request: Request, owner: Option<Owner>) -> Response {
-    let Some(route) = route::of(&request).cloned() else {
+async fn relay(gateway: &Gateway, mut request: Request, owner: Option<Owner>) -> Response {
+    // Taken, not copied: nothing reads the request's route after the relay.
+    let Some(route) = request.extensions_mut().remove::<McpRoute>() else {
         return json_error(
             StatusCode::NOT_FOUND,
             "not_found",
