@@ -3,7 +3,7 @@
 
     scripts/bench-streams.py            (env: STREAMS=10000 IDLE_SECONDS=10, GATEWAY_BIN for another build)
 
-Starts the demo MCP upstream (rmcp, `bench_server mcp-upstream`) and the gateway example (release builds) on
+Starts the demo MCP upstream (rmcp, `bench_server mcp-upstream`) and the gateway (`mcp-gateway`, release builds) on
 loopback, opens STREAMS MCP sessions through the gateway (initialize + notifications/initialized, passthrough
 token), then one `GET` event stream per session, and keeps them all open. Reports the gateway's RSS growth per
 open stream (from /proc/PID/status VmRSS, before the sessions and with every stream open), its CPU time
@@ -118,10 +118,10 @@ async def main():
             print(f"RLIMIT_NOFILE hard limit is {hard} and cannot be raised here: {fits} streams instead of "
                   f"{STREAMS} (each takes two descriptors in the gateway)", file=sys.stderr)
             STREAMS = fits
-    subprocess.run(["cargo", "build", "--release", "--example", "bench_server", "--example", "gateway"],
+    subprocess.run(["cargo", "build", "--release", "-p", "mcp-gateway", "--example", "bench_server", "--bin", "mcp-gateway"],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     upstream, upstream_addr = start(os.path.join(BIN, "bench_server"), "mcp-upstream")
-    gateway_bin = os.environ.get("GATEWAY_BIN", os.path.join(BIN, "gateway"))
+    gateway_bin = os.environ.get("GATEWAY_BIN", os.path.join(ROOT, "target", "release", "mcp-gateway"))
     gateway, gateway_addr = start(gateway_bin, "--listen", "127.0.0.1:0", "--key", "sk-bench",
                                   "--upstream", f"demo=http://{upstream_addr}/mcp", "--passthrough", "demo")
     try:

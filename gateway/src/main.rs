@@ -80,6 +80,11 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// With feature `mimalloc`: mimalloc serves every allocation of the binary (the library leaves the choice to it).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let filter =
