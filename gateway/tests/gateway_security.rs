@@ -188,6 +188,9 @@ async fn non_canonical_paths_are_400_for_keys_and_tokens_alike_and_never_reach_t
         "/mcp/keyed/a%2fb",
         "/mcp/keyed/a%5Cb",
         "/mcp/keyed//x",
+        // No name at all.
+        "/mcp/",
+        "/mcp//keyed",
     ] {
         let answer = post_init(&format!("http://{gw}{path}"), &[("x-litellm-api-key", KEY)]).await;
         assert_eq!(answer.status, 400, "{path}");
