@@ -24,7 +24,7 @@
 //! The request's `Mcp-Session-Id` must be one header of visible ASCII (the MCP transport's rule); several, or
 //! other bytes, are `400`.
 
-use std::fmt;
+use std::{fmt, sync::Arc, time::Duration};
 
 use axum::http::{HeaderMap, HeaderValue};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
@@ -33,6 +33,7 @@ use chacha20poly1305::{
     Tag, XChaCha20Poly1305, XNonce,
 };
 use hkdf::Hkdf;
+use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use tower_mcp_auth::Authenticated;
 
@@ -153,7 +154,24 @@ impl Owner {
 pub struct Sealer {
     current: XChaCha20Poly1305,
     previous: Option<XChaCha20Poly1305>,
+    /// Ids this sealer opened, by the id the client holds: each request of a session presents the same id, and
+    /// opening it (XChaCha20-Poly1305's key set-up) costs more than the rest of the session's handling. An entry
+    /// answers only for the upstream and owner it was opened for, as the seal would; ids that do not open are
+    /// never kept.
+    opened: Cache<Box<[u8]>, Arc<Opened>>,
 }
+
+/// An id [`Sealer::open`] opened: for whom, and the upstream's id inside.
+struct Opened {
+    upstream: Box<str>,
+    owner: Owner,
+    session: HeaderValue,
+}
+
+/// The bytes the cache of opened ids holds at most (about 20,000 sessions of typical length).
+const OPENED_CAPACITY: u64 = 4 << 20;
+/// How long an opened id no request presents stays in the cache.
+const OPENED_IDLE: Duration = Duration::from_secs(600);
 
 impl Sealer {
     /// Seals with `current` and opens with `current` or `previous`.
@@ -161,6 +179,17 @@ impl Sealer {
         Self {
             current: current.cipher(),
             previous: previous.map(SessionSecret::cipher),
+            opened: Cache::<Box<[u8]>, Arc<Opened>>::builder()
+                .max_capacity(OPENED_CAPACITY)
+                .weigher(|sealed, opened| {
+                    let bytes = sealed.len()
+                        + opened.upstream.len()
+                        + opened.owner.0.len()
+                        + opened.session.len();
+                    u32::try_from(bytes + 64).unwrap_or(u32::MAX)
+                })
+                .time_to_idle(OPENED_IDLE)
+                .build(),
         }
     }
 
@@ -193,6 +222,25 @@ impl Sealer {
         if sealed.len() > MAX_SEALED_LEN {
             return None;
         }
+        if let Some(known) = self.opened.get(sealed) {
+            // Sealed for another upstream or owner, this id would not open: nor does it here.
+            return (*known.upstream == *upstream && known.owner == *owner)
+                .then(|| known.session.clone());
+        }
+        let session = self.open_sealed(upstream, owner, sealed)?;
+        self.opened.insert(
+            sealed.into(),
+            Arc::new(Opened {
+                upstream: upstream.into(),
+                owner: owner.clone(),
+                session: session.clone(),
+            }),
+        );
+        Some(session)
+    }
+
+    /// [`Self::open`] without the cache.
+    fn open_sealed(&self, upstream: &str, owner: &Owner, sealed: &[u8]) -> Option<HeaderValue> {
         // Decoded and opened in place, on the stack: only the opened id is allocated.
         let mut buffer = [0u8; MAX_SEALED_LEN / 4 * 3];
         let len = URL_SAFE_NO_PAD.decode_slice(sealed, &mut buffer).ok()?;
@@ -274,6 +322,35 @@ mod tests {
                 &owner("alice"),
                 &HeaderValue::from_static("upstream-1")
             )
+            .is_none());
+    }
+
+    #[test]
+    fn an_opened_id_is_kept_for_its_upstream_and_owner_only() {
+        let sealer = Sealer::new(&secret('a'), None);
+        let sealed = sealer.seal("atl", &owner("alice"), b"upstream-1");
+        for _ in 0..3 {
+            assert_eq!(
+                sealer.open("atl", &owner("alice"), &sealed).unwrap(),
+                "upstream-1"
+            );
+        }
+        assert_eq!(
+            sealer.opened.get(sealed.as_bytes()).unwrap().session,
+            "upstream-1"
+        );
+        // Kept, and still refused to anyone else and on any other upstream.
+        assert!(sealer.open("atl", &owner("bob"), &sealed).is_none());
+        assert!(sealer.open("priv", &owner("alice"), &sealed).is_none());
+        // An id that does not open is never kept.
+        let forged = HeaderValue::from_static(
+            "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        );
+        assert!(sealer.open("atl", &owner("alice"), &forged).is_none());
+        assert!(sealer.opened.get(forged.as_bytes()).is_none());
+        // Another secret's sealer has its own cache: what this one opened does not open there.
+        assert!(Sealer::new(&secret('b'), None)
+            .open("atl", &owner("alice"), &sealed)
             .is_none());
     }
 
