@@ -138,7 +138,8 @@ impl fmt::Display for Auth {
 }
 
 struct Entry {
-    to: AccessLog,
+    /// As a `tracing` event, else written by hand.
+    traced: bool,
     method: Method,
     route: String,
     status: StatusCode,
@@ -196,9 +197,8 @@ impl Logged {
             Calls(entry.mcp.as_ref(), |c| Some(c.decision.as_str())),
         );
         let duration_ms = entry.started.elapsed().as_millis() as u64;
-        match entry.to {
-            AccessLog::Off => {}
-            AccessLog::Tracing => tracing::info!(
+        if entry.traced {
+            tracing::info!(
                 target: TARGET,
                 method = %entry.method,
                 route = %entry.route,
@@ -212,30 +212,26 @@ impl Logged {
                 mcp_outcome = %outcome,
                 complete = ended,
                 "exchange"
-            ),
-            AccessLog::Stderr => {
-                if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
-                    return;
-                }
-                LINE.with_borrow_mut(|line| {
-                    line.clear();
-                    timestamp(line, SystemTime::now());
-                    // The fields in the order, and with the spelling, of the `tracing` event above.
-                    let _ = writeln!(
-                        line,
-                        "  INFO {TARGET}: exchange method={} route={} status={} duration_ms={duration_ms} \
-                         bytes={} auth={} mcp_upstream={upstream} mcp_method={method} mcp_name={name} \
-                         mcp_outcome={outcome} complete={ended}",
-                        entry.method,
-                        entry.route,
-                        entry.status.as_u16(),
-                        self.bytes,
-                        entry.auth,
-                    );
-                    // One write per line, as the log's other lines; a full or closed stderr loses the line.
-                    let _ = std::io::stderr().lock().write_all(line.as_bytes());
-                });
-            }
+            );
+        } else if tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+            LINE.with_borrow_mut(|line| {
+                line.clear();
+                timestamp(line, SystemTime::now());
+                // The fields in the order, and with the spelling, of the `tracing` event above.
+                let _ = writeln!(
+                    line,
+                    "  INFO {TARGET}: exchange method={} route={} status={} duration_ms={duration_ms} \
+                     bytes={} auth={} mcp_upstream={upstream} mcp_method={method} mcp_name={name} \
+                     mcp_outcome={outcome} complete={ended}",
+                    entry.method,
+                    entry.route,
+                    entry.status.as_u16(),
+                    self.bytes,
+                    entry.auth,
+                );
+                // One write per line, as the log's other lines; a full or closed stderr loses the line.
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            });
         }
     }
 }
@@ -320,7 +316,7 @@ pub async fn access_log<S: Answers>(to: AccessLog, request: Request, next: Next<
             inner,
             bytes: 0,
             entry: Some(Entry {
-                to,
+                traced: to == AccessLog::Tracing,
                 method,
                 route,
                 status,

@@ -21,7 +21,10 @@ use futures_util::{
 use tower::{util::Oneshot, Service, ServiceExt as _};
 use tower_mcp_auth::route::{McpRoute, RouteError};
 
-use crate::{json_error, stage::Answers};
+use crate::{
+    json_error,
+    stage::{answered, Answers, Infallibly},
+};
 
 /// What [`App`] holds: something that answers a request with a future of its own.
 pub(crate) trait Serve: Send + Sync + 'static {
@@ -31,10 +34,7 @@ pub(crate) trait Serve: Send + Sync + 'static {
 
 impl<S: Answers> Serve for S {
     fn serve(&self, request: Request) -> BoxFuture<'static, Response> {
-        Box::pin(self.clone().oneshot(request).map(|answer| match answer {
-            Ok(response) => response,
-            Err(never) => match never {},
-        }))
+        Box::pin(self.clone().oneshot(request).map(answered))
     }
 }
 
@@ -59,7 +59,7 @@ pub struct App(Arc<dyn Serve>);
 impl App {
     /// The handle to `service`.
     pub fn new(service: impl Answers) -> Self {
-        Self(Arc::new(service))
+        Self::of(service)
     }
 
     /// The handle to something answering per request (the reloader's current app).
@@ -72,8 +72,6 @@ impl App {
         self.0.serve(request)
     }
 }
-
-type Infallibly = fn(Response) -> Result<Response, Infallible>;
 
 impl Service<Request> for App {
     type Response = Response;

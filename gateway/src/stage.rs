@@ -42,12 +42,20 @@ pub struct Next<S>(S);
 impl<S: Answers> Next<S> {
     /// Hands `request` on and answers with what the rest of the path answers.
     pub fn run(mut self, request: Request) -> impl Future<Output = Response> + Send + 'static {
-        self.0.call(request).map(|answer| match answer {
-            Ok(response) => response,
-            Err(never) => match never {},
-        })
+        self.0.call(request).map(answered)
     }
 }
+
+/// The response of a service that always answers.
+pub fn answered(answer: Result<Response, Infallible>) -> Response {
+    match answer {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// A response as the result of a service that always answers.
+pub type Infallibly = fn(Response) -> Result<Response, Infallible>;
 
 /// A step of the request path: `function(state, request, next)` for each request.
 #[derive(Clone)]
@@ -80,8 +88,6 @@ impl<F: Clone, T: Clone, S> Layer<S> for StageLayer<F, T> {
         }
     }
 }
-
-type Infallibly = fn(Response) -> Result<Response, Infallible>;
 
 impl<F, T, S, Fut> Service<Request> for Stage<F, T, S>
 where
