@@ -20,7 +20,7 @@ use std::{
 
 use axum::http::StatusCode;
 use gateway_support::{answer, post_init, process::GatewayProcess, temp_file, Recorder};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 
 /// A database holding LiteLLM's own schema, created from its migrations (`scripts/litellm-schema.sh`).
 const URL_VAR: &str = "TOWER_MCP_AUTH_TEST_LITELLM_DATABASE_URL";
@@ -106,24 +106,9 @@ struct Database {
 
 /// The test database, or `None` (the test says it is skipped and why) when `scripts/with-postgres.sh` did not
 /// start one.
-async fn database(test: &str, tag_prefix: &str) -> Option<Database> {
-    let Ok(url) = std::env::var(URL_VAR) else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped {test}: {URL_VAR} is not set (run under scripts/with-postgres.sh)"
-        );
-        return None;
-    };
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&url)
-        .await
-        .unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let tag = format!("{tag_prefix}{}{nanos}", std::process::id());
+async fn database(test: &str, tag_label: &str) -> Option<Database> {
+    let (url, pool) = testkit::postgres::database(URL_VAR, test).await?;
+    let tag = testkit::postgres::unique(tag_label);
     Some(Database { url, pool, tag })
 }
 
@@ -167,7 +152,7 @@ async fn litellm_rows_as_litellm_writes_them_through_two_gateway_processes() {
         tag,
     }) = database(
         "litellm_rows_as_litellm_writes_them_through_two_gateway_processes",
-        "",
+        "rows",
     )
     .await
     else {

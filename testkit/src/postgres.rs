@@ -13,21 +13,26 @@ pub const URL_VAR: &str = "TOWER_MCP_AUTH_TEST_DATABASE_URL";
 
 /// The pool, or `None` after printing why the test is skipped.
 pub async fn pool(test: &str) -> Option<PgPool> {
-    let Ok(url) = std::env::var(URL_VAR) else {
+    database(URL_VAR, test).await.map(|(_, pool)| pool)
+}
+
+/// The URL in the environment variable `var` (set by `scripts/with-postgres.sh`) and a pool on it, or `None`
+/// after printing why `test` is skipped.
+pub async fn database(var: &str, test: &str) -> Option<(String, PgPool)> {
+    let Ok(url) = std::env::var(var) else {
         // Straight to stderr: the test harness captures `eprintln!` of passing tests.
         let _ = writeln!(
             std::io::stderr(),
-            "skipped {test}: {URL_VAR} is not set (run under scripts/with-postgres.sh)"
+            "skipped {test}: {var} is not set (run under scripts/with-postgres.sh)"
         );
         return None;
     };
-    Some(
-        PgPoolOptions::new()
-            .max_connections(4)
-            .connect(&url)
-            .await
-            .unwrap(),
-    )
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await
+        .unwrap();
+    Some((url, pool))
 }
 
 /// A tag no other test (or earlier run) uses, for keys, teams and permission ids.
