@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions and allocations per proxied MCP request, the gateway beside a bare hyper proxy, in one run.
 #
-#     scripts/bench-gateway-instructions.sh      (env: REQUESTS=200, GATEWAY_BIN for another build, GATEWAY_ARGS=)
+#     scripts/bench-gateway-instructions.sh      (env: REQUESTS=200, GATEWAY_BIN for another build, GATEWAY_ARGS=,
+#                                                 KEEP=DIR keeps the callgrind files, ONLY=LABEL measures one proxy)
 #
 # One upstream, the demo MCP server (rmcp, `bench_server mcp-upstream`, not measured), behind three proxies, each
 # run under `valgrind --tool=callgrind` with one Tokio worker thread:
@@ -71,6 +72,7 @@ measure() {
         kill -TERM "$PID"
         wait "$PID" || true
     done
+    if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$work/$label".[12].callgrind "$KEEP/"; fi
     python3 - "$label" "$REQUESTS" "$work/$label.1.callgrind" "$work/$label.2.callgrind" >>"$work/results" <<'PY'
 import re, subprocess, sys
 ALLOC = {f"{p}{n}" for p in ("", "__rustc::") for n in ("__rust_alloc", "__rust_alloc_zeroed", "__rust_realloc")}
@@ -103,12 +105,13 @@ PY
 }
 
 echo "# $REQUESTS and $((2 * REQUESTS)) tools/list per proxy under callgrind (slow: a few minutes)" >&2
-measure floor /mcp "$TOKEN" -- "$BIN/floor_proxy" "$UPSTREAM"
+measured() { [ -z "${ONLY:-}" ] || [ "$ONLY" = "$1" ]; }
+measured floor && measure floor /mcp "$TOKEN" -- "$BIN/floor_proxy" "$UPSTREAM"
 # shellcheck disable=SC2086
 GATEWAY_CMD=("$GATEWAY" --listen 127.0.0.1:0 --key sk-bench --upstream "demo=$UPSTREAM/mcp" --passthrough demo
     --upstream "keyed=$UPSTREAM/mcp" --upstream-auth "keyed=bearer_token:bench-oauth-token" ${GATEWAY_ARGS:-})
-measure gateway-key /mcp/keyed 'x-litellm-api-key: sk-bench' -- "${GATEWAY_CMD[@]}"
-measure gateway-passthrough /mcp/demo "$TOKEN" -- "${GATEWAY_CMD[@]}"
+measured gateway-key && measure gateway-key /mcp/keyed 'x-litellm-api-key: sk-bench' -- "${GATEWAY_CMD[@]}"
+measured gateway-passthrough && measure gateway-passthrough /mcp/demo "$TOKEN" -- "${GATEWAY_CMD[@]}"
 
 python3 - "$work/results" <<'PY'
 import sys
@@ -116,7 +119,7 @@ rows = {}
 for line in open(sys.argv[1]):
     label, ir, allocs = line.split()
     rows[label] = (float(ir), float(allocs))
-floor = rows["floor"][0]
+floor = rows["floor"][0] if "floor" in rows else float("nan")
 print("| proxy | instructions / request | × floor | allocations / request |")
 print("|---|---:|---:|---:|")
 for label, (ir, allocs) in rows.items():

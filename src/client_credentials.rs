@@ -95,7 +95,13 @@ impl ClientCredentials {
     /// assert!(client.headers_for("zapier", AuthKind::None).is_empty());
     /// ```
     pub fn headers_for(&self, server: &str, kind: AuthKind) -> HeaderMap {
-        if let Some(headers) = self.per_server.get(&server.to_ascii_lowercase()) {
+        // Server names are kept in lower case; most callers already use it.
+        let server = if server.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(server.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(server)
+        };
+        if let Some(headers) = self.per_server.get(&*server) {
             return headers.clone();
         }
         self.fallback

@@ -25,10 +25,12 @@ use axum::{
 };
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
-use tower_mcp_auth::{mcp::McpOutcome, Authenticated, Fingerprint};
+use sha2::{Digest as _, Sha256};
+use tower_mcp_auth::{mcp::McpOutcome, Authenticated, Fingerprint, OAuthPassthrough};
 
 use crate::{
     resource_server::Caller,
+    sessions::Owner,
     stage::{Answers, Next},
 };
 
@@ -47,39 +49,56 @@ pub enum AccessLog {
     Off,
 }
 
-/// How the caller of an exchange was admitted, for the access log: never a credential, at most a fingerprint.
-#[derive(Clone, Debug)]
-pub enum AuthOutcome {
-    /// `key:IDENTITY` or `jwt:SUBJECT`.
-    Caller(String),
-    Passthrough(String),
-    CallerAndPassthrough(String, String),
+/// How the caller of an exchange was admitted, for the access log and the session's owner: the caller, and the
+/// SHA-256 digest of a passthrough token. Never a credential: the line shows the caller's description and at
+/// most the token's fingerprint (the digest's first eight hex digits, as [`Fingerprint`] shows a credential),
+/// formatted only when a line is written.
+#[derive(Clone)]
+pub struct AuthOutcome {
+    caller: Option<Caller>,
+    token_digest: Option<[u8; 32]>,
 }
 
 impl AuthOutcome {
-    /// `token_digest` is the SHA-256 digest of the passthrough token, if any; the log shows its fingerprint
-    /// (the first eight hex digits, as [`Fingerprint`] shows a credential).
-    pub fn of(
-        identity: Option<&Authenticated<Caller>>,
-        token_digest: Option<&[u8; 32]>,
-    ) -> Option<Self> {
-        let token = token_digest.map(|d| Fingerprint::from_digest(d).to_string());
-        match (identity.map(|a| a.identity().describe()), token) {
-            (Some(id), Some(token)) => Some(Self::CallerAndPassthrough(id, token)),
-            (Some(id), None) => Some(Self::Caller(id)),
-            (None, Some(token)) => Some(Self::Passthrough(token)),
-            (None, None) => None,
-        }
+    /// How `request` was admitted: its caller, its passthrough token's digest (one digest per request, for the
+    /// log and the session's owner), or `None` for neither.
+    pub fn of(request: &Request) -> Option<Self> {
+        let extensions = request.extensions();
+        let caller = extensions
+            .get::<Authenticated<Caller>>()
+            .map(|admitted| admitted.identity().clone());
+        let token_digest = extensions
+            .get::<OAuthPassthrough>()
+            .map(|token| Sha256::digest(token.expose_token().as_bytes()).into());
+        (caller.is_some() || token_digest.is_some()).then_some(Self {
+            caller,
+            token_digest,
+        })
+    }
+
+    /// Whose sessions the exchange may use.
+    pub fn owner(&self) -> Option<Owner> {
+        Owner::of(self.caller.as_ref(), self.token_digest)
     }
 }
 
 impl fmt::Display for AuthOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Caller(id) => write!(f, "{id}"),
-            Self::Passthrough(token) => write!(f, "passthrough:{token}"),
-            Self::CallerAndPassthrough(id, token) => write!(f, "{id}+passthrough:{token}"),
+        let token = self.token_digest.as_ref().map(Fingerprint::from_digest);
+        match (&self.caller, token) {
+            (Some(caller), Some(token)) => write!(f, "{caller}+passthrough:{token}"),
+            (Some(caller), None) => write!(f, "{caller}"),
+            (None, Some(token)) => write!(f, "passthrough:{token}"),
+            (None, None) => f.write_str("none"),
         }
+    }
+}
+
+impl fmt::Debug for AuthOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AuthOutcome")
+            .field(&format_args!("{self}"))
+            .finish()
     }
 }
 
@@ -114,14 +133,13 @@ impl Auth {
     /// `+passthrough`, or the outcome of a refused exchange.
     #[cfg(feature = "otel")]
     pub fn kind(&self) -> &'static str {
-        // A caller's description starts with `key:` for a gateway key and `jwt` for a JWT.
-        let caller = |id: &str| if id.starts_with("key:") { "key" } else { "jwt" };
         match self {
-            Self::Outcome(AuthOutcome::Caller(id)) => caller(id),
-            Self::Outcome(AuthOutcome::Passthrough(_)) => "passthrough",
-            Self::Outcome(AuthOutcome::CallerAndPassthrough(id, _)) => match caller(id) {
-                "key" => "key+passthrough",
-                _ => "jwt+passthrough",
+            Self::Outcome(outcome) => match (&outcome.caller, outcome.token_digest.is_some()) {
+                (Some(Caller::Key(_)), false) => "key",
+                (Some(Caller::Jwt(_)), false) => "jwt",
+                (Some(Caller::Key(_)), true) => "key+passthrough",
+                (Some(Caller::Jwt(_)), true) => "jwt+passthrough",
+                (None, _) => "passthrough",
             },
             Self::Other(other) => other,
         }

@@ -39,7 +39,6 @@ mod tools;
 use std::{collections::HashMap, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
-    body::Body,
     http::{StatusCode, Uri},
     response::{IntoResponse, Response},
     routing::get,
@@ -66,8 +65,6 @@ pub const DEMO_TOKEN: &str = "demo-oauth-token";
 /// The gateway key of demo mode.
 pub const DEMO_KEY: &str = "sk-demo";
 
-type HttpsClient = Client<tls::HttpsConnector, Body>;
-
 /// A small JSON error answer: `{"error": ..., "error_description": ...}`.
 pub fn json_error(status: StatusCode, error: &str, description: &str) -> Response {
     (
@@ -81,6 +78,8 @@ pub fn json_error(status: StatusCode, error: &str, description: &str) -> Respons
 pub struct Upstream {
     config: UpstreamConfig,
     client: resource_server::UpstreamClient,
+    /// The `Host` of every request to it, prepared once.
+    host: Option<axum::http::HeaderValue>,
     /// The gateway's metadata document for this route.
     metadata_url: String,
     /// The gateway's URL of this route: `PUBLIC_URL/mcp/NAME`.
@@ -245,7 +244,8 @@ fn app(mut options: Options, process: &reload::Process) -> Result<App, String> {
 
     let connector = tls::https_connector(options.extra_roots.as_deref())?;
     let upstream_timeout = options.upstream_timeout;
-    let client: HttpsClient = Client::builder(TokioExecutor::new()).build(connector.clone());
+    let relay_client: resource_server::RelayClient =
+        Client::builder(TokioExecutor::new()).build(connector.clone());
     let passthrough_routes: Vec<String> = configs
         .iter()
         .filter(|c| c.accepts_passthrough())
@@ -310,11 +310,11 @@ fn app(mut options: Options, process: &reload::Process) -> Result<App, String> {
             let upstream = Upstream {
                 client: resource_server::UpstreamClient::new(
                     &config,
-                    &connector,
-                    &client,
+                    &relay_client,
                     exchanges.remove(config.name()),
                     &metadata_url,
                 )?,
+                host: proxy::host(config.url()),
                 metadata_url,
                 resource: resource(config.name()),
                 requests: metrics::UpstreamRequests::new(config.name()),

@@ -13,18 +13,14 @@ use axum::{
     http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode, Uri},
     response::Response,
 };
-use sha2::{Digest, Sha256};
 use tower_mcp_auth::{
     route::McpRoute,
     upstream::{remove_hop_by_hop, with_resource_metadata, Refused},
-    Authenticated, OAuthPassthrough,
 };
 
 use super::{
     access_log::AuthOutcome,
-    json_error,
-    resource_server::Caller,
-    route,
+    json_error, route,
     sessions::{self, Owner, SESSION_HEADER},
     tls, Gateway, Upstream,
 };
@@ -151,6 +147,22 @@ fn relay_challenges(headers: &mut HeaderMap, metadata_url: &str) {
     }
 }
 
+/// The `Host` of requests to `url`: its host, and its port unless it is the scheme's default (as hyper's client
+/// would set it per request).
+pub fn host(url: &Uri) -> Option<HeaderValue> {
+    let host = url.host()?;
+    let default = match url.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    };
+    let value = match url.port_u16() {
+        Some(port) if Some(port) != default => format!("{host}:{port}"),
+        _ => host.to_owned(),
+    };
+    HeaderValue::from_str(&value).ok()
+}
+
 /// Reads the request body, at most `max` bytes; `Err` is the 413 (or 400) to answer.
 async fn read_body(parts: &Parts, body: Body, max: usize) -> Result<axum::body::Bytes, Response> {
     let too_large = || {
@@ -168,42 +180,40 @@ async fn read_body(parts: &Parts, body: Body, max: usize) -> Result<axum::body::
     if declared.is_some_and(|len| len > max as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, max).await.map_err(|error| {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-        while let Some(e) = source {
-            if e.is::<http_body_util::LengthLimitError>() {
-                return too_large();
+    tower_mcp_auth::body::to_bytes(body, max)
+        .await
+        .map_err(|error| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*error);
+            while let Some(e) = source {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                source = e.source();
             }
-            source = e.source();
-        }
-        if crate::conn::is_body_timeout(&error) {
-            return json_error(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                "the request body did not arrive in time",
-            );
-        }
-        json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the request body could not be read",
-        )
-    })
+            if crate::conn::is_body_timeout(&*error) {
+                return json_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive in time",
+                );
+            }
+            json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request body could not be read",
+            )
+        })
 }
 
 /// The end of the request path for every `/mcp/...` path, behind the auth layers: the relay.
 pub async fn handle(gateway: Arc<Gateway>, request: Request) -> Response {
-    let identity = request.extensions().get::<Authenticated<Caller>>().cloned();
-    let passthrough = request.extensions().get::<OAuthPassthrough>().cloned();
-    // One digest of the passthrough token serves both the access log's fingerprint and the session owner.
-    let token_digest: Option<[u8; 32]> = passthrough
-        .as_ref()
-        .map(|p| Sha256::digest(p.expose_token().as_bytes()).into());
-    let outcome = AuthOutcome::of(identity.as_ref(), token_digest.as_ref());
-    let owner = Owner::of(identity.as_ref(), token_digest);
-    let mut response = relay(&gateway, request, owner).await;
-    response.extensions_mut().insert(outcome);
-    response
+    // How the caller was admitted, as the stage above found it (one digest of a passthrough token per request).
+    let outcome = match request.extensions().get::<Option<AuthOutcome>>() {
+        Some(outcome) => outcome.clone(),
+        None => AuthOutcome::of(&request),
+    };
+    let owner = outcome.as_ref().and_then(AuthOutcome::owner);
+    relay(&gateway, request, owner).await
 }
 
 async fn relay(gateway: &Gateway, mut request: Request, owner: Option<Owner>) -> Response {
@@ -274,8 +284,13 @@ async fn relay_to(
     if let Some(session) = session {
         parts.headers.insert(SESSION_HEADER, session);
     }
-    // The client picks `Host` from the upstream URI; `Origin` and cookies are for the gateway, not the upstream.
-    for name in [header::HOST, header::ORIGIN, header::COOKIE] {
+    // `Host` names the upstream (as the client would from the upstream URI, prepared once); `Origin` and cookies
+    // are for the gateway, not the upstream.
+    match &upstream.host {
+        Some(host) => parts.headers.insert(header::HOST, host.clone()),
+        None => parts.headers.remove(header::HOST),
+    };
+    for name in [header::ORIGIN, header::COOKIE] {
         parts.headers.remove(name);
     }
     let method = parts.method.clone();
@@ -438,5 +453,21 @@ mod tests {
         );
         assert_eq!(merge_query(None, Some("c=3")).as_deref(), Some("c=3"));
         assert_eq!(merge_query(Some(""), None), None);
+    }
+
+    #[test]
+    fn host_names_the_upstream_without_its_default_port() {
+        for (url, expected) in [
+            ("http://u/mcp", "u"),
+            ("http://u:80/mcp", "u"),
+            ("https://u:443", "u"),
+            ("https://u:8443/mcp", "u:8443"),
+            ("http://u:443/mcp", "u:443"),
+            ("http://127.0.0.1:3000/mcp", "127.0.0.1:3000"),
+            ("http://[::1]:3000/mcp", "[::1]:3000"),
+        ] {
+            let url: Uri = url.parse().unwrap();
+            assert_eq!(host(&url).unwrap(), expected, "{url}");
+        }
     }
 }

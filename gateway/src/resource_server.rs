@@ -39,7 +39,7 @@ use tower_mcp_auth::{
     BoxError, McpAuthLayer, Recognition, Validator, Verdict,
 };
 
-use super::{keys::KeyStore, proxy::Relayed, route, tls::HttpsConnector, HttpsClient, Options};
+use super::{keys::KeyStore, proxy::Relayed, route, stage::IntoBody, tls::HttpsConnector, Options};
 
 /// Who the caller is: a gateway key's identity, or the claims of a JWT of the gateway's issuer.
 #[derive(Clone, Debug)]
@@ -54,18 +54,24 @@ impl Caller {
     /// as in a client-credentials grant), `jwt-user:SUBJECT` when it speaks for a user of another client, and
     /// `jwt-sub:SUBJECT` when it names no client. A client and a user of the same name never share a name.
     pub fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Key(key) => format!("key:{}", key.name()),
+            Self::Key(key) => write!(f, "key:{}", key.name()),
             Self::Jwt(claims) => {
                 let client = claims
                     .client_id
                     .as_deref()
                     .or_else(|| claims.extra.get("azp").and_then(serde_json::Value::as_str));
                 match (claims.sub.as_deref(), client) {
-                    (Some(sub), Some(client)) if sub != client => format!("jwt-user:{sub}"),
-                    (_, Some(client)) => format!("jwt-client:{client}"),
-                    (Some(sub), None) => format!("jwt-sub:{sub}"),
-                    (None, None) => "jwt:-".to_owned(),
+                    (Some(sub), Some(client)) if sub != client => write!(f, "jwt-user:{sub}"),
+                    (_, Some(client)) => write!(f, "jwt-client:{client}"),
+                    (Some(sub), None) => write!(f, "jwt-sub:{sub}"),
+                    (None, None) => f.write_str("jwt:-"),
                 }
             }
         }
@@ -301,13 +307,17 @@ pub fn exchanges(
 /// The HTTP client of one upstream: the gateway's credential for it, or a token exchanged for it.
 #[derive(Clone)]
 pub enum UpstreamClient {
-    Plain(ForwardCredentials<HttpsClient>),
+    Plain(ForwardCredentials<RelayClient>),
     Exchange(ForwardCredentials<ExchangeToken<ExchangeClient, Caller>>),
 }
 
-/// The client under an exchange: replayable bodies, and a mark on every response the upstream gave.
+/// The client of every upstream: the relay reads request bodies whole, so they are sent as they are (and can be
+/// sent again, as a token exchange's retry does).
+pub type RelayClient = Client<HttpsConnector, Full<Bytes>>;
+
+/// The client under an exchange: a mark on every response the upstream gave.
 type ExchangeClient = tower::util::MapResponse<
-    Client<HttpsConnector, Full<Bytes>>,
+    RelayClient,
     fn(Response<hyper::body::Incoming>) -> Response<hyper::body::Incoming>,
 >;
 
@@ -324,8 +334,7 @@ impl UpstreamClient {
     /// The client of `config`: with `exchange`, the client's JWT is exchanged for it.
     pub fn new(
         config: &UpstreamConfig,
-        connector: &HttpsConnector,
-        client: &HttpsClient,
+        client: &RelayClient,
         exchange: Option<(TokenExchange, ExchangeTarget)>,
         metadata_url: &str,
     ) -> Result<Self, String> {
@@ -338,8 +347,6 @@ impl UpstreamClient {
         let exchange = ExchangeTokenLayer::<Caller>::new(exchange, target)
             .try_resource_metadata(metadata_url)
             .map_err(|e| format!("--public-url: {e}"))?;
-        let replayable: Client<HttpsConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build(connector.clone());
         Ok(Self::Exchange(
             ServiceBuilder::new()
                 .layer(forward)
@@ -347,7 +354,7 @@ impl UpstreamClient {
                 .service(
                     ServiceBuilder::new()
                         .map_response(mark as fn(_) -> _)
-                        .service(replayable),
+                        .service(client.clone()),
                 ),
         ))
     }
@@ -360,7 +367,7 @@ impl UpstreamClient {
     ) -> Result<Result<Response, Response>, BoxError> {
         match self {
             Self::Plain(client) => {
-                let response = client.clone().oneshot(request.map(Body::from)).await?;
+                let response = client.clone().oneshot(request.map(Full::new)).await?;
                 Ok(Ok(response.map(Body::new)))
             }
             Self::Exchange(client) => {
@@ -444,8 +451,7 @@ impl<S, B> Service<Request> for RouteAuth<S>
 where
     S: Service<Request, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    B: IntoBody,
 {
     type Response = Response;
     type Error = Infallible;
@@ -461,10 +467,10 @@ where
         let name = route::of(&request).map_or("", |route| route.name());
         let Some((auth, metadata_url)) = self.routes.get(name).cloned() else {
             let answer = self.default.call(request);
-            return Box::pin(async move { Ok(answer.await?.map(Body::new)) });
+            return Box::pin(async move { Ok(answer.await?.map(IntoBody::into_body)) });
         };
         Box::pin(async move {
-            let mut response = auth.oneshot(request).await?.map(Body::new);
+            let mut response = auth.oneshot(request).await?.map(IntoBody::into_body);
             if response.status() == StatusCode::UNAUTHORIZED
                 && response.extensions().get::<Relayed>().is_none()
             {

@@ -35,7 +35,6 @@ use chacha20poly1305::{
 use hkdf::Hkdf;
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
-use tower_mcp_auth::Authenticated;
 
 use super::resource_server::Caller;
 
@@ -115,11 +114,8 @@ pub struct Owner(Vec<u8>);
 impl Owner {
     /// The caller of an admitted request: its identity if it has one, else its passthrough token's SHA-256
     /// digest.
-    pub fn of(
-        identity: Option<&Authenticated<Caller>>,
-        token_digest: Option<[u8; 32]>,
-    ) -> Option<Self> {
-        match (identity.map(Authenticated::identity), token_digest) {
+    pub fn of(identity: Option<&Caller>, token_digest: Option<[u8; 32]>) -> Option<Self> {
+        match (identity, token_digest) {
             (Some(Caller::Key(key)), _) => Some(Self::new(b'k', &[key.name().as_bytes()])),
             (Some(Caller::Jwt(claims)), _) => {
                 Some(match (claims.sub.as_deref(), claims.client_id.as_deref()) {
@@ -140,7 +136,9 @@ impl Owner {
     }
 
     fn new(kind: u8, fields: &[&[u8]]) -> Self {
-        let mut bytes = vec![kind];
+        let length = 1 + fields.iter().map(|field| 4 + field.len()).sum::<usize>();
+        let mut bytes = Vec::with_capacity(length);
+        bytes.push(kind);
         for field in fields {
             bytes.extend_from_slice(&(field.len() as u32).to_be_bytes());
             bytes.extend_from_slice(field);

@@ -15,7 +15,7 @@ use axum::{body::Body, extract::Request, response::Response};
 use bytes::Bytes;
 use futures_util::{future::Map, FutureExt as _};
 use tower::{util::MapResponseLayer, Layer, Service};
-use tower_mcp_auth::BoxError;
+use tower_mcp_auth::{body::ResponseBody, mcp::McpResponseBody, BoxError};
 
 /// A service that always answers: the shape of every service of the request path.
 pub trait Answers:
@@ -113,11 +113,39 @@ where
 }
 
 /// After a layer whose responses wrap the body in a type of its own (tower-mcp-auth's refusals, the MCP
-/// response filter): the response with the body as axum's [`Body`], as every stage above expects.
-pub fn axum_body<B>() -> MapResponseLayer<fn(http::Response<B>) -> Response>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+/// response filter): the response with the body as axum's [`Body`], as every stage above expects. A body passed
+/// through untouched is unwrapped ([`IntoBody`]), not boxed again.
+pub fn axum_body<B: IntoBody>() -> MapResponseLayer<fn(http::Response<B>) -> Response> {
+    MapResponseLayer::new(|response: http::Response<B>| response.map(IntoBody::into_body))
+}
+
+/// A response body that becomes axum's [`Body`]: a wrapper around a body passed through untouched gives the
+/// body back; only a body of the wrapper's own (a refusal, a filtered list) is boxed.
+pub trait IntoBody:
+    http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Sized + 'static
 {
-    MapResponseLayer::new(|response: http::Response<B>| response.map(Body::new))
+    /// This body as axum's [`Body`].
+    fn into_body(self) -> Body {
+        Body::new(self)
+    }
+}
+
+impl IntoBody for Body {
+    fn into_body(self) -> Body {
+        self
+    }
+}
+
+impl<B: IntoBody> IntoBody for ResponseBody<B> {
+    fn into_body(self) -> Body {
+        self.into_inner()
+            .map_or_else(Body::new, IntoBody::into_body)
+    }
+}
+
+impl<B: IntoBody> IntoBody for McpResponseBody<B> {
+    fn into_body(self) -> Body {
+        self.into_inner()
+            .map_or_else(Body::new, IntoBody::into_body)
+    }
 }

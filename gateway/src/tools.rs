@@ -22,13 +22,12 @@ use tower_mcp_auth::{
         KNOWN_METHODS,
     },
     permissions::{PathSegment, Tools},
-    Authenticated, OAuthPassthrough,
+    Authenticated,
 };
 
 use metrics::{Counter, SharedString};
 
 use crate::metrics::Handles;
-use sha2::{Digest, Sha256};
 
 use super::{access_log::AuthOutcome, config::Server, json_error, resource_server::Caller};
 
@@ -222,18 +221,13 @@ pub async fn require_scopes<S: Answers>(
 /// outcome. Labels come from the configuration and fixed lists only: an upstream, method or tool outside them
 /// is `other`, so clients cannot grow the label set.
 ///
-/// An answer the relay never gave (a refused call) gets the caller's description for the access log here.
-pub async fn record<S: Answers>(policy: Policy, request: Request, next: Next<S>) -> Response {
-    let identity = request.extensions().get::<Authenticated<Caller>>().cloned();
-    let passthrough = request.extensions().get::<OAuthPassthrough>().cloned();
+/// How the caller was admitted ([`AuthOutcome`]) is found here once: the relay reads it from the request (the
+/// session's owner), the access log from the response, whichever step below answered.
+pub async fn record<S: Answers>(policy: Policy, mut request: Request, next: Next<S>) -> Response {
+    let outcome = AuthOutcome::of(&request);
+    request.extensions_mut().insert(outcome.clone());
     let mut response = next.run(request).await;
-    if response.extensions().get::<Option<AuthOutcome>>().is_none() {
-        let digest: Option<[u8; 32]> = passthrough
-            .as_ref()
-            .map(|p| Sha256::digest(p.expose_token().as_bytes()).into());
-        let outcome = AuthOutcome::of(identity.as_ref(), digest.as_ref());
-        response.extensions_mut().insert(outcome);
-    }
+    response.extensions_mut().insert(outcome);
     if let Some(outcome) = response.extensions().get::<McpOutcome>() {
         let route = policy.0.get(outcome.upstream());
         // Shared labels: a reference count each, never a copy per call.

@@ -170,6 +170,16 @@ pin_project! {
 }
 
 impl<B> McpResponseBody<B> {
+    /// The upstream's body, unwrapped, when it is relayed as it is (nothing to filter); otherwise this body back.
+    /// Lets a server whose stack has one body type (axum's `Body`, say) take the body back without wrapping it
+    /// again.
+    pub fn into_inner(self) -> Result<B, Self> {
+        match self.kind {
+            Kind::Inner { body } => Ok(body),
+            kind => Err(Self { kind }),
+        }
+    }
+
     pub(crate) fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{header::CONTENT_TYPE, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::LengthLimitError;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -215,8 +215,8 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+    match crate::body::to_bytes(body, max).await {
+        Ok(bytes) => Ok(bytes),
         Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
         // A server that bounds how long a body may take reports it as an I/O time-out: the client was slow,
         // its request was not malformed.

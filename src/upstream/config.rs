@@ -162,65 +162,105 @@ impl UpstreamConfig {
     /// # Errors
     /// [`Refused`], when the request must not reach this upstream.
     pub fn credential_headers(&self, extensions: &Extensions) -> Result<HeaderMap, Refused> {
-        self.select(extensions).map(|(_, headers)| headers)
+        Ok(match self.choose(extensions)? {
+            // Kept as the client sent them, every value of a name included.
+            Chosen::Client(mut headers) => {
+                self.add_extra(&mut headers);
+                headers
+            }
+            chosen => {
+                let mut headers = HeaderMap::new();
+                self.write(chosen, &mut headers);
+                headers
+            }
+        })
     }
 
-    /// [`credential_headers`](Self::credential_headers), and which source supplied the credential.
-    pub(crate) fn select(
-        &self,
-        extensions: &Extensions,
-    ) -> Result<(&'static str, HeaderMap), Refused> {
+    /// Which source supplies the credential of a request with `extensions`
+    /// ([`credential_headers`](Self::credential_headers) says which), or why none may.
+    pub(crate) fn choose(&self, extensions: &Extensions) -> Result<Chosen<'_>, Refused> {
         let passthrough = || {
             extensions
                 .get::<OAuthPassthrough>()
                 .filter(|_| self.accepts_passthrough)
                 .and_then(|token| token.authorization().ok())
-                .map(|value| HeaderMap::from_iter([(AUTHORIZATION, value)]))
         };
         match extensions.get::<Admission>() {
             None => Err(Refused::NotAdmitted),
-            Some(Admission::Authenticated(_)) => {
-                Ok(self.select_authenticated(extensions, passthrough()))
-            }
+            Some(Admission::Authenticated(_)) => Ok(match passthrough() {
+                Some(value) => Chosen::Passthrough(value),
+                None => self.choose_gateway_held(extensions),
+            }),
             // Admission is non-exhaustive: anything but an authenticated caller gets nothing of the gateway's.
             Some(_) => match passthrough() {
-                Some(headers) => Ok(("passthrough", headers)),
+                Some(value) => Ok(Chosen::PassthroughOnly(value)),
                 None => Err(Refused::PassthroughNotAccepted),
             },
         }
     }
 
-    /// The precedence for a caller the gateway authenticated.
-    fn select_authenticated(
-        &self,
-        extensions: &Extensions,
-        passthrough: Option<HeaderMap>,
-    ) -> (&'static str, HeaderMap) {
-        let client = || {
-            extensions
-                .get::<ClientCredentials>()
-                .map(|client| client.headers_for(&self.name, self.auth.kind()))
-                .filter(|headers| !headers.is_empty())
+    /// The precedence below the passthrough token, for a caller the gateway authenticated.
+    fn choose_gateway_held(&self, extensions: &Extensions) -> Chosen<'_> {
+        let client = extensions
+            .get::<ClientCredentials>()
+            .map(|client| client.headers_for(&self.name, self.auth.kind()))
+            .filter(|headers| !headers.is_empty());
+        match (client, self.auth.header()) {
+            (Some(headers), _) => Chosen::Client(headers),
+            (None, Some((name, value))) => Chosen::Configured(name, value),
+            (None, None) => Chosen::Nothing,
+        }
+    }
+
+    /// Sets the `chosen` credential in `headers` (one value per name), then the extra headers unless the
+    /// caller is known only by its passthrough token; returns the source's name, for the debug log.
+    pub(crate) fn write(&self, chosen: Chosen<'_>, headers: &mut HeaderMap) -> &'static str {
+        let source = match chosen {
+            Chosen::PassthroughOnly(value) => {
+                headers.insert(AUTHORIZATION, value);
+                return "passthrough";
+            }
+            Chosen::Passthrough(value) => {
+                headers.insert(AUTHORIZATION, value);
+                "passthrough"
+            }
+            Chosen::Client(client) => {
+                for (name, value) in client {
+                    if let Some(name) = name {
+                        headers.insert(name, value);
+                    }
+                }
+                "client"
+            }
+            Chosen::Configured(name, value) => {
+                headers.insert(name.clone(), value.clone());
+                "configured"
+            }
+            Chosen::Nothing => "none",
         };
-        let configured = || {
-            self.auth
-                .header()
-                .map(|(name, value)| HeaderMap::from_iter([(name.clone(), value.clone())]))
-        };
-        let (source, mut headers) = if let Some(headers) = passthrough {
-            ("passthrough", headers)
-        } else if let Some(headers) = client() {
-            ("client", headers)
-        } else if let Some(headers) = configured() {
-            ("configured", headers)
-        } else {
-            ("none", HeaderMap::new())
-        };
+        self.add_extra(headers);
+        source
+    }
+
+    fn add_extra(&self, headers: &mut HeaderMap) {
         for (name, value) in &self.extra_headers {
             headers.insert(name.clone(), value.clone());
         }
-        (source, headers)
     }
+}
+
+/// The source of an upstream request's credential, chosen before the request is changed.
+pub(crate) enum Chosen<'a> {
+    /// The client's token, for an authenticated caller.
+    Passthrough(HeaderValue),
+    /// The client's token, for a caller known only by it: nothing of the gateway's goes with it.
+    PassthroughOnly(HeaderValue),
+    /// The client's own credential for this upstream.
+    Client(HeaderMap),
+    /// The gateway's credential for this upstream.
+    Configured(&'a HeaderName, &'a HeaderValue),
+    /// None at all.
+    Nothing,
 }
 
 impl fmt::Debug for UpstreamConfig {

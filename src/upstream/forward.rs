@@ -37,8 +37,8 @@ struct Forwarding {
 impl Forwarding {
     /// Rewrites `request` for the upstream: strip, then set, then pin the origin; or refuses it, untouched.
     fn prepare<B>(&self, request: &mut Request<B>) -> Result<(), Refused> {
-        let (source, credentials) = match self.upstream.select(request.extensions()) {
-            Ok(selected) => selected,
+        let chosen = match self.upstream.choose(request.extensions()) {
+            Ok(chosen) => chosen,
             Err(refused) => {
                 tracing::debug!(
                     target: "tower_mcp_auth::upstream",
@@ -53,11 +53,7 @@ impl Forwarding {
         // Connection-listed headers go first, so no `Connection` value can remove what is set below.
         remove_hop_by_hop(headers);
         self.remove_credentials(headers);
-        for (name, value) in credentials {
-            if let Some(name) = name {
-                headers.insert(name, value);
-            }
-        }
+        let source = self.upstream.write(chosen, headers);
         pin_origin(request.uri_mut(), self.upstream.url());
         tracing::debug!(
             target: "tower_mcp_auth::upstream",

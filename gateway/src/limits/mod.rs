@@ -25,6 +25,7 @@ mod redis;
 
 use crate::stage::{Answers, Next};
 use std::{
+    cell::OnceCell,
     collections::{BTreeMap, HashMap},
     num::NonZeroU32,
     sync::Arc,
@@ -324,14 +325,22 @@ impl Limiter {
             return Vec::new();
         }
         let caller = request.extensions().get::<Authenticated<Caller>>();
-        let identity = match (caller, request.extensions().get::<OAuthPassthrough>()) {
-            (Some(caller), _) => caller.identity().describe(),
-            // A caller known only by its own token: counted under the token's digest, never the token.
-            (None, Some(token)) => format!(
-                "passthrough:{:x}",
-                Sha256::digest(token.expose_token().as_bytes())
-            ),
+        let who = match (caller, request.extensions().get::<OAuthPassthrough>()) {
+            (Some(caller), _) => Ok(caller.identity()),
+            (None, Some(token)) => Err(token),
             (None, None) => return Vec::new(),
+        };
+        // Described only when a limit applies.
+        let described = OnceCell::new();
+        let identity = || -> &str {
+            described.get_or_init(|| match who {
+                Ok(caller) => caller.describe(),
+                // A caller known only by its own token: counted under the token's digest, never the token.
+                Err(token) => format!(
+                    "passthrough:{:x}",
+                    Sha256::digest(token.expose_token().as_bytes())
+                ),
+            })
         };
         // Narrowest first: in process, a request refused by a tool's limit spends none of the wider ones.
         let mut buckets = Vec::new();
@@ -340,22 +349,26 @@ impl Limiter {
                 if let Some(rate) = server.tools.get(tool) {
                     buckets.push(Bucket::new(
                         Scope::Tool,
-                        &[upstream, tool, &identity],
+                        &[upstream, tool, identity()],
                         *rate,
                     ));
                 }
             }
             if let Some(rate) = server.upstream {
-                buckets.push(Bucket::new(Scope::Upstream, &[upstream, &identity], rate));
+                buckets.push(Bucket::new(Scope::Upstream, &[upstream, identity()], rate));
             }
         }
         if let Some(rate) = self.0.per_caller {
-            buckets.push(Bucket::new(Scope::Caller, &[&identity], rate));
+            buckets.push(Bucket::new(Scope::Caller, &[identity()], rate));
         }
         if let Some(Caller::Key(key)) = caller.map(Authenticated::identity) {
             let limits = key.rpm_limits();
             if let Some(rpm) = limits.key() {
-                buckets.push(Bucket::new(Scope::Key, &[&identity], Rate::per_minute(rpm)));
+                buckets.push(Bucket::new(
+                    Scope::Key,
+                    &[identity()],
+                    Rate::per_minute(rpm),
+                ));
             }
             if let Some((team, rpm)) = limits.team() {
                 buckets.push(Bucket::new(Scope::Team, &[team], Rate::per_minute(rpm)));
