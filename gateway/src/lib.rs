@@ -78,8 +78,6 @@ pub fn json_error(status: StatusCode, error: &str, description: &str) -> Respons
 pub struct Upstream {
     config: UpstreamConfig,
     client: resource_server::UpstreamClient,
-    /// The `Host` of every request to it, prepared once.
-    host: Option<axum::http::HeaderValue>,
     /// The gateway's metadata document for this route.
     metadata_url: String,
     /// The gateway's URL of this route: `PUBLIC_URL/mcp/NAME`.
@@ -314,7 +312,6 @@ fn app(mut options: Options, process: &reload::Process) -> Result<App, String> {
                     exchanges.remove(config.name()),
                     &metadata_url,
                 )?,
-                host: proxy::host(config.url()),
                 metadata_url,
                 resource: resource(config.name()),
                 requests: metrics::UpstreamRequests::new(config.name()),

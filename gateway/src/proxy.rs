@@ -147,22 +147,6 @@ fn relay_challenges(headers: &mut HeaderMap, metadata_url: &str) {
     }
 }
 
-/// The `Host` of requests to `url`: its host, and its port unless it is the scheme's default (as hyper's client
-/// would set it per request).
-pub fn host(url: &Uri) -> Option<HeaderValue> {
-    let host = url.host()?;
-    let default = match url.scheme_str() {
-        Some("https") => Some(443),
-        Some("http") => Some(80),
-        _ => None,
-    };
-    let value = match url.port_u16() {
-        Some(port) if Some(port) != default => format!("{host}:{port}"),
-        _ => host.to_owned(),
-    };
-    HeaderValue::from_str(&value).ok()
-}
-
 /// Reads the request body, at most `max` bytes; `Err` is the 413 (or 400) to answer.
 async fn read_body(parts: &Parts, body: Body, max: usize) -> Result<axum::body::Bytes, Response> {
     let too_large = || {
@@ -284,13 +268,8 @@ async fn relay_to(
     if let Some(session) = session {
         parts.headers.insert(SESSION_HEADER, session);
     }
-    // `Host` names the upstream (as the client would from the upstream URI, prepared once); `Origin` and cookies
-    // are for the gateway, not the upstream.
-    match &upstream.host {
-        Some(host) => parts.headers.insert(header::HOST, host.clone()),
-        None => parts.headers.remove(header::HOST),
-    };
-    for name in [header::ORIGIN, header::COOKIE] {
+    // The upstream's `Host` is set with its credential; `Origin` and cookies are for the gateway, not the upstream.
+    for name in [header::HOST, header::ORIGIN, header::COOKIE] {
         parts.headers.remove(name);
     }
     let method = parts.method.clone();
@@ -453,21 +432,5 @@ mod tests {
         );
         assert_eq!(merge_query(None, Some("c=3")).as_deref(), Some("c=3"));
         assert_eq!(merge_query(Some(""), None), None);
-    }
-
-    #[test]
-    fn host_names_the_upstream_without_its_default_port() {
-        for (url, expected) in [
-            ("http://u/mcp", "u"),
-            ("http://u:80/mcp", "u"),
-            ("https://u:443", "u"),
-            ("https://u:8443/mcp", "u:8443"),
-            ("http://u:443/mcp", "u:443"),
-            ("http://127.0.0.1:3000/mcp", "127.0.0.1:3000"),
-            ("http://[::1]:3000/mcp", "[::1]:3000"),
-        ] {
-            let url: Uri = url.parse().unwrap();
-            assert_eq!(host(&url).unwrap(), expected, "{url}");
-        }
     }
 }

@@ -22,12 +22,16 @@ use axum::{
     response::Response,
 };
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
+use futures_util::{
+    future::{BoxFuture, Either as EitherFuture, MapOk},
+    TryFutureExt as _,
+};
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt as _};
 use tower_mcp_auth::{
     auth::McpAuth,
+    body::ResponseBody,
     permissions::{KeyIdentity, Tools, UpstreamAccess},
     upstream::{
         with_resource_metadata, ExchangeTarget, ExchangeToken, ExchangeTokenLayer,
@@ -455,7 +459,14 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+    /// The keys-only answer as it comes (no box); a route's own, boxed.
+    type Future = EitherFuture<
+        MapOk<
+            <McpAuth<S, RouteValidator> as Service<Request>>::Future,
+            fn(Response<ResponseBody<B>>) -> Response,
+        >,
+        BoxFuture<'static, Result<Response, Infallible>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // The keys-only service is the one called without a JWT issuer; a route's own service is driven to
@@ -466,10 +477,10 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let name = route::of(&request).map_or("", |route| route.name());
         let Some((auth, metadata_url)) = self.routes.get(name).cloned() else {
-            let answer = self.default.call(request);
-            return Box::pin(async move { Ok(answer.await?.map(IntoBody::into_body)) });
+            let unwrap: fn(Response<ResponseBody<B>>) -> Response = |r| r.map(IntoBody::into_body);
+            return EitherFuture::Left(self.default.call(request).map_ok(unwrap));
         };
-        Box::pin(async move {
+        EitherFuture::Right(Box::pin(async move {
             let mut response = auth.oneshot(request).await?.map(IntoBody::into_body);
             if response.status() == StatusCode::UNAUTHORIZED
                 && response.extensions().get::<Relayed>().is_none()
@@ -477,7 +488,7 @@ where
                 point_at(&mut response, &metadata_url);
             }
             Ok(response)
-        })
+        }))
     }
 }
 

@@ -194,7 +194,7 @@ pub async fn require_scopes<S: Answers>(
         if needed.iter().all(|s| held.contains(s.as_str())) {
             continue;
         }
-        let calls = mcp
+        let calls: Arc<[CallOutcome]> = mcp
             .envelope()
             .messages()
             .iter()

@@ -281,9 +281,12 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
 }
 
 /// Records the keys of one object, refusing a second occurrence. Objects here have a handful of keys, and keys
-/// without escapes are borrowed, so recording them costs no allocation beyond the list.
+/// without escapes are borrowed: the first eight are recorded in place, without allocating.
 #[derive(Default)]
-struct Seen<'de>(Vec<Cow<'de, str>>);
+struct Seen<'de> {
+    first: [Option<Cow<'de, str>>; 8],
+    more: Vec<Cow<'de, str>>,
+}
 
 impl<'de> Seen<'de> {
     /// The next key of `map`, refused if it was seen before.
@@ -291,10 +294,18 @@ impl<'de> Seen<'de> {
         let Some(Key(key)) = map.next_key::<Key<'de>>()? else {
             return Ok(None);
         };
-        if self.0.contains(&key) {
+        let mut seen = self
+            .first
+            .iter()
+            .map_while(Option::as_ref)
+            .chain(&self.more);
+        if seen.any(|known| *known == key) {
             return Err(de::Error::custom(DUPLICATE));
         }
-        self.0.push(key.clone());
+        match self.first.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(key.clone()),
+            None => self.more.push(key.clone()),
+        }
         Ok(Some(key))
     }
 }
@@ -590,6 +601,23 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"a":1,"a":2}}}"#,
         ] {
             assert_eq!(parse(body), Err(EnvelopeError::DuplicateKey), "{body}");
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_among_many_keys() {
+        // Twelve distinct keys in `_meta`: more than are recorded in place.
+        let keys: Vec<String> = (0..12).map(|i| format!("\"k{i}\":{i}")).collect();
+        let meta = keys.join(",");
+        let body = |extra: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"_meta":{{{meta}{extra}}}}}}}"#
+            )
+        };
+        assert!(parse(&body("")).is_ok());
+        for again in ["k0", "k7", "k8", "k11"] {
+            let body = body(&format!(",\"{again}\":0"));
+            assert_eq!(parse(&body), Err(EnvelopeError::DuplicateKey), "{body}");
         }
     }
 

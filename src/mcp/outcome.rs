@@ -76,23 +76,29 @@ impl CallOutcome {
 }
 
 /// Response extension: the decisions about every call of a request's envelope, and the upstream it targeted.
-/// [`RequireToolsLayer`](super::RequireToolsLayer) inserts it. Cloning it is a reference-count increment.
+/// [`RequireToolsLayer`](super::RequireToolsLayer) inserts it. Cloning it is two reference-count increments.
 #[derive(Clone, Debug)]
-pub struct McpOutcome(Arc<(Box<str>, Vec<CallOutcome>)>);
+pub struct McpOutcome {
+    upstream: Arc<str>,
+    calls: Arc<[CallOutcome]>,
+}
 
 impl McpOutcome {
-    /// The outcome of the `calls` of a request to `upstream`.
-    pub fn new(upstream: impl Into<Box<str>>, calls: Vec<CallOutcome>) -> Self {
-        Self(Arc::new((upstream.into(), calls)))
+    /// The outcome of the `calls` of a request to `upstream` (a `Vec`, or a shared slice collected at once).
+    pub fn new(upstream: impl Into<Arc<str>>, calls: impl Into<Arc<[CallOutcome]>>) -> Self {
+        Self {
+            upstream: upstream.into(),
+            calls: calls.into(),
+        }
     }
 
     /// The upstream the request targeted.
     pub fn upstream(&self) -> &str {
-        &self.0 .0
+        &self.upstream
     }
 
     /// One outcome per message, in the body's order.
     pub fn calls(&self) -> &[CallOutcome] {
-        &self.0 .1
+        &self.calls
     }
 }

@@ -93,7 +93,7 @@ const REFUSED_CODE: i64 = -32602;
 /// ```
 pub struct RequireToolsLayer<I, T> {
     target: T,
-    servers: Arc<HashMap<Box<str>, Tools>>,
+    servers: Arc<HashMap<Arc<str>, Tools>>,
     _identity: PhantomData<fn() -> I>,
 }
 
@@ -272,14 +272,13 @@ where
         let (Some(mcp), Some(upstream)) = (mcp, upstream) else {
             return RequireToolsFuture::inner(self.inner.call(request), None, None);
         };
-        let server = self
-            .layer
-            .servers
-            .get(&*upstream)
-            .cloned()
-            .unwrap_or_default();
+        // A configured upstream's name is shared, not copied, into the outcome.
+        let (upstream, server) = match self.layer.servers.get_key_value(&*upstream) {
+            Some((name, tools)) => (name.clone(), tools.clone()),
+            None => (Arc::from(&*upstream), Tools::default()),
+        };
         let caller = caller_tools::<I>(request.extensions(), &upstream);
-        let calls: Vec<CallOutcome> = mcp
+        let calls: Arc<[CallOutcome]> = mcp
             .envelope()
             .messages()
             .iter()

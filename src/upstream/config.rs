@@ -35,6 +35,8 @@ use crate::{
 pub struct UpstreamConfig {
     name: String,
     url: Uri,
+    /// The `Host` of every request to `url`, prepared once.
+    host: HeaderValue,
     auth: UpstreamAuth,
     accepts_passthrough: bool,
     forwards_cookies: bool,
@@ -62,9 +64,11 @@ impl UpstreamConfig {
         if authority.as_str().contains('@') {
             return Err(Reason::UrlWithUserinfo.into());
         }
+        let host = host_of(&url).ok_or(Reason::InvalidUrl)?;
         Ok(Self {
             name: name.to_ascii_lowercase(),
             url,
+            host,
             auth: UpstreamAuth::none(),
             accepts_passthrough: false,
             forwards_cookies: false,
@@ -113,6 +117,19 @@ impl UpstreamConfig {
     /// The upstream's URL.
     pub fn url(&self) -> &Uri {
         &self.url
+    }
+
+    /// The `Host` header of requests to this upstream: the URL's host, and its port unless it is the scheme's
+    /// default (as hyper's client would set it).
+    ///
+    /// ```
+    /// use tower_mcp_auth::upstream::UpstreamConfig;
+    ///
+    /// assert_eq!(UpstreamConfig::new("a", "https://mcp.example:443/mcp").unwrap().host(), "mcp.example");
+    /// assert_eq!(UpstreamConfig::new("b", "http://127.0.0.1:8080/").unwrap().host(), "127.0.0.1:8080");
+    /// ```
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
     }
 
     /// The gateway's own credential for this upstream.
@@ -249,6 +266,21 @@ impl UpstreamConfig {
     }
 }
 
+/// The `Host` of requests to `url`: its host, with its port unless it is the scheme's default.
+fn host_of(url: &Uri) -> Option<HeaderValue> {
+    let host = url.host()?;
+    let default = match url.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    };
+    let value = match url.port_u16() {
+        Some(port) if Some(port) != default => format!("{host}:{port}"),
+        _ => host.to_owned(),
+    };
+    HeaderValue::from_str(&value).ok()
+}
+
 /// The source of an upstream request's credential, chosen before the request is changed.
 pub(crate) enum Chosen<'a> {
     /// The client's token, for an authenticated caller.
@@ -281,5 +313,26 @@ impl fmt::Debug for UpstreamConfig {
                 &self.extra_headers.keys().collect::<Vec<_>>(),
             )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_the_upstream_without_its_default_port() {
+        for (url, expected) in [
+            ("http://u/mcp", "u"),
+            ("http://u:80/mcp", "u"),
+            ("https://u:443", "u"),
+            ("https://u:8443/mcp", "u:8443"),
+            ("http://u:443/mcp", "u:443"),
+            ("http://127.0.0.1:3000/mcp", "127.0.0.1:3000"),
+            ("http://[::1]:3000/mcp", "[::1]:3000"),
+        ] {
+            let config = UpstreamConfig::new("u", url).unwrap();
+            assert_eq!(config.host(), expected, "{url}");
+        }
     }
 }

@@ -54,6 +54,7 @@ impl Forwarding {
         remove_hop_by_hop(headers);
         self.remove_credentials(headers);
         let source = self.upstream.write(chosen, headers);
+        headers.insert(HOST, self.upstream.host().clone());
         pin_origin(request.uri_mut(), self.upstream.url());
         tracing::debug!(
             target: "tower_mcp_auth::upstream",
@@ -107,7 +108,7 @@ fn pin_origin(uri: &mut Uri, url: &Uri) {
 ///    `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization` and `Proxy-Connection`;
 /// 2. removes every credential header: the gateway key header, `Authorization`, `X-API-Key`, every `x-mcp-`
 ///    header and the deprecated client header; `Host`; and `Cookie`, unless the upstream
-///    [opted in](UpstreamConfig::with_cookies);
+///    [opted in](UpstreamConfig::with_cookies); then sets `Host` to the upstream's ([`UpstreamConfig::host`]);
 /// 3. sets the credential headers of [`UpstreamConfig::credential_headers`]. For a caller the gateway
 ///    authenticated: the [`OAuthPassthrough`](crate::OAuthPassthrough) token when this upstream accepts
 ///    passthrough, else the client's own credential for this upstream

@@ -436,7 +436,7 @@ fn refusal(mcp: &McpRequest, scope: Scope, retry_after: Duration) -> Response {
 
 /// Every call of the request refused by `rule`, for the access line and the calls counter.
 fn outcome(mcp: &McpRequest, upstream: &str) -> McpOutcome {
-    let calls = mcp
+    let calls: Arc<[CallOutcome]> = mcp
         .envelope()
         .messages()
         .iter()
