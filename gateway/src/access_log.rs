@@ -24,6 +24,7 @@ use axum::{
     response::Response,
 };
 use bytes::Bytes;
+use futures_util::future::Either;
 use http_body::{Body as _, Frame, SizeHint};
 use sha2::{Digest as _, Sha256};
 use tower_mcp_auth::{mcp::McpOutcome, Authenticated, Fingerprint, OAuthPassthrough};
@@ -31,7 +32,7 @@ use tower_mcp_auth::{mcp::McpOutcome, Authenticated, Fingerprint, OAuthPassthrou
 use crate::{
     resource_server::Caller,
     sessions::Owner,
-    stage::{Answers, Next},
+    stage::{Answers, Next, Run, Then},
 };
 
 /// The `tracing` target of access lines (and of the filter directive that silences them).
@@ -189,8 +190,21 @@ impl fmt::Display for Calls<'_> {
                 .char_indices()
                 .nth(MAX_LOGGED_NAME)
                 .map_or(value, |(at, _)| &value[..at]);
-            // Escaped: the client chose these strings.
-            write!(f, "{}", cut.escape_debug())?;
+            // Escaped: the client chose these strings. Most need nothing escaped and are written as they are.
+            let plain = cut
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'\\' | b'"' | b'\''));
+            if plain {
+                f.write_str(cut)?;
+            } else {
+                // A space too, so that no name can add a field of its own to the line.
+                for c in cut.chars() {
+                    match c {
+                        ' ' => f.write_str("\\u{20}")?,
+                        c => write!(f, "{}", c.escape_debug())?,
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -318,14 +332,33 @@ impl Drop for Logged {
 
 /// The outermost stage: the access line of each exchange, written to `to` when its response body ends (or is
 /// dropped before its end: `complete=false`).
-pub async fn access_log<S: Answers>(to: AccessLog, request: Request, next: Next<S>) -> Response {
+pub fn access_log<S: Answers>(
+    to: AccessLog,
+    request: Request,
+    next: Next<S>,
+) -> Either<Run<S>, Then<S, Started>> {
     if to == AccessLog::Off {
-        return next.run(request).await;
+        return Either::Left(next.run(request));
     }
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = request.uri().path().to_owned();
-    let response = next.run(request).await;
+    let started = Started {
+        traced: to == AccessLog::Tracing,
+        method: request.method().clone(),
+        route: request.uri().path().to_owned(),
+        at: Instant::now(),
+    };
+    Either::Right(next.then(request, started, logged))
+}
+
+/// What the access line knows of an exchange before its answer.
+pub struct Started {
+    traced: bool,
+    method: Method,
+    route: String,
+    at: Instant,
+}
+
+/// The answer, its body counted and logged when it ends.
+fn logged(started: Started, response: Response) -> Response {
     let status = response.status();
     let mcp = response.extensions().get::<McpOutcome>().cloned();
     let auth = Auth::of(&response);
@@ -334,12 +367,12 @@ pub async fn access_log<S: Answers>(to: AccessLog, request: Request, next: Next<
             inner,
             bytes: 0,
             entry: Some(Entry {
-                traced: to == AccessLog::Tracing,
-                method,
-                route,
+                traced: started.traced,
+                method: started.method,
+                route: started.route,
                 status,
                 auth,
-                started,
+                started: started.at,
                 mcp,
             }),
         })
@@ -349,6 +382,33 @@ pub async fn access_log<S: Answers>(to: AccessLog, request: Request, next: Next<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn call_names_are_written_as_they_are_or_escaped_so_they_add_no_field() {
+        use tower_mcp_auth::mcp::{CallOutcome, Decision};
+        let call = |name: &str| CallOutcome {
+            method: Some("tools/call".into()),
+            name: Some(name.into()),
+            decision: Decision::Allowed,
+        };
+        let outcome = McpOutcome::new(
+            "demo",
+            vec![
+                call("get_weather-2.v1"),
+                call("a status=500"),
+                call("x\ny"),
+                call("q\"'\\"),
+                call("é"),
+            ],
+        );
+        let names = Calls(Some(&outcome), |c| c.name.as_deref()).to_string();
+        assert_eq!(
+            names,
+            r#"get_weather-2.v1,a\u{20}status=500,x\ny,q\"\'\\,é"#
+        );
+        assert!(!names.contains(' ') && !names.contains('\n'));
+        assert_eq!(Calls(None, |c| c.name.as_deref()).to_string(), "-");
+    }
 
     #[test]
     fn timestamps_are_utc_with_microseconds_and_the_cached_second_moves_on() {

@@ -14,16 +14,13 @@ use std::{
 };
 
 use axum::{extract::Request, http::StatusCode, response::Response, Router};
-use futures_util::{
-    future::{BoxFuture, Either, Map, Ready},
-    FutureExt as _,
-};
+use futures_util::future::{BoxFuture, Either, Ready};
 use tower::{util::Oneshot, Service, ServiceExt as _};
 use tower_mcp_auth::route::{McpRoute, RouteError};
 
 use crate::{
     json_error,
-    stage::{answered, Answers, Infallibly},
+    stage::{answered, Answers, Mapped},
 };
 
 /// What [`App`] holds: something that answers a request with a future of its own.
@@ -34,7 +31,7 @@ pub(crate) trait Serve: Send + Sync + 'static {
 
 impl<S: Answers> Serve for S {
     fn serve(&self, request: Request) -> BoxFuture<'static, Response> {
-        Box::pin(self.clone().oneshot(request).map(answered))
+        Box::pin(Mapped::new(self.clone().oneshot(request), answered))
     }
 }
 
@@ -76,14 +73,14 @@ impl App {
 impl Service<Request> for App {
     type Response = Response;
     type Error = Infallible;
-    type Future = Map<BoxFuture<'static, Response>, Infallibly>;
+    type Future = Mapped<BoxFuture<'static, Response>, Response, Result<Response, Infallible>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        self.0.serve(request).map(Ok as Infallibly)
+        Mapped::new(self.0.serve(request), Ok)
     }
 }
 
@@ -106,21 +103,23 @@ impl<M> Dispatch<M> {
 impl<M: Answers> Service<Request> for Dispatch<M> {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<
-        Oneshot<M, Request>,
-        Either<Oneshot<Router, Request>, Ready<Result<Response, Infallible>>>,
-    >;
+    type Future =
+        Either<M::Future, Either<Oneshot<Router, Request>, Ready<Result<Response, Infallible>>>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Each request takes its own clone (`oneshot`), made ready there.
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The MCP path is called as it was made ready (its future built in place, not moved into a `oneshot`);
+        // the other routes' router is always ready and each request takes its own clone.
+        self.mcp.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         match McpRoute::parse(request.uri().path()) {
             Ok(route) => {
                 request.extensions_mut().insert(route);
-                Either::Left(self.mcp.clone().oneshot(request))
+                // The service made ready goes with this request; a fresh clone waits for the next one.
+                let fresh = self.mcp.clone();
+                let mut ready = std::mem::replace(&mut self.mcp, fresh);
+                Either::Left(ready.call(request))
             }
             Err(RouteError::NotUnderPrefix) => {
                 Either::Right(Either::Left(self.other.clone().oneshot(request)))

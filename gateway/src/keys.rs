@@ -11,11 +11,11 @@
 //! pool's wait for a connection ([`ACQUIRE_TIMEOUT`]) is shorter than the layer's validation timeout, so an
 //! outage is the store's error (503), never a request held for the layer's full timeout.
 
-use crate::stage::{Answers, Next};
+use crate::stage::{Answers, Next, Step};
 use std::{fmt::Write as _, sync::Arc, time::Duration};
 
 use axum::{extract::Request, http::StatusCode, response::Response};
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, Either};
 use tower_mcp_auth::{
     permissions::{KeyIdentity, Tools, Upstreams},
     validators::StaticKeys,
@@ -173,17 +173,20 @@ impl KeyStore {
 /// the client's own token only when the key store does not know it. The auth layer drops one it recognises
 /// at once (static keys, or a key LiteLLM's cache has seen); this asks the store about the rest, so a second
 /// live key never travels upstream, cached or not. A store that cannot answer fails closed (503).
-pub async fn drop_second_key<S: Answers>(
+pub fn drop_second_key<S: Answers>(
     store: KeyStore,
     mut request: Request,
     next: Next<S>,
-) -> Response {
+) -> Either<Step<S>, BoxFuture<'static, Response>> {
     let second = request
         .extensions()
         .get::<Authenticated<Caller>>()
         .and(request.extensions().get::<OAuthPassthrough>())
         .map(|token| store.validate(token.expose_token()));
-    if let Some(lookup) = second {
+    let Some(lookup) = second else {
+        return Either::Left(next.pass(request));
+    };
+    Either::Right(Box::pin(async move {
         match lookup.await {
             Ok(Verdict::Unknown) => {}
             Ok(_) => {
@@ -197,8 +200,8 @@ pub async fn drop_second_key<S: Answers>(
                 )
             }
         }
-    }
-    next.run(request).await
+        next.run(request).await
+    }))
 }
 
 impl Validator for KeyStore {

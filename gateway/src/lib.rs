@@ -342,7 +342,9 @@ fn app(mut options: Options, process: &reload::Process) -> Result<App, String> {
         let gateway = gateway.clone();
         // Boxed: the relay's future is the largest of the path, and every step above would otherwise move it
         // (a memcpy of kilobytes per step and request); a box makes each move a pointer's.
-        tower::service_fn(move |request| proxy::handle(gateway.clone(), request).boxed().map(Ok))
+        tower::service_fn(move |request| {
+            stage::Mapped::new(proxy::handle(gateway.clone(), request).boxed(), Ok)
+        })
     };
     let mcp = ServiceBuilder::new()
         .layer(stage(gateway.clone(), discovery::metadata::scope_hint))

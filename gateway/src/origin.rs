@@ -2,13 +2,12 @@
 //! loopback listener a `Host` that is neither a loopback name nor the public URL's host gets 421. Both run
 //! before authentication, so such a request never reaches a key store or an upstream.
 
-use crate::stage::{Answers, Next};
+use crate::stage::{Answers, Next, Step};
 use std::sync::Arc;
 
 use axum::{
     extract::Request,
     http::{header, StatusCode, Uri},
-    response::Response,
 };
 
 use super::json_error;
@@ -102,24 +101,24 @@ impl Origins {
 }
 
 /// Middleware: 403 for a foreign `Origin`, 421 for a foreign `Host` on a loopback listener.
-pub async fn check<S: Answers>(origins: Arc<Origins>, request: Request, next: Next<S>) -> Response {
+pub fn check<S: Answers>(origins: Arc<Origins>, request: Request, next: Next<S>) -> Step<S> {
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         if !origins.allows(origin.as_bytes()) {
-            return json_error(
+            return next.answer(json_error(
                 StatusCode::FORBIDDEN,
                 "forbidden_origin",
                 "this Origin may not call the gateway",
-            );
+            ));
         }
     }
     if !origins.allows_host(&request) {
-        return json_error(
+        return next.answer(json_error(
             StatusCode::MISDIRECTED_REQUEST,
             "misdirected_request",
             "unexpected Host for this gateway",
-        );
+        ));
     }
-    next.run(request).await
+    next.pass(request)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! gateway key (as LiteLLM does); and JWT callers may be held to scopes (`required_scopes`: a step-up `403
 //! insufficient_scope` naming them) and to clients (`allowed_client_ids`: `403 access_denied`).
 
-use crate::stage::{Answers, Next};
+use crate::stage::{Answers, Next, Step};
 use std::{collections::HashMap, sync::Arc};
 
 use axum::{
@@ -33,13 +33,13 @@ pub fn require_upstream() -> RequireUpstreamLayer<Caller, PathSegment> {
 pub type Routes = Arc<HashMap<String, (RouteAccess, String)>>;
 
 /// Middleware, behind the auth layer: applies the [`RouteAccess`] of the route a path names.
-pub async fn route_access<S: Answers>(routes: Routes, request: Request, next: Next<S>) -> Response {
+pub fn route_access<S: Answers>(routes: Routes, request: Request, next: Next<S>) -> Step<S> {
     let Some((access, metadata_url)) = route::of(&request).and_then(|r| routes.get(r.name()))
     else {
-        return next.run(request).await;
+        return next.pass(request);
     };
     if access.delegate && request.extensions().get::<Admission>() == Some(&Admission::Passthrough) {
-        return delegate_needs_key();
+        return next.answer(delegate_needs_key());
     }
     if let Some(Caller::Jwt(claims)) = request
         .extensions()
@@ -52,11 +52,11 @@ pub async fn route_access<S: Answers>(routes: Routes, request: Request, next: Ne
                 .as_deref()
                 .or_else(|| claims.extra.get("azp").and_then(serde_json::Value::as_str));
             if !client.is_some_and(|c| allowed.iter().any(|a| a == c)) {
-                return json_error(
+                return next.answer(json_error(
                     StatusCode::FORBIDDEN,
                     "access_denied",
                     "this client may not use this upstream",
-                );
+                ));
             }
         }
         let missing = access
@@ -64,10 +64,10 @@ pub async fn route_access<S: Answers>(routes: Routes, request: Request, next: Ne
             .iter()
             .any(|needed| !claims.scopes().any(|s| s == needed));
         if missing {
-            return insufficient_scope(&access.required_scopes, metadata_url);
+            return next.answer(insufficient_scope(&access.required_scopes, metadata_url));
         }
     }
-    next.run(request).await
+    next.pass(request)
 }
 
 /// A lone bearer on an `oauth_delegate` route: the gateway key is missing, not the token.

@@ -22,10 +22,7 @@ use axum::{
     response::Response,
 };
 use bytes::Bytes;
-use futures_util::{
-    future::{BoxFuture, Either as EitherFuture, MapOk},
-    TryFutureExt as _,
-};
+use futures_util::future::{BoxFuture, Either as EitherFuture};
 use http_body_util::Full;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt as _};
@@ -43,7 +40,14 @@ use tower_mcp_auth::{
     BoxError, McpAuthLayer, Recognition, Validator, Verdict,
 };
 
-use super::{keys::KeyStore, proxy::Relayed, route, stage::IntoBody, tls::HttpsConnector, Options};
+use super::{
+    keys::KeyStore,
+    proxy::Relayed,
+    route,
+    stage::{IntoBody, Mapped},
+    tls::HttpsConnector,
+    Options,
+};
 
 /// Who the caller is: a gateway key's identity, or the claims of a JWT of the gateway's issuer.
 #[derive(Clone, Debug)]
@@ -461,9 +465,10 @@ where
     type Error = Infallible;
     /// The keys-only answer as it comes (no box); a route's own, boxed.
     type Future = EitherFuture<
-        MapOk<
+        Mapped<
             <McpAuth<S, RouteValidator> as Service<Request>>::Future,
-            fn(Response<ResponseBody<B>>) -> Response,
+            Result<Response<ResponseBody<B>>, Infallible>,
+            Result<Response, Infallible>,
         >,
         BoxFuture<'static, Result<Response, Infallible>>,
     >;
@@ -477,8 +482,9 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let name = route::of(&request).map_or("", |route| route.name());
         let Some((auth, metadata_url)) = self.routes.get(name).cloned() else {
-            let unwrap: fn(Response<ResponseBody<B>>) -> Response = |r| r.map(IntoBody::into_body);
-            return EitherFuture::Left(self.default.call(request).map_ok(unwrap));
+            return EitherFuture::Left(Mapped::new(self.default.call(request), |answer| {
+                answer.map(|response| response.map(IntoBody::into_body))
+            }));
         };
         EitherFuture::Right(Box::pin(async move {
             let mut response = auth.oneshot(request).await?.map(IntoBody::into_body);

@@ -7,14 +7,16 @@
 
 use std::{
     convert::Infallible,
-    future::Future,
+    future::{Future, Ready},
+    pin::Pin,
     task::{Context, Poll},
 };
 
 use axum::{body::Body, extract::Request, response::Response};
 use bytes::Bytes;
-use futures_util::{future::Map, FutureExt as _};
-use tower::{util::MapResponseLayer, Layer, Service};
+use futures_util::future::Either;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 use tower_mcp_auth::{body::ResponseBody, mcp::McpResponseBody, BoxError};
 
 /// A service that always answers: the shape of every service of the request path.
@@ -41,8 +43,94 @@ pub struct Next<S>(S);
 
 impl<S: Answers> Next<S> {
     /// Hands `request` on and answers with what the rest of the path answers.
-    pub fn run(mut self, request: Request) -> impl Future<Output = Response> + Send + 'static {
-        self.0.call(request).map(answered)
+    pub fn run(mut self, request: Request) -> Run<S> {
+        Mapped::new(self.0.call(request), answered)
+    }
+
+    /// The stage's own answer, as a [`Step`]: the request goes no further.
+    pub fn answer(self, response: Response) -> Step<S> {
+        Either::Right(std::future::ready(response))
+    }
+
+    /// [`run`](Self::run), as a [`Step`]: the stage lets the request through.
+    pub fn pass(self, request: Request) -> Step<S> {
+        Either::Left(self.run(request))
+    }
+
+    /// Hands `request` on, then answers with `finish(state, response)`: what a stage does after the rest of the
+    /// path answered, without an `async fn` around the rest's future.
+    pub fn then<T>(
+        self,
+        request: Request,
+        state: T,
+        finish: fn(T, Response) -> Response,
+    ) -> Then<S, T> {
+        Then {
+            future: self.run(request),
+            state: Some(state),
+            finish,
+        }
+    }
+}
+
+/// The future of [`Next::run`].
+pub type Run<S> = Mapped<<S as Service<Request>>::Future, Result<Response, Infallible>, Response>;
+
+/// What a stage written as a plain function returns: the rest of the path's answer ([`Next::pass`]), or its own
+/// at once ([`Next::answer`]).
+///
+/// An `async fn` stage holds the future of the rest of the path in its own, where the compiler may give it two
+/// places, and moves it there; the rest of the path is every step below, kilobytes. A stage that decides
+/// before handing on returns a `Step`, and a stage that acts on the answer uses [`Next::then`]; only a step
+/// that must wait for something else first (a lookup, a rate-limit store) is an `async` block, boxed, and
+/// only on the path that needs it.
+pub type Step<S> = Either<Run<S>, Ready<Response>>;
+
+pin_project! {
+    /// The future of [`Next::then`].
+    pub struct Then<S: Answers, T> {
+        #[pin]
+        future: Run<S>,
+        state: Option<T>,
+        finish: fn(T, Response) -> Response,
+    }
+}
+
+impl<S: Answers, T> Future for Then<S, T> {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let this = self.project();
+        let response = std::task::ready!(this.future.poll(cx));
+        let state = this.state.take().expect("polled after completion");
+        Poll::Ready((this.finish)(state, response))
+    }
+}
+
+pin_project! {
+    /// `future`, its output passed through a plain function. Unlike `futures`' `Map`, which moves its whole
+    /// future out when it completes (for a step of the request path, a copy of every step below it), this
+    /// keeps the future in place: the function is a `fn`, there is nothing to take.
+    pub struct Mapped<Fut, T, U> {
+        #[pin]
+        future: Fut,
+        map: fn(T) -> U,
+    }
+}
+
+impl<Fut, T, U> Mapped<Fut, T, U> {
+    /// `future`, its output mapped by `map`.
+    pub fn new(future: Fut, map: fn(T) -> U) -> Self {
+        Self { future, map }
+    }
+}
+
+impl<Fut: Future<Output = T>, T, U> Future for Mapped<Fut, T, U> {
+    type Output = U;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<U> {
+        let this = self.project();
+        this.future.poll(cx).map(*this.map)
     }
 }
 
@@ -53,9 +141,6 @@ pub fn answered(answer: Result<Response, Infallible>) -> Response {
         Err(never) => match never {},
     }
 }
-
-/// A response as the result of a service that always answers.
-pub type Infallibly = fn(Response) -> Result<Response, Infallible>;
 
 /// A step of the request path: `function(state, request, next)` for each request.
 #[derive(Clone)]
@@ -98,7 +183,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Map<Fut, Infallibly>;
+    type Future = Mapped<Fut, Response, Result<Response, Infallible>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -108,15 +193,55 @@ where
         // The service polled ready goes with this request; a fresh clone waits for the next one.
         let fresh = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, fresh);
-        (self.function)(self.state.clone(), request, Next(ready)).map(Ok as Infallibly)
+        Mapped::new(
+            (self.function)(self.state.clone(), request, Next(ready)),
+            Ok,
+        )
     }
 }
 
 /// After a layer whose responses wrap the body in a type of its own (tower-mcp-auth's refusals, the MCP
 /// response filter): the response with the body as axum's [`Body`], as every stage above expects. A body passed
 /// through untouched is unwrapped ([`IntoBody`]), not boxed again.
-pub fn axum_body<B: IntoBody>() -> MapResponseLayer<fn(http::Response<B>) -> Response> {
-    MapResponseLayer::new(|response: http::Response<B>| response.map(IntoBody::into_body))
+pub fn axum_body() -> AxumBodyLayer {
+    AxumBodyLayer
+}
+
+/// The [`Layer`] of [`axum_body`].
+#[derive(Clone, Copy, Debug)]
+pub struct AxumBodyLayer;
+
+impl<S> Layer<S> for AxumBodyLayer {
+    type Service = AxumBody<S>;
+
+    fn layer(&self, inner: S) -> AxumBody<S> {
+        AxumBody(inner)
+    }
+}
+
+/// The service of [`axum_body`].
+#[derive(Clone, Debug)]
+pub struct AxumBody<S>(S);
+
+impl<S, B> Service<Request> for AxumBody<S>
+where
+    S: Service<Request, Response = http::Response<B>, Error = Infallible>,
+    B: IntoBody,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future =
+        Mapped<S::Future, Result<http::Response<B>, Infallible>, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        Mapped::new(self.0.call(request), |answer| {
+            answer.map(|response| response.map(IntoBody::into_body))
+        })
+    }
 }
 
 /// A response body that becomes axum's [`Body`]: a wrapper around a body passed through untouched gives the

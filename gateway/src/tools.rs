@@ -5,7 +5,7 @@
 //! module assembles them from the configuration (`allowed_tools`, `disallowed_tools`, `tool_scopes`, key
 //! grants `SERVER/TOOL`) and adds the gateway's step-up answer for JWT callers lacking a tool's scopes.
 
-use crate::stage::{Answers, Next};
+use crate::stage::{Answers, Next, Step, Then};
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
@@ -165,25 +165,21 @@ fn step_up(held: &BTreeSet<&str>, needed: &[String], metadata_url: &str, tool: &
 /// Middleware inside authentication: a JWT caller calling a tool of `tool_scopes` without every scope it
 /// lists gets the step-up `403`; the upstream never sees the call. Gateway keys carry their own tool grants
 /// and passthrough tokens are the upstream's to judge, so neither is asked for scopes.
-pub async fn require_scopes<S: Answers>(
-    policy: Policy,
-    request: Request,
-    next: Next<S>,
-) -> Response {
+pub fn require_scopes<S: Answers>(policy: Policy, request: Request, next: Next<S>) -> Step<S> {
     let (Some(mcp), Some(caller)) = (
         request.extensions().get::<McpRequest>(),
         request.extensions().get::<Authenticated<Caller>>(),
     ) else {
-        return next.run(request).await;
+        return next.pass(request);
     };
     let Caller::Jwt(claims) = caller.identity() else {
-        return next.run(request).await;
+        return next.pass(request);
     };
     let Some((upstream, route)) = super::route::of(&request)
         .and_then(|r| policy.0.get_key_value(r.name()))
         .map(|(name, route)| (name.clone(), route))
     else {
-        return next.run(request).await;
+        return next.pass(request);
     };
     let held: BTreeSet<&str> = claims.scopes().collect();
     for (index, message) in mcp.envelope().messages().iter().enumerate() {
@@ -212,9 +208,9 @@ pub async fn require_scopes<S: Answers>(
         response
             .extensions_mut()
             .insert(McpOutcome::new(upstream.as_str(), calls));
-        return response;
+        return next.answer(response);
     }
-    next.run(request).await
+    next.pass(request)
 }
 
 /// Middleware around the MCP layers: counts each call of an answered request by upstream, method, tool and
@@ -223,10 +219,18 @@ pub async fn require_scopes<S: Answers>(
 ///
 /// How the caller was admitted ([`AuthOutcome`]) is found here once: the relay reads it from the request (the
 /// session's owner), the access log from the response, whichever step below answered.
-pub async fn record<S: Answers>(policy: Policy, mut request: Request, next: Next<S>) -> Response {
+pub fn record<S: Answers>(
+    policy: Policy,
+    mut request: Request,
+    next: Next<S>,
+) -> Then<S, (Policy, Option<AuthOutcome>)> {
     let outcome = AuthOutcome::of(&request);
     request.extensions_mut().insert(outcome.clone());
-    let mut response = next.run(request).await;
+    next.then(request, (policy, outcome), count)
+}
+
+/// After the answer: how the caller was admitted, for the access log, and each call counted.
+fn count((policy, outcome): (Policy, Option<AuthOutcome>), mut response: Response) -> Response {
     response.extensions_mut().insert(outcome);
     if let Some(outcome) = response.extensions().get::<McpOutcome>() {
         let route = policy.0.get(outcome.upstream());

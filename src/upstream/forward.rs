@@ -66,13 +66,9 @@ impl Forwarding {
     }
 
     /// Removes every header that carries a credential: the gateway's, the client's, and the credential slots
-    /// this layer fills. `Host` goes too, so the client sets it from the pinned URI.
+    /// this layer fills; `Host`, which is set again for the upstream; and cookies, unless the upstream takes
+    /// them. One pass over the names finds them (usually none), rather than a hashed removal per name.
     fn remove_credentials(&self, headers: &mut HeaderMap) {
-        let client: Vec<HeaderName> = headers
-            .keys()
-            .filter(|name| name.as_str().starts_with(PREFIX))
-            .cloned()
-            .collect();
         let fixed = [
             &HOST,
             &AUTHORIZATION,
@@ -80,11 +76,14 @@ impl Forwarding {
             &self.key_header,
             &self.client_auth_header,
         ];
-        for name in client.iter().chain(fixed) {
-            headers.remove(name);
-        }
-        if !self.upstream.forwards_cookies() {
-            headers.remove(COOKIE);
+        let cookies = !self.upstream.forwards_cookies();
+        let doomed = |name: &&HeaderName| {
+            fixed.contains(name)
+                || name.as_str().starts_with(PREFIX)
+                || (cookies && *name == COOKIE)
+        };
+        while let Some(name) = headers.keys().find(doomed).cloned() {
+            headers.remove(&name);
         }
     }
 }

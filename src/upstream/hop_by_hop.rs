@@ -45,6 +45,11 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// assert!(headers.contains_key("mcp-session-id"));
 /// ```
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names, no hashed removals. Without a fixed one there is no
+    // `Connection` either, so nothing listed.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()

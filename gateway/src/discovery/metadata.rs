@@ -1,7 +1,7 @@
 //! The gateway's RFC 9728 protected-resource metadata for each passthrough route, built from the upstream's;
 //! with a JWT issuer (`--jwt-issuer`), for every route, naming that issuer first.
 
-use crate::stage::{Answers, Next};
+use crate::stage::{Answers, Next, Run};
 use std::sync::Arc;
 
 use axum::{
@@ -10,6 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use futures_util::future::{BoxFuture, Either};
 
 use super::super::{json_error, proxy::Relayed, route, Gateway, Upstream};
 
@@ -112,18 +113,29 @@ pub async fn handle_root(State(gateway): State<Arc<Gateway>>) -> Response {
 
 /// Middleware on the `/mcp/` routes, outside authentication: the gateway's own 401 on a passthrough route gains
 /// the upstream's `scope` hint when its metadata lists `scopes_supported`.
-pub async fn scope_hint<S: Answers>(
+pub fn scope_hint<S: Answers>(
     gateway: Arc<Gateway>,
     request: Request,
     next: Next<S>,
-) -> Response {
+) -> Either<Run<S>, BoxFuture<'static, Response>> {
     let name = route::of(&request).map_or("", |route| route.name());
-    let upstream = gateway
+    let passthrough = gateway
         .upstreams
         .get(name)
-        .filter(|u| u.config.accepts_passthrough());
+        .is_some_and(|u| u.config.accepts_passthrough());
+    if !passthrough {
+        return Either::Left(next.run(request));
+    }
+    Either::Right(Box::pin(hint(gateway, request, next)))
+}
+
+/// [`scope_hint`] on a route that takes the client's own token.
+async fn hint<S: Answers>(gateway: Arc<Gateway>, request: Request, next: Next<S>) -> Response {
+    let name = route::of(&request)
+        .map_or("", |route| route.name())
+        .to_owned();
     let mut response = next.run(request).await;
-    let Some(upstream) = upstream else {
+    let Some(upstream) = gateway.upstreams.get(&name) else {
         return response;
     };
     if response.status() != StatusCode::UNAUTHORIZED

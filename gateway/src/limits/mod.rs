@@ -23,7 +23,7 @@ mod local;
 #[cfg(feature = "redis")]
 mod redis;
 
-use crate::stage::{Answers, Next};
+use crate::stage::{Answers, Next, Step};
 use std::{
     cell::OnceCell,
     collections::{BTreeMap, HashMap},
@@ -38,7 +38,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, Either};
 use sha2::{Digest, Sha256};
 use tower_mcp_auth::{
     mcp::{CallOutcome, Decision, McpOutcome, McpRequest, Rule},
@@ -448,14 +448,30 @@ fn outcome(mcp: &McpRequest, upstream: &str) -> McpOutcome {
 /// Middleware, the rate-limit step: inside admission and the JSON-RPC view, before the relay. A request within
 /// every limit that applies goes on; one beyond a limit gets the `429` of [`refusal`] and never reaches the
 /// upstream; while Redis cannot be reached, `fail_open` counts in process and `fail_closed` answers 503.
-pub async fn enforce<S: Answers>(limiter: Limiter, request: Request, next: Next<S>) -> Response {
-    let Some(upstream) = super::route::of(&request).map(|r| r.name().to_owned()) else {
-        return next.run(request).await;
+pub fn enforce<S: Answers>(
+    limiter: Limiter,
+    request: Request,
+    next: Next<S>,
+) -> Either<Step<S>, BoxFuture<'static, Response>> {
+    let Some(route) = super::route::of(&request) else {
+        return Either::Left(next.pass(request));
     };
-    let buckets = limiter.buckets(&request, &upstream);
+    let buckets = limiter.buckets(&request, route.name());
     if buckets.is_empty() {
-        return next.run(request).await;
+        return Either::Left(next.pass(request));
     }
+    let upstream = route.name().to_owned();
+    Either::Right(Box::pin(counted(limiter, request, next, upstream, buckets)))
+}
+
+/// A request with `buckets` to count: admitted, or refused with the scope that ran out.
+async fn counted<S: Answers>(
+    limiter: Limiter,
+    request: Request,
+    next: Next<S>,
+    upstream: String,
+    buckets: Vec<Bucket>,
+) -> Response {
     let verdict = match limiter.0.backend.check(buckets.clone()).await {
         Ok(verdict) => Ok(verdict),
         Err(Unavailable) => match &limiter.0.fallback {
