@@ -7,7 +7,6 @@
 //! from MCP clients; without it, on the public listener.
 
 use std::{
-    collections::HashMap,
     hash::Hash,
     sync::{Arc, OnceLock, PoisonError, RwLock},
     time::Instant,
@@ -67,7 +66,7 @@ pub async fn scrape() -> impl IntoResponse {
 
 /// Metric handles by label values, each registered on first use: the facade's macros build the key, allocate
 /// its labels and look it up in the recorder's registry on every call; a kept handle records with none of that.
-pub struct Handles<K, H>(RwLock<HashMap<K, H>>);
+pub struct Handles<K, H>(RwLock<crate::NameMap<K, H>>);
 
 impl<K, H> Default for Handles<K, H> {
     fn default() -> Self {

@@ -10,7 +10,7 @@
 //! insufficient_scope` naming them) and to clients (`allowed_client_ids`: `403 access_denied`).
 
 use crate::stage::{Answers, Next, Step};
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     extract::Request,
@@ -30,7 +30,7 @@ pub fn require_upstream() -> RequireUpstreamLayer<Caller, PathSegment> {
 }
 
 /// Each route's [`RouteAccess`] with the URL of its metadata document (for the step-up challenge).
-pub type Routes = Arc<HashMap<String, (RouteAccess, String)>>;
+pub type Routes = Arc<crate::NameMap<String, (RouteAccess, String)>>;
 
 /// Middleware, behind the auth layer: applies the [`RouteAccess`] of the route a path names.
 pub fn route_access<S: Answers>(routes: Routes, request: Request, next: Next<S>) -> Step<S> {

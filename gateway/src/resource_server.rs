@@ -393,7 +393,7 @@ impl UpstreamClient {
 }
 
 /// Each route's authentication, with the URL of its metadata.
-type Routes<T> = Arc<HashMap<String, (T, String)>>;
+type Routes<T> = Arc<crate::NameMap<String, (T, String)>>;
 
 /// Authentication per route: each route's own [`RouteValidator`] (its JWT audience), and the gateway keys alone on
 /// paths that name no route. With a JWT issuer, every 401 of a route names the route's metadata.
@@ -413,7 +413,7 @@ impl RouteAuthLayer {
         make: impl Fn(RouteValidator) -> Result<McpAuthLayer<RouteValidator>, String>,
     ) -> Result<Self, String> {
         let default = make(RouteValidator::Keys(keys.clone()))?;
-        let mut per_route = HashMap::new();
+        let mut per_route = crate::NameMap::default();
         if let Some(jwt) = jwt {
             for (name, resource, metadata_url) in routes {
                 let validator = FirstOf::new(keys.clone(), jwt.for_audience(resource));

@@ -7,7 +7,7 @@
 
 use crate::stage::{Answers, Next, Step, Then};
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     sync::Arc,
 };
 
@@ -86,7 +86,7 @@ struct Route {
 
 /// The tool policy of every upstream.
 #[derive(Clone)]
-pub struct Policy(Arc<HashMap<String, Route>>);
+pub struct Policy(Arc<crate::NameMap<String, Route>>);
 
 impl Policy {
     /// From the configured servers; `metadata_url` gives each route's metadata document.

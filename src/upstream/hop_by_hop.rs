@@ -8,7 +8,7 @@ use http::{
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     CONNECTION,
     KEEP_ALIVE,
     PROXY_AUTHORIZATION,
@@ -56,8 +56,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|value| value.as_bytes().split(|b| *b == b','))
         .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
         .collect();
-    for name in listed.iter().chain(&HOP_BY_HOP) {
-        headers.remove(name);
+    // Only the names present are removed (usually one, `Transfer-Encoding`), each by one hashed removal.
+    while let Some(name) = headers
+        .keys()
+        .find(|name| is_hop_by_hop(name) || listed.contains(name))
+        .cloned()
+    {
+        headers.remove(&name);
     }
 }
 

@@ -24,13 +24,7 @@ mod local;
 mod redis;
 
 use crate::stage::{Answers, Next, Step};
-use std::{
-    cell::OnceCell,
-    collections::{BTreeMap, HashMap},
-    num::NonZeroU32,
-    sync::Arc,
-    time::Duration,
-};
+use std::{cell::OnceCell, collections::BTreeMap, num::NonZeroU32, sync::Arc, time::Duration};
 
 use axum::{
     extract::Request,
@@ -233,7 +227,7 @@ pub trait Backend: Send + Sync + 'static {
 
 struct Inner {
     per_caller: Option<Rate>,
-    servers: HashMap<String, ServerLimits>,
+    servers: crate::NameMap<String, ServerLimits>,
     backend: Arc<dyn Backend>,
     /// With Redis and `fail_open`: the in-process counters used while it cannot be reached.
     fallback: Option<Arc<local::Local>>,
@@ -261,7 +255,7 @@ impl Limiter {
     /// which outlive a configuration reload: a reload neither resets a caller's count nor grants a new burst.
     pub fn new(
         settings: &Settings,
-        servers: HashMap<String, ServerLimits>,
+        servers: crate::NameMap<String, ServerLimits>,
         counters: &Counters,
     ) -> Result<Self, String> {
         let (backend, fallback): (Arc<dyn Backend>, _) = match &settings.redis_url {
