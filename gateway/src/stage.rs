@@ -3,7 +3,8 @@
 //! The gateway's request path is a fixed stack of concrete services: each step is a [`Stage`] that holds its
 //! state and the (concrete) service below it, and calls its function with both per request. Unlike a
 //! middleware built from a closure around a boxed service, nothing is boxed or allocated per request: the
-//! service below is cloned as a value (a few reference counts), and the step's future is its function's own.
+//! service below is cloned as a value (a few reference counts). The function returns the future of the rest
+//! of the path as it is ([`Step`], [`Next::then`]), not an `async fn`'s around it (see [`Step`] for why).
 
 use std::{
     convert::Infallible,

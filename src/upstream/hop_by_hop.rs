@@ -1,27 +1,21 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection and are never forwarded.
 
-use http::{
-    header::{CONNECTION, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE},
-    HeaderMap, HeaderName,
-};
+use http::{header::CONNECTION, HeaderMap, HeaderName};
 
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-static HOP_BY_HOP: [HeaderName; 8] = [
-    CONNECTION,
-    KEEP_ALIVE,
-    PROXY_AUTHORIZATION,
-    PROXY_CONNECTION,
-    TE,
-    TRAILER,
-    TRANSFER_ENCODING,
-    UPGRADE,
-];
-
-/// Whether `name` is one of the fixed hop-by-hop headers.
+/// Whether `name` is one of the fixed hop-by-hop headers. Names are lower case, so this compares their text:
+/// a few instructions per name, as a request's every header is checked.
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// Removes every header a `Connection` header lists, then the fixed hop-by-hop headers (`Connection`,
