@@ -249,18 +249,28 @@ impl Logged {
             LINE.with_borrow_mut(|line| {
                 line.clear();
                 timestamp(line, SystemTime::now());
-                // The fields in the order, and with the spelling, of the `tracing` event above.
-                let _ = writeln!(
+                line.push_str("  INFO ");
+                line.push_str(TARGET);
+                // The fields in the order, and with the spelling, of the `tracing` event above; the fixed text and
+                // the numbers appended directly, the rest through their `Display`.
+                let mut number = itoa::Buffer::new();
+                line.push_str(": exchange method=");
+                line.push_str(entry.method.as_str());
+                line.push_str(" route=");
+                line.push_str(&entry.route);
+                line.push_str(" status=");
+                line.push_str(number.format(entry.status.as_u16()));
+                line.push_str(" duration_ms=");
+                line.push_str(number.format(duration_ms));
+                line.push_str(" bytes=");
+                line.push_str(number.format(self.bytes));
+                let _ = write!(
                     line,
-                    "  INFO {TARGET}: exchange method={} route={} status={} duration_ms={duration_ms} \
-                     bytes={} auth={} mcp_upstream={upstream} mcp_method={method} mcp_name={name} \
+                    " auth={} mcp_upstream={upstream} mcp_method={method} mcp_name={name} \
                      mcp_outcome={outcome} complete={ended}",
-                    entry.method,
-                    entry.route,
-                    entry.status.as_u16(),
-                    self.bytes,
                     entry.auth,
                 );
+                line.push('\n');
                 // One write per line, as the log's other lines; a full or closed stderr loses the line.
                 let _ = std::io::stderr().lock().write_all(line.as_bytes());
             });

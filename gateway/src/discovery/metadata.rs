@@ -131,11 +131,11 @@ pub fn scope_hint<S: Answers>(
 
 /// [`scope_hint`] on a route that takes the client's own token.
 async fn hint<S: Answers>(gateway: Arc<Gateway>, request: Request, next: Next<S>) -> Response {
-    let name = route::of(&request)
-        .map_or("", |route| route.name())
-        .to_owned();
+    let name = route::of(&request).map_or("", |route| route.name());
+    // Borrowed from the gateway this future owns, not from the request handed on below.
+    let upstream = gateway.upstreams.get(name);
     let mut response = next.run(request).await;
-    let Some(upstream) = gateway.upstreams.get(&name) else {
+    let Some(upstream) = upstream else {
         return response;
     };
     if response.status() != StatusCode::UNAUTHORIZED
