@@ -44,7 +44,7 @@ use super::{
     keys::KeyStore,
     proxy::Relayed,
     route,
-    stage::{IntoBody, Mapped},
+    stage::{with_axum_body, IntoBody, Mapped},
     tls::HttpsConnector,
     Options,
 };
@@ -482,9 +482,7 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let name = route::of(&request).map_or("", |route| route.name());
         let Some((auth, metadata_url)) = self.routes.get(name).cloned() else {
-            return EitherFuture::Left(Mapped::new(self.default.call(request), |answer| {
-                answer.map(|response| response.map(IntoBody::into_body))
-            }));
+            return EitherFuture::Left(Mapped::new(self.default.call(request), with_axum_body));
         };
         EitherFuture::Right(Box::pin(async move {
             let mut response = auth.oneshot(request).await?.map(IntoBody::into_body);

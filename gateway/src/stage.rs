@@ -239,10 +239,16 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        Mapped::new(self.0.call(request), |answer| {
-            answer.map(|response| response.map(IntoBody::into_body))
-        })
+        Mapped::new(self.0.call(request), with_axum_body)
     }
+}
+
+/// A service's answer with its body as axum's [`Body`] ([`IntoBody`]): what [`AxumBody`] maps its inner
+/// service's answers with.
+pub fn with_axum_body<B: IntoBody>(
+    answer: Result<http::Response<B>, Infallible>,
+) -> Result<Response, Infallible> {
+    answer.map(|response| response.map(IntoBody::into_body))
 }
 
 /// A response body that becomes axum's [`Body`]: a wrapper around a body passed through untouched gives the
