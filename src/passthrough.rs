@@ -7,6 +7,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{config_error::ConfigError, route::PathPrefix, secret::Fingerprint};
 
+/// The scheme of the `Authorization` value a passthrough token travels in.
+const BEARER: &[u8] = b"Bearer ";
+
 /// The parts of a request a [`PassthroughPolicy`] decides on.
 ///
 /// The credential headers have already been removed when a policy sees the request.
@@ -237,7 +240,12 @@ impl OAuthPassthrough {
     /// Fails only for a marker built by hand from a token that cannot be a header value; the layer only ever
     /// builds markers from tokens it checked against RFC 6750's `b64token`.
     pub fn authorization(&self) -> Result<HeaderValue, InvalidHeaderValue> {
-        let mut value = HeaderValue::try_from(format!("Bearer {}", self.expose_token()))?;
+        // Written once into a buffer of its exact size, which the header value then owns: one allocation.
+        let token = self.expose_token().as_bytes();
+        let mut bytes = Vec::with_capacity(BEARER.len() + token.len());
+        bytes.extend_from_slice(BEARER);
+        bytes.extend_from_slice(token);
+        let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes))?;
         value.set_sensitive(true);
         Ok(value)
     }

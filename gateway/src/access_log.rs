@@ -20,7 +20,7 @@ use std::{
 use axum::{
     body::Body,
     extract::Request,
-    http::{Method, StatusCode},
+    http::{Method, StatusCode, Uri},
     response::Response,
 };
 use bytes::Bytes;
@@ -160,7 +160,8 @@ struct Entry {
     /// As a `tracing` event, else written by hand.
     traced: bool,
     method: Method,
-    route: String,
+    /// The request's URI (a reference count: the line shows its path).
+    route: Uri,
     status: StatusCode,
     auth: Auth,
     started: Instant,
@@ -233,7 +234,7 @@ impl Logged {
             tracing::info!(
                 target: TARGET,
                 method = %entry.method,
-                route = %entry.route,
+                route = %entry.route.path(),
                 status = entry.status.as_u16(),
                 duration_ms,
                 bytes = self.bytes,
@@ -257,7 +258,7 @@ impl Logged {
                 line.push_str(": exchange method=");
                 line.push_str(entry.method.as_str());
                 line.push_str(" route=");
-                line.push_str(&entry.route);
+                line.push_str(entry.route.path());
                 line.push_str(" status=");
                 line.push_str(number.format(entry.status.as_u16()));
                 line.push_str(" duration_ms=");
@@ -302,7 +303,16 @@ fn timestamp(line: &mut String, now: SystemTime) {
         SECOND.set((seconds, text));
     }
     line.push_str(std::str::from_utf8(&text).unwrap_or("1970-01-01T00:00:00"));
-    let _ = write!(line, ".{:06}Z", since.subsec_micros());
+    // `.ffffffZ`: the microseconds, zero-padded to six digits.
+    let mut micros = [b'0'; 6];
+    let mut rest = since.subsec_micros();
+    for digit in micros.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    line.push('.');
+    line.push_str(std::str::from_utf8(&micros).unwrap_or("000000"));
+    line.push('Z');
 }
 
 impl http_body::Body for Logged {
@@ -343,17 +353,18 @@ impl Drop for Logged {
 /// The outermost stage: the access line of each exchange, written to `to` when its response body ends (or is
 /// dropped before its end: `complete=false`).
 pub fn access_log<S: Answers>(
-    to: AccessLog,
+    to: &AccessLog,
     request: Request,
-    next: Next<S>,
+    next: Next<'_, S>,
 ) -> Either<Run<S>, Then<S, Started>> {
+    let to = *to;
     if to == AccessLog::Off {
         return Either::Left(next.run(request));
     }
     let started = Started {
         traced: to == AccessLog::Tracing,
         method: request.method().clone(),
-        route: request.uri().path().to_owned(),
+        route: request.uri().clone(),
         at: Instant::now(),
     };
     Either::Right(next.then(request, started, logged))
@@ -363,7 +374,8 @@ pub fn access_log<S: Answers>(
 pub struct Started {
     traced: bool,
     method: Method,
-    route: String,
+    /// The request's URI (a reference count: the line shows its path).
+    route: Uri,
     at: Instant,
 }
 

@@ -107,8 +107,9 @@ impl<M: Answers> Service<Request> for Dispatch<M> {
         Either<M::Future, Either<Oneshot<Router, Request>, Ready<Result<Response, Infallible>>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // The MCP path is called as it was made ready (its future built in place, not moved into a `oneshot`);
-        // the other routes' router is always ready and each request takes its own clone.
+        // The MCP path is called as it was made ready (its future built in place, not moved into a `oneshot`,
+        // and the path not cloned); the other routes' router is always ready and each request takes its own
+        // clone.
         self.mcp.poll_ready(cx)
     }
 
@@ -116,10 +117,8 @@ impl<M: Answers> Service<Request> for Dispatch<M> {
         match McpRoute::parse(request.uri().path()) {
             Ok(route) => {
                 request.extensions_mut().insert(route);
-                // The service made ready goes with this request; a fresh clone waits for the next one.
-                let fresh = self.mcp.clone();
-                let mut ready = std::mem::replace(&mut self.mcp, fresh);
-                Either::Left(ready.call(request))
+                // Called now, as it was made ready: its future owns what it needs, nothing is cloned.
+                Either::Left(self.mcp.call(request))
             }
             Err(RouteError::NotUnderPrefix) => {
                 Either::Right(Either::Left(self.other.clone().oneshot(request)))

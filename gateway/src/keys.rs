@@ -174,9 +174,9 @@ impl KeyStore {
 /// at once (static keys, or a key LiteLLM's cache has seen); this asks the store about the rest, so a second
 /// live key never travels upstream, cached or not. A store that cannot answer fails closed (503).
 pub fn drop_second_key<S: Answers>(
-    store: KeyStore,
+    store: &KeyStore,
     mut request: Request,
-    next: Next<S>,
+    next: Next<'_, S>,
 ) -> Either<Step<S>, BoxFuture<'static, Response>> {
     let second = request
         .extensions()
@@ -186,6 +186,7 @@ pub fn drop_second_key<S: Answers>(
     let Some(lookup) = second else {
         return Either::Left(next.pass(request));
     };
+    let next = next.owned();
     Either::Right(Box::pin(async move {
         match lookup.await {
             Ok(Verdict::Unknown) => {}

@@ -16,6 +16,7 @@ mod app;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod connector;
 mod cors;
 pub mod demo;
 mod discovery;
@@ -93,7 +94,7 @@ pub struct Upstream {
 
 /// Everything the handlers share.
 pub struct Gateway {
-    upstreams: NameMap<String, Upstream>,
+    upstreams: NameMap<String, Arc<Upstream>>,
     /// The path of the public URL (empty, or `/prefix`).
     public_path: String,
     discovery: discovery::upstream::Discovery,
@@ -248,7 +249,7 @@ fn app(mut options: Options, process: &reload::Process) -> Result<App, String> {
     let connector = tls::https_connector(options.extra_roots.as_deref())?;
     let upstream_timeout = options.upstream_timeout;
     let relay_client: resource_server::RelayClient =
-        Client::builder(TokioExecutor::new()).build(connector.clone());
+        Client::builder(TokioExecutor::new()).build(connector::Quiet::new(connector.clone()));
     let passthrough_routes: Vec<String> = configs
         .iter()
         .filter(|c| c.accepts_passthrough())
@@ -322,7 +323,7 @@ fn app(mut options: Options, process: &reload::Process) -> Result<App, String> {
                 requests: metrics::UpstreamRequests::new(config.name()),
                 config,
             };
-            Ok((upstream.config.name().to_owned(), upstream))
+            Ok((upstream.config.name().to_owned(), Arc::new(upstream)))
         })
         .collect::<Result<_, String>>()?;
     let gateway = Arc::new(Gateway {

@@ -101,7 +101,7 @@ impl Origins {
 }
 
 /// Middleware: 403 for a foreign `Origin`, 421 for a foreign `Host` on a loopback listener.
-pub fn check<S: Answers>(origins: Arc<Origins>, request: Request, next: Next<S>) -> Step<S> {
+pub fn check<S: Answers>(origins: &Arc<Origins>, request: Request, next: Next<'_, S>) -> Step<S> {
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         if !origins.allows(origin.as_bytes()) {
             return next.answer(json_error(

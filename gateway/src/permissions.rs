@@ -33,7 +33,7 @@ pub fn require_upstream() -> RequireUpstreamLayer<Caller, PathSegment> {
 pub type Routes = Arc<crate::NameMap<String, (RouteAccess, String)>>;
 
 /// Middleware, behind the auth layer: applies the [`RouteAccess`] of the route a path names.
-pub fn route_access<S: Answers>(routes: Routes, request: Request, next: Next<S>) -> Step<S> {
+pub fn route_access<S: Answers>(routes: &Routes, request: Request, next: Next<'_, S>) -> Step<S> {
     let Some((access, metadata_url)) = route::of(&request).and_then(|r| routes.get(r.name()))
     else {
         return next.pass(request);

@@ -41,6 +41,7 @@ use tower_mcp_auth::{
 };
 
 use super::{
+    connector::Quiet,
     keys::KeyStore,
     proxy::Relayed,
     route,
@@ -315,13 +316,15 @@ pub fn exchanges(
 /// The HTTP client of one upstream: the gateway's credential for it, or a token exchanged for it.
 #[derive(Clone)]
 pub enum UpstreamClient {
-    Plain(ForwardCredentials<RelayClient>),
+    /// The upstream's credential forwarding, over the shared client (borrowed per request, never cloned).
+    Plain(ForwardCredentialsLayer, RelayClient),
     Exchange(ForwardCredentials<ExchangeToken<ExchangeClient, Caller>>),
 }
 
 /// The client of every upstream: the relay reads request bodies whole, so they are sent as they are (and can be
-/// sent again, as a token exchange's retry does).
-pub type RelayClient = Client<HttpsConnector, Full<Bytes>>;
+/// sent again, as a token exchange's retry does). Its connections add nothing to the responses' extensions
+/// ([`Quiet`]).
+pub type RelayClient = Client<Quiet<HttpsConnector>, Full<Bytes>>;
 
 /// The client under an exchange: a mark on every response the upstream gave.
 type ExchangeClient = tower::util::MapResponse<
@@ -348,9 +351,7 @@ impl UpstreamClient {
     ) -> Result<Self, String> {
         let forward = ForwardCredentialsLayer::new(config.clone());
         let Some((exchange, target)) = exchange else {
-            return Ok(Self::Plain(
-                ServiceBuilder::new().layer(forward).service(client.clone()),
-            ));
+            return Ok(Self::Plain(forward, client.clone()));
         };
         let exchange = ExchangeTokenLayer::<Caller>::new(exchange, target)
             .try_resource_metadata(metadata_url)
@@ -374,8 +375,13 @@ impl UpstreamClient {
         request: axum::http::Request<Bytes>,
     ) -> Result<Result<Response, Response>, BoxError> {
         match self {
-            Self::Plain(client) => {
-                let response = client.clone().oneshot(request.map(Full::new)).await?;
+            Self::Plain(forward, client) => {
+                // hyper-util's client serves requests through a shared reference too: the forwarding layer
+                // wraps that, and no client is cloned per request.
+                let response = forward
+                    .layer(client)
+                    .oneshot(request.map(Full::new))
+                    .await?;
                 Ok(Ok(response.map(Body::new)))
             }
             Self::Exchange(client) => {

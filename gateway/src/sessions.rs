@@ -35,6 +35,7 @@ use chacha20poly1305::{
 use hkdf::Hkdf;
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 
 use super::resource_server::Caller;
 
@@ -107,9 +108,14 @@ impl fmt::Debug for SessionSecret {
 }
 
 /// Who opened a session, as the bytes bound to its sealed id: a kind, then length-prefixed fields, so no two
-/// owners share an encoding (an issuer URL with a `:` in it cannot run into a subject).
+/// owners share an encoding (an issuer URL with a `:` in it cannot run into a subject). Held in place up to
+/// [`OWNER_INLINE`] bytes (a key's name, a token digest, most issuer and subject pairs): finding the owner of a
+/// request allocates nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Owner(Vec<u8>);
+pub struct Owner(SmallVec<[u8; OWNER_INLINE]>);
+
+/// The bytes of an [`Owner`] held without an allocation.
+const OWNER_INLINE: usize = 96;
 
 impl Owner {
     /// The caller of an admitted request: its identity if it has one, else its passthrough token's SHA-256
@@ -137,7 +143,7 @@ impl Owner {
 
     fn new(kind: u8, fields: &[&[u8]]) -> Self {
         let length = 1 + fields.iter().map(|field| 4 + field.len()).sum::<usize>();
-        let mut bytes = Vec::with_capacity(length);
+        let mut bytes = SmallVec::with_capacity(length);
         bytes.push(kind);
         for field in fields {
             bytes.extend_from_slice(&(field.len() as u32).to_be_bytes());
@@ -156,7 +162,7 @@ pub struct Sealer {
     /// opening it (XChaCha20-Poly1305's key set-up) costs more than the rest of the session's handling. An entry
     /// answers only for the upstream and owner it was opened for, as the seal would; ids that do not open are
     /// never kept.
-    opened: Cache<Box<[u8]>, Arc<Opened>>,
+    opened: Cache<Box<[u8]>, Arc<Opened>, foldhash::fast::RandomState>,
 }
 
 /// An id [`Sealer::open`] opened: for whom, and the upstream's id inside.
@@ -187,7 +193,8 @@ impl Sealer {
                     u32::try_from(bytes + 64).unwrap_or(u32::MAX)
                 })
                 .time_to_idle(OPENED_IDLE)
-                .build(),
+                // Only ids that opened are kept, so clients cannot choose the keys: a fast hash will do.
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 

@@ -2,9 +2,11 @@
 //!
 //! The gateway's request path is a fixed stack of concrete services: each step is a [`Stage`] that holds its
 //! state and the (concrete) service below it, and calls its function with both per request. Unlike a
-//! middleware built from a closure around a boxed service, nothing is boxed or allocated per request: the
-//! service below is cloned as a value (a few reference counts). The function returns the future of the rest
-//! of the path as it is ([`Step`], [`Next::then`]), not an `async fn`'s around it (see [`Step`] for why).
+//! middleware built from a closure around a boxed service, nothing is boxed, allocated or cloned per request:
+//! the function borrows the state and the service below ([`Next`]), which it calls in place; only a stage that
+//! must wait before it hands the request on takes a clone along ([`Next::owned`]). The function returns the
+//! future of the rest of the path as it is ([`Step`], [`Next::then`]), not an `async fn`'s around it (see
+//! [`Step`] for why).
 
 use std::{
     convert::Infallible,
@@ -39,13 +41,21 @@ impl<S> Answers for S where
 {
 }
 
-/// The rest of the request path below a stage, ready to take the request once.
-pub struct Next<S>(S);
+/// The rest of the request path below a stage, polled ready and borrowed for this request: handing the request
+/// on now calls it in place; a stage that must first wait for something takes it along with [`owned`](Self::owned).
+pub struct Next<'a, S>(&'a mut S);
 
-impl<S: Answers> Next<S> {
+impl<'a, S: Answers> Next<'a, S> {
     /// Hands `request` on and answers with what the rest of the path answers.
-    pub fn run(mut self, request: Request) -> Run<S> {
+    pub fn run(self, request: Request) -> Run<S> {
         Mapped::new(self.0.call(request), answered)
+    }
+
+    /// The rest of the path, to hand the request on later (from a stage's own future): the service polled
+    /// ready goes with it, and a clone takes its place for the next request.
+    pub fn owned(self) -> Owned<S> {
+        let fresh = self.0.clone();
+        Owned(std::mem::replace(self.0, fresh))
     }
 
     /// The stage's own answer, as a [`Step`]: the request goes no further.
@@ -71,6 +81,73 @@ impl<S: Answers> Next<S> {
             state: Some(state),
             finish,
         }
+    }
+}
+
+impl<S: Answers> Next<'_, S> {
+    /// [`then`](Self::then) for a stage that, now and then, must wait for something before it answers: `finish`
+    /// returns the answer ([`Finish::Now`]) or, on that rare path only, a boxed future of it ([`Finish::Later`]).
+    pub fn then_maybe<T>(
+        self,
+        request: Request,
+        state: T,
+        finish: fn(T, Response) -> Finish,
+    ) -> ThenMaybe<S, T> {
+        ThenMaybe {
+            future: self.run(request),
+            state: Some(state),
+            finish,
+            later: None,
+        }
+    }
+}
+
+/// What the `finish` of [`Next::then_maybe`] decides.
+pub enum Finish {
+    /// The answer.
+    Now(Response),
+    /// The answer, once this future completes.
+    Later(futures_util::future::BoxFuture<'static, Response>),
+}
+
+pin_project! {
+    /// The future of [`Next::then_maybe`].
+    pub struct ThenMaybe<S: Answers, T> {
+        #[pin]
+        future: Run<S>,
+        state: Option<T>,
+        finish: fn(T, Response) -> Finish,
+        later: Option<futures_util::future::BoxFuture<'static, Response>>,
+    }
+}
+
+impl<S: Answers, T> Future for ThenMaybe<S, T> {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let this = self.project();
+        let later = match this.later {
+            Some(later) => later,
+            None => {
+                let response = std::task::ready!(this.future.poll(cx));
+                let state = this.state.take().expect("polled after completion");
+                match (this.finish)(state, response) {
+                    Finish::Now(response) => return Poll::Ready(response),
+                    Finish::Later(later) => this.later.insert(later),
+                }
+            }
+        };
+        later.as_mut().poll(cx)
+    }
+}
+
+/// The rest of the request path, owned by a stage's future ([`Next::owned`]).
+pub struct Owned<S>(S);
+
+impl<S: Answers> Owned<S> {
+    /// Hands `request` on and answers with what the rest of the path answers.
+    pub fn run(mut self, request: Request) -> Run<S> {
+        Mapped::new(self.0.call(request), answered)
     }
 }
 
@@ -143,7 +220,7 @@ pub fn answered(answer: Result<Response, Infallible>) -> Response {
     }
 }
 
-/// A step of the request path: `function(state, request, next)` for each request.
+/// A step of the request path: `function(&state, request, next)` for each request.
 #[derive(Clone)]
 pub struct Stage<F, T, S> {
     function: F,
@@ -158,7 +235,7 @@ pub struct StageLayer<F, T> {
     state: T,
 }
 
-/// A stage calling `function` with (a clone of) `state`.
+/// A stage calling `function` with `state`.
 pub fn stage<F: Clone, T: Clone>(state: T, function: F) -> StageLayer<F, T> {
     StageLayer { function, state }
 }
@@ -177,7 +254,7 @@ impl<F: Clone, T: Clone, S> Layer<S> for StageLayer<F, T> {
 
 impl<F, T, S, Fut> Service<Request> for Stage<F, T, S>
 where
-    F: Fn(T, Request, Next<S>) -> Fut + Clone,
+    F: Fn(&T, Request, Next<'_, S>) -> Fut + Clone,
     T: Clone,
     S: Answers,
     Fut: Future<Output = Response>,
@@ -191,11 +268,9 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        // The service polled ready goes with this request; a fresh clone waits for the next one.
-        let fresh = self.inner.clone();
-        let ready = std::mem::replace(&mut self.inner, fresh);
+        // The service polled ready is borrowed for this call: nothing is cloned unless the stage keeps it.
         Mapped::new(
-            (self.function)(self.state.clone(), request, Next(ready)),
+            (self.function)(&self.state, request, Next(&mut self.inner)),
             Ok,
         )
     }

@@ -156,10 +156,19 @@ pub fn unlogged() -> Directive {
 /// Middleware: one span per request to `/mcp/NAME`, the child of the client's trace context when it is
 /// [`ClientContext::Trusted`]; the request goes on with the gateway's span as its `traceparent` (the relay
 /// forwards it), and the span ends with the response body.
-pub async fn span<S: crate::stage::Answers>(
+pub fn span<S: crate::stage::Answers>(
+    client: &ClientContext,
+    request: Request,
+    next: crate::stage::Next<'_, S>,
+) -> impl std::future::Future<Output = Response> {
+    spanned(*client, request, next.owned())
+}
+
+/// [`span`], once it holds the rest of the path.
+async fn spanned<S: crate::stage::Answers>(
     client: ClientContext,
     mut request: Request,
-    next: crate::stage::Next<S>,
+    next: crate::stage::Owned<S>,
 ) -> Response {
     // Other paths (and non-canonical ones, which are refused) are not relayed.
     let Ok(route) = McpRoute::parse(request.uri().path()) else {

@@ -165,7 +165,7 @@ fn step_up(held: &BTreeSet<&str>, needed: &[String], metadata_url: &str, tool: &
 /// Middleware inside authentication: a JWT caller calling a tool of `tool_scopes` without every scope it
 /// lists gets the step-up `403`; the upstream never sees the call. Gateway keys carry their own tool grants
 /// and passthrough tokens are the upstream's to judge, so neither is asked for scopes.
-pub fn require_scopes<S: Answers>(policy: Policy, request: Request, next: Next<S>) -> Step<S> {
+pub fn require_scopes<S: Answers>(policy: &Policy, request: Request, next: Next<'_, S>) -> Step<S> {
     let (Some(mcp), Some(caller)) = (
         request.extensions().get::<McpRequest>(),
         request.extensions().get::<Authenticated<Caller>>(),
@@ -220,13 +220,13 @@ pub fn require_scopes<S: Answers>(policy: Policy, request: Request, next: Next<S
 /// How the caller was admitted ([`AuthOutcome`]) is found here once: the relay reads it from the request (the
 /// session's owner), the access log from the response, whichever step below answered.
 pub fn record<S: Answers>(
-    policy: Policy,
+    policy: &Policy,
     mut request: Request,
-    next: Next<S>,
+    next: Next<'_, S>,
 ) -> Then<S, (Policy, Option<AuthOutcome>)> {
     let outcome = AuthOutcome::of(&request);
     request.extensions_mut().insert(outcome.clone());
-    next.then(request, (policy, outcome), count)
+    next.then(request, (policy.clone(), outcome), count)
 }
 
 /// After the answer: how the caller was admitted, for the access log, and each call counted.

@@ -98,7 +98,7 @@ impl RequestId {
 /// response the client sends back (no method).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
-    method: Option<Box<str>>,
+    method: Option<Cow<'static, str>>,
     id: Option<RequestId>,
     name: Option<Box<str>>,
     kind: Option<NameKind>,
@@ -109,6 +109,11 @@ impl Message {
     /// The method, escapes decoded; `None` for a response.
     pub fn method(&self) -> Option<&str> {
         self.method.as_deref()
+    }
+
+    /// The method as held: borrowed from [`KNOWN_METHODS`] when it is one of them (cloning it copies nothing).
+    pub(crate) fn method_name(&self) -> Option<&Cow<'static, str>> {
+        self.method.as_ref()
     }
 
     /// The id; `None` for a notification.
@@ -432,12 +437,12 @@ impl<'de> Visitor<'de> for MessageVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
         let mut seen = Seen::default();
-        let mut method: Option<Box<str>> = None;
+        let mut method: Option<Cow<'static, str>> = None;
         let mut id = None;
         let mut params = Params::default();
         while let Some(key) = seen.next(&mut map)? {
             match &*key {
-                "method" => method = Some(map.next_value::<String>()?.into()),
+                "method" => method = Some(map.next_value::<MethodName>()?.0),
                 "id" => id = Some(map.next_value::<RequestId>()?),
                 "params" => params = map.next_value::<Params>()?,
                 _ => {
@@ -481,6 +486,44 @@ impl<'de> Visitor<'de> for MessageVisitor {
             kind,
             meta_version: params.meta_version,
         })
+    }
+}
+
+/// A method as sent, escapes decoded: one of [`KNOWN_METHODS`] is that list's own string (nearly every message,
+/// and no allocation), any other a copy.
+struct MethodName(Cow<'static, str>);
+
+impl MethodName {
+    fn of(method: &str) -> Self {
+        Self(
+            KNOWN_METHODS
+                .iter()
+                .find(|known| **known == method)
+                .map_or_else(
+                    || Cow::Owned(method.to_owned()),
+                    |known| Cow::Borrowed(*known),
+                ),
+        )
+    }
+}
+
+impl<'de> de::Deserialize<'de> for MethodName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MethodVisitor;
+
+        impl Visitor<'_> for MethodVisitor {
+            type Value = MethodName;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a method name")
+            }
+
+            fn visit_str<E: de::Error>(self, method: &str) -> Result<MethodName, E> {
+                Ok(MethodName::of(method))
+            }
+        }
+
+        deserializer.deserialize_str(MethodVisitor)
     }
 }
 

@@ -1,6 +1,6 @@
 //! `McpOutcome`: what the gateway decided about each JSON-RPC call of a request, for audit logs and metrics.
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use super::envelope::Message;
 
@@ -56,8 +56,9 @@ impl Decision {
 /// One call of a request: its method, the name it acts on, and the decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallOutcome {
-    /// The JSON-RPC method; `None` for a response the client sent.
-    pub method: Option<Box<str>>,
+    /// The JSON-RPC method; `None` for a response the client sent. A method of
+    /// [`KNOWN_METHODS`](super::KNOWN_METHODS) is borrowed from that list, any other owned.
+    pub method: Option<Cow<'static, str>>,
     /// The tool, prompt or resource of a name-bearing method.
     pub name: Option<Box<str>>,
     /// What was decided.
@@ -68,7 +69,7 @@ impl CallOutcome {
     /// The outcome of `message`.
     pub fn new(message: &Message, decision: Decision) -> Self {
         Self {
-            method: message.method().map(Into::into),
+            method: message.method_name().cloned(),
             name: message.name().map(Into::into),
             decision,
         }

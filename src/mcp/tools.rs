@@ -301,14 +301,18 @@ where
             return RequireToolsFuture::refused(answer, outcome);
         }
         let caller_narrows = caller.as_ref().is_some_and(|c| !c.is_all());
-        let ids: Vec<serde_json::Value> = mcp
-            .envelope()
-            .messages()
-            .iter()
-            .filter(|m| m.method() == Some("tools/list"))
-            .filter_map(|m| m.id().map(|id| id.to_json()))
-            .collect();
-        let filter = (!ids.is_empty() && (caller_narrows || !server.is_all())).then(|| {
+        // The ids of the lists to filter, collected only when a list would be narrowed.
+        let ids: Vec<serde_json::Value> = if caller_narrows || !server.is_all() {
+            mcp.envelope()
+                .messages()
+                .iter()
+                .filter(|m| m.method() == Some("tools/list"))
+                .filter_map(|m| m.id().map(|id| id.to_json()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let filter = (!ids.is_empty()).then(|| {
             // An answer compressed upstream could not be read to be filtered.
             request.headers_mut().remove(ACCEPT_ENCODING);
             Arc::new(ListFilter {

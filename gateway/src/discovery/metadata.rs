@@ -1,7 +1,7 @@
 //! The gateway's RFC 9728 protected-resource metadata for each passthrough route, built from the upstream's;
 //! with a JWT issuer (`--jwt-issuer`), for every route, naming that issuer first.
 
-use crate::stage::{Answers, Next, Run};
+use crate::stage::{Answers, Finish, Next, Run, ThenMaybe};
 use std::sync::Arc;
 
 use axum::{
@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use futures_util::future::{BoxFuture, Either};
+use futures_util::future::Either;
 
 use super::super::{json_error, proxy::Relayed, route, Gateway, Upstream};
 
@@ -94,7 +94,11 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, Path(rest): Path<String
         .filter(|_| !gateway.public_path.is_empty())
         .unwrap_or(&rest);
     let name = rest.strip_prefix("mcp/").filter(|n| !n.contains('/'));
-    answer(&gateway, name.and_then(|n| gateway.upstreams.get(n))).await
+    answer(
+        &gateway,
+        name.and_then(|n| gateway.upstreams.get(n)).map(|u| &**u),
+    )
+    .await
 }
 
 /// `GET /.well-known/oauth-protected-resource`: the document of the one passthrough route, when there is
@@ -105,7 +109,7 @@ pub async fn handle_root(State(gateway): State<Arc<Gateway>>) -> Response {
         .values()
         .filter(|u| u.config.accepts_passthrough());
     let only = match (passthrough.next(), passthrough.next()) {
-        (Some(only), None) => Some(only),
+        (Some(only), None) => Some(&**only),
         _ => None,
     };
     answer(&gateway, only).await
@@ -114,34 +118,31 @@ pub async fn handle_root(State(gateway): State<Arc<Gateway>>) -> Response {
 /// Middleware on the `/mcp/` routes, outside authentication: the gateway's own 401 on a passthrough route gains
 /// the upstream's `scope` hint when its metadata lists `scopes_supported`.
 pub fn scope_hint<S: Answers>(
-    gateway: Arc<Gateway>,
+    gateway: &Arc<Gateway>,
     request: Request,
-    next: Next<S>,
-) -> Either<Run<S>, BoxFuture<'static, Response>> {
+    next: Next<'_, S>,
+) -> Either<Run<S>, ThenMaybe<S, Hinted>> {
     let name = route::of(&request).map_or("", |route| route.name());
-    let passthrough = gateway
-        .upstreams
-        .get(name)
-        .is_some_and(|u| u.config.accepts_passthrough());
-    if !passthrough {
-        return Either::Left(next.run(request));
+    match gateway.upstreams.get(name) {
+        Some(upstream) if upstream.config.accepts_passthrough() => {
+            let upstream = upstream.clone();
+            Either::Right(next.then_maybe(request, (gateway.clone(), upstream), hint))
+        }
+        _ => Either::Left(next.run(request)),
     }
-    Either::Right(Box::pin(hint(gateway, request, next)))
 }
 
-/// [`scope_hint`] on a route that takes the client's own token.
-async fn hint<S: Answers>(gateway: Arc<Gateway>, request: Request, next: Next<S>) -> Response {
-    let name = route::of(&request).map_or("", |route| route.name());
-    // Borrowed from the gateway this future owns, not from the request handed on below.
-    let upstream = gateway.upstreams.get(name);
-    let mut response = next.run(request).await;
-    let Some(upstream) = upstream else {
-        return response;
-    };
+/// What [`hint`] needs: the gateway (its discovery client) and the route's upstream.
+type Hinted = (Arc<Gateway>, Arc<Upstream>);
+
+/// [`scope_hint`] after the answer, on a route that takes the client's own token: only the gateway's own 401
+/// to a request without credentials (a challenge with neither `error=` nor `scope=`) waits for the upstream's
+/// metadata.
+fn hint((gateway, upstream): Hinted, response: Response) -> Finish {
     if response.status() != StatusCode::UNAUTHORIZED
         || response.extensions().get::<Relayed>().is_some()
     {
-        return response;
+        return Finish::Now(response);
     }
     let Some(challenge) = response
         .headers()
@@ -149,13 +150,23 @@ async fn hint<S: Answers>(gateway: Arc<Gateway>, request: Request, next: Next<S>
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
     else {
-        return response;
+        return Finish::Now(response);
     };
     // Only the challenge of a request without credentials (no `error=`) starts discovery.
     let lower = challenge.to_ascii_lowercase();
     if lower.contains("scope=") || lower.contains("error=") {
-        return response;
+        return Finish::Now(response);
     }
+    Finish::Later(Box::pin(with_scope(gateway, upstream, challenge, response)))
+}
+
+/// `response` with the upstream's scope hint added to its `challenge`, when the upstream's metadata has one.
+async fn with_scope(
+    gateway: Arc<Gateway>,
+    upstream: Arc<Upstream>,
+    challenge: String,
+    mut response: Response,
+) -> Response {
     let Some(scope) = gateway
         .discovery
         .metadata(upstream.config.name(), upstream.config.url())

@@ -23,7 +23,7 @@ mod local;
 #[cfg(feature = "redis")]
 mod redis;
 
-use crate::stage::{Answers, Next, Step};
+use crate::stage::{Answers, Next, Owned, Step};
 use std::{cell::OnceCell, collections::BTreeMap, num::NonZeroU32, sync::Arc, time::Duration};
 
 use axum::{
@@ -443,9 +443,9 @@ fn outcome(mcp: &McpRequest, upstream: &str) -> McpOutcome {
 /// every limit that applies goes on; one beyond a limit gets the `429` of [`refusal`] and never reaches the
 /// upstream; while Redis cannot be reached, `fail_open` counts in process and `fail_closed` answers 503.
 pub fn enforce<S: Answers>(
-    limiter: Limiter,
+    limiter: &Limiter,
     request: Request,
-    next: Next<S>,
+    next: Next<'_, S>,
 ) -> Either<Step<S>, BoxFuture<'static, Response>> {
     let Some(route) = super::route::of(&request) else {
         return Either::Left(next.pass(request));
@@ -455,14 +455,20 @@ pub fn enforce<S: Answers>(
         return Either::Left(next.pass(request));
     }
     let upstream = route.name().to_owned();
-    Either::Right(Box::pin(counted(limiter, request, next, upstream, buckets)))
+    Either::Right(Box::pin(counted(
+        limiter.clone(),
+        request,
+        next.owned(),
+        upstream,
+        buckets,
+    )))
 }
 
 /// A request with `buckets` to count: admitted, or refused with the scope that ran out.
 async fn counted<S: Answers>(
     limiter: Limiter,
     request: Request,
-    next: Next<S>,
+    next: Owned<S>,
     upstream: String,
     buckets: Vec<Bucket>,
 ) -> Response {

@@ -19,6 +19,10 @@ use axum::{
 use metrics::{Histogram, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+mod recorder;
+
+use recorder::Kept;
+
 /// Per-upstream requests, by the OpenTelemetry HTTP client convention's name; counts, statuses and latency.
 const UPSTREAM_REQUESTS: &str = "http.client.request.duration";
 
@@ -31,10 +35,12 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let handle = PrometheusBuilder::new()
+        let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("duration".to_owned()), LATENCY_BUCKETS)
             .expect("the latency buckets are not empty")
-            .install_recorder()
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(Kept::new(recorder))
             .expect("no other metrics recorder is installed");
         tower_mcp_auth::metrics::describe();
         metrics::describe_histogram!(
