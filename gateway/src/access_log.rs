@@ -20,7 +20,7 @@ use std::{
 use axum::{
     body::Body,
     extract::Request,
-    http::{Method, StatusCode, Uri},
+    http::{Method, StatusCode},
     response::Response,
 };
 use bytes::Bytes;
@@ -160,8 +160,7 @@ struct Entry {
     /// As a `tracing` event, else written by hand.
     traced: bool,
     method: Method,
-    /// The request's URI (a reference count: the line shows its path).
-    route: Uri,
+    route: String,
     status: StatusCode,
     auth: Auth,
     started: Instant,
@@ -234,7 +233,7 @@ impl Logged {
             tracing::info!(
                 target: TARGET,
                 method = %entry.method,
-                route = %entry.route.path(),
+                route = %entry.route,
                 status = entry.status.as_u16(),
                 duration_ms,
                 bytes = self.bytes,
@@ -258,7 +257,7 @@ impl Logged {
                 line.push_str(": exchange method=");
                 line.push_str(entry.method.as_str());
                 line.push_str(" route=");
-                line.push_str(entry.route.path());
+                line.push_str(&entry.route);
                 line.push_str(" status=");
                 line.push_str(number.format(entry.status.as_u16()));
                 line.push_str(" duration_ms=");
@@ -364,7 +363,7 @@ pub fn access_log<S: Answers>(
     let started = Started {
         traced: to == AccessLog::Tracing,
         method: request.method().clone(),
-        route: request.uri().clone(),
+        route: request.uri().path().to_owned(),
         at: Instant::now(),
     };
     Either::Right(next.then(request, started, logged))
@@ -375,7 +374,7 @@ pub struct Started {
     traced: bool,
     method: Method,
     /// The request's URI (a reference count: the line shows its path).
-    route: Uri,
+    route: String,
     at: Instant,
 }
 
