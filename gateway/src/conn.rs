@@ -159,21 +159,24 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let watcher = graceful.watcher();
-        let (h1, h2) = (h1.clone(), h2.clone());
-        let app = app.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |request| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(exchange(app, request, limits).await) }
-            });
-            let served = match tls {
-                None => {
-                    let connection = h1.serve_connection(TokioIo::new(tcp), service);
-                    watcher.watch(connection).await
-                }
-                Some(acceptor) => {
+        let service = exchanges(app.clone(), limits);
+        // One task type per transport: a plain connection's task holds an HTTP/1 connection only, not the room
+        // a TLS stream and an HTTP/2 connection would take (each task's future is laid out at its largest).
+        match tls.clone() {
+            None => {
+                let h1 = h1.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let served = watcher
+                        .watch(h1.serve_connection(TokioIo::new(tcp), service))
+                        .await;
+                    ended(peer, served);
+                });
+            }
+            Some(acceptor) => {
+                let (h1, h2) = (h1.clone(), h2.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
                     let handshake =
                         tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
                     let stream = match handshake.await {
@@ -188,20 +191,41 @@ pub async fn serve(
                         }
                     };
                     let io = TokioIo::new(stream);
-                    match io.inner().get_ref().1.alpn_protocol() {
+                    let served = match io.inner().get_ref().1.alpn_protocol() {
                         Some(b"h2") => watcher.watch(h2.serve_connection(io, service)).await,
                         _ => watcher.watch(h1.serve_connection(io, service)).await,
-                    }
-                }
-            };
-            if let Err(error) = served {
-                tracing::debug!(%peer, error = %error, "connection ended with an error");
+                    };
+                    ended(peer, served);
+                });
             }
-        });
+        }
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The service of one connection: each request is an [`exchange`] with `app`.
+fn exchanges<A: Answers>(
+    app: A,
+    limits: Limits,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |request| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(exchange(app, request, limits).await) }
+    })
+}
+
+/// Logs how a connection ended, when it ended with an error.
+fn ended<E: std::fmt::Display>(peer: std::net::SocketAddr, served: Result<(), E>) {
+    if let Err(error) = served {
+        tracing::debug!(%peer, error = %error, "connection ended with an error");
+    }
 }
 
 /// One exchange: the request body watched for its deadline and for being left unread, then the app's answer,
