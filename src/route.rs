@@ -14,6 +14,7 @@
 use std::{error::Error, fmt};
 
 use http::Extensions;
+use smallvec::SmallVec;
 
 use crate::config_error::ConfigError;
 
@@ -53,10 +54,23 @@ pub const DEFAULT_ROUTE_PREFIX: &str = "/mcp/";
 /// request.extensions_mut().insert(route);
 /// assert_eq!(McpRoute::from_extensions(request.extensions()).unwrap().name(), "atl");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct McpRoute {
-    name: Box<str>,
+    /// Lowercased, in place up to [`NAME_INLINE`] bytes: reading a route allocates nothing for a usual name.
+    name: SmallVec<[u8; NAME_INLINE]>,
     rest: Box<str>,
+}
+
+/// The bytes of a route's name held without an allocation.
+const NAME_INLINE: usize = 32;
+
+impl fmt::Debug for McpRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("McpRoute")
+            .field("name", &self.name())
+            .field("rest", &self.rest)
+            .finish()
+    }
 }
 
 impl McpRoute {
@@ -81,14 +95,15 @@ impl McpRoute {
             return Err(RouteError::EmptyName);
         }
         Ok(Self {
-            name: name.to_ascii_lowercase().into(),
+            name: name.bytes().map(|b| b.to_ascii_lowercase()).collect(),
             rest: rest.into(),
         })
     }
 
     /// The upstream's name, lowercased: `github` for `/mcp/GitHub/x`.
     pub fn name(&self) -> &str {
-        &self.name
+        // An ASCII-lowercased copy of a `&str`: always UTF-8.
+        std::str::from_utf8(&self.name).unwrap_or_default()
     }
 
     /// What follows the name: `""`, `"/"` or `"/…"`, as sent.
@@ -113,7 +128,7 @@ impl McpRoute {
 
 impl fmt::Display for McpRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{DEFAULT_ROUTE_PREFIX}{}{}", self.name, self.rest)
+        write!(f, "{DEFAULT_ROUTE_PREFIX}{}{}", self.name(), self.rest)
     }
 }
 

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use futures_util::future::Either;
 use http_body::{Body as _, Frame, SizeHint};
 use sha2::{Digest as _, Sha256};
+use smallvec::SmallVec;
 use tower_mcp_auth::{mcp::McpOutcome, Authenticated, Fingerprint, OAuthPassthrough};
 
 use crate::{
@@ -160,7 +161,7 @@ struct Entry {
     /// As a `tracing` event, else written by hand.
     traced: bool,
     method: Method,
-    route: String,
+    route: Route,
     status: StatusCode,
     auth: Auth,
     started: Instant,
@@ -233,7 +234,7 @@ impl Logged {
             tracing::info!(
                 target: TARGET,
                 method = %entry.method,
-                route = %entry.route,
+                route = %entry.route.as_str(),
                 status = entry.status.as_u16(),
                 duration_ms,
                 bytes = self.bytes,
@@ -257,7 +258,7 @@ impl Logged {
                 line.push_str(": exchange method=");
                 line.push_str(entry.method.as_str());
                 line.push_str(" route=");
-                line.push_str(&entry.route);
+                line.push_str(entry.route.as_str());
                 line.push_str(" status=");
                 line.push_str(number.format(entry.status.as_u16()));
                 line.push_str(" duration_ms=");
@@ -363,10 +364,28 @@ pub fn access_log<S: Answers>(
     let started = Started {
         traced: to == AccessLog::Tracing,
         method: request.method().clone(),
-        route: request.uri().path().to_owned(),
+        route: Route::of(request.uri().path()),
         at: Instant::now(),
     };
     Either::Right(next.then(request, started, logged))
+}
+
+/// The path the access line shows: its own copy (a request's URI shares the connection's read buffer, which an
+/// event stream would then hold for its whole life), in place up to [`ROUTE_INLINE`] bytes.
+struct Route(SmallVec<[u8; ROUTE_INLINE]>);
+
+/// The bytes of a [`Route`] held without an allocation: `/mcp/NAME` and most paths below it.
+const ROUTE_INLINE: usize = 64;
+
+impl Route {
+    fn of(path: &str) -> Self {
+        Self(SmallVec::from_slice(path.as_bytes()))
+    }
+
+    fn as_str(&self) -> &str {
+        // Copied from a `&str`, so always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// What the access line knows of an exchange before its answer.
@@ -374,7 +393,7 @@ pub struct Started {
     traced: bool,
     method: Method,
     /// The request's URI (a reference count: the line shows its path).
-    route: String,
+    route: Route,
     at: Instant,
 }
 
