@@ -177,8 +177,9 @@ pub struct Calls<'a>(
     pub fn(&tower_mcp_auth::mcp::CallOutcome) -> Option<&str>,
 );
 
-impl fmt::Display for Calls<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Calls<'_> {
+    /// Writes the field to `f`: the `Display` text, written straight into the access line's buffer.
+    fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         let Some(outcome) = self.0 else {
             return f.write_str("-");
         };
@@ -208,6 +209,12 @@ impl fmt::Display for Calls<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Calls<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
     }
 }
 
@@ -265,12 +272,22 @@ impl Logged {
                 line.push_str(number.format(duration_ms));
                 line.push_str(" bytes=");
                 line.push_str(number.format(self.bytes));
-                let _ = write!(
-                    line,
-                    " auth={} mcp_upstream={upstream} mcp_method={method} mcp_name={name} \
-                     mcp_outcome={outcome} complete={ended}",
-                    entry.auth,
-                );
+                let _ = write!(line, " auth={}", entry.auth);
+                line.push_str(" mcp_upstream=");
+                line.push_str(upstream);
+                for (field, calls) in [
+                    (" mcp_method=", &method),
+                    (" mcp_name=", &name),
+                    (" mcp_outcome=", &outcome),
+                ] {
+                    line.push_str(field);
+                    let _ = calls.write_to(line);
+                }
+                line.push_str(if ended {
+                    " complete=true"
+                } else {
+                    " complete=false"
+                });
                 line.push('\n');
                 // One write per line, as the log's other lines; a full or closed stderr loses the line.
                 let _ = std::io::stderr().lock().write_all(line.as_bytes());

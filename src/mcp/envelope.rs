@@ -456,10 +456,11 @@ impl<'de> Visitor<'de> for MessageVisitor {
                 .find(|(known, _)| *known == m)
                 .map(|(_, kind)| *kind)
         });
-        if let Some(m) = method.as_deref() {
+        // A method borrowed from `KNOWN_METHODS` is one of them exactly (no two of them differ only in case).
+        if let Some(Cow::Owned(m)) = &method {
             let loosely_known = KNOWN_METHODS
                 .iter()
-                .any(|known| known.eq_ignore_ascii_case(m) && *known != m);
+                .any(|known| known.eq_ignore_ascii_case(m) && *known != m.as_str());
             if loosely_known {
                 return Err(de::Error::custom(CASE));
             }
@@ -619,6 +620,34 @@ mod tests {
 
     fn parse(body: &str) -> Result<Envelope, EnvelopeError> {
         Envelope::parse(body.as_bytes())
+    }
+
+    #[test]
+    fn known_methods_differ_beyond_case_and_each_is_held_as_the_list_has_it() {
+        // What lets a method found in the list skip the case check.
+        for (i, a) in KNOWN_METHODS.iter().enumerate() {
+            for b in &KNOWN_METHODS[i + 1..] {
+                assert!(!a.eq_ignore_ascii_case(b), "{a} and {b}");
+            }
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"{a}","params":{{"name":"n","uri":"u"}}}}"#
+            );
+            let envelope = parse(&body).unwrap_or_else(|e| panic!("{a}: {e:?}"));
+            let message = envelope.single().unwrap();
+            assert!(matches!(message.method_name(), Some(Cow::Borrowed(m)) if m == a));
+        }
+        // Escaped, a known method is still the list's own; an unknown one is a copy.
+        let escaped = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools\/list"}"#).unwrap();
+        assert!(matches!(
+            escaped.single().unwrap().method_name(),
+            Some(Cow::Borrowed("tools/list"))
+        ));
+        let other = parse(r#"{"jsonrpc":"2.0","id":1,"method":"x/y"}"#).unwrap();
+        assert!(matches!(other.single().unwrap().method_name(), Some(Cow::Owned(m)) if m == "x/y"));
+        assert_eq!(
+            parse(r#"{"jsonrpc":"2.0","id":1,"method":"Tools/List"}"#),
+            Err(EnvelopeError::MethodCase)
+        );
     }
 
     #[test]
