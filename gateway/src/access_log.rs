@@ -78,6 +78,11 @@ impl AuthOutcome {
         })
     }
 
+    /// The SHA-256 digest of the caller's passthrough token, if it sent one.
+    pub fn token_digest(&self) -> Option<[u8; 32]> {
+        self.token_digest
+    }
+
     /// Whose sessions the exchange may use.
     pub fn owner(&self) -> Option<Owner> {
         Owner::of(self.caller.as_ref(), self.token_digest)

@@ -272,6 +272,57 @@ async fn a_caller_limit_spans_upstreams_and_spares_notifications() {
     gateway.stop().await;
 }
 
+#[tokio::test]
+async fn a_caller_known_only_by_its_token_is_limited_per_token() {
+    let upstream = upstream().await;
+    let gateway = start(
+        &format!(
+            "mcp_servers:\n  open:\n    url: {}\n    oauth_passthrough: true\ngateway_settings:\n  rate_limits:\n    per_caller: {{rpm: 2}}\n",
+            upstream.url("/mcp")
+        ),
+        &[&unique_key("unused")],
+    )
+    .await;
+    let url = format!("{}/mcp/open", gateway.url());
+    let as_token = |token: &'static str| {
+        let url = url.clone();
+        async move {
+            let bearer = format!("Bearer {token}");
+            send(
+                Method::POST,
+                &url,
+                &[
+                    ("content-type", "application/json"),
+                    ("accept", "application/json, text/event-stream"),
+                    ("mcp-protocol-version", "2025-11-25"),
+                    ("authorization", &bearer),
+                ],
+                Bytes::from(call("echo")),
+            )
+            .await
+            .status
+        }
+    };
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        first.push(as_token("token-of-one-client").await);
+    }
+    assert_eq!(
+        first,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    // Another token is another caller: its own limit, untouched by the first.
+    assert_eq!(as_token("token-of-another-client").await, StatusCode::OK);
+    assert_eq!(posts(&upstream), 3);
+    // Counted under the token's digest, never the token.
+    assert!(!gateway.stderr().contains("token-of-one-client"));
+    gateway.stop().await;
+}
+
 /// The test Redis's URL (`scripts/with-redis.sh`), or `None` after saying why the test is skipped.
 fn redis_url() -> Option<String> {
     let url = std::env::var("TOWER_MCP_AUTH_TEST_REDIS").ok();

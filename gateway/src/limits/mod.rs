@@ -24,7 +24,10 @@ mod local;
 mod redis;
 
 use crate::stage::{Answers, Next, Owned, Step};
-use std::{cell::OnceCell, collections::BTreeMap, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    cell::OnceCell, collections::BTreeMap, fmt::Write as _, num::NonZeroU32, sync::Arc,
+    time::Duration,
+};
 
 use axum::{
     extract::Request,
@@ -39,7 +42,7 @@ use tower_mcp_auth::{
     Authenticated, OAuthPassthrough,
 };
 
-use super::{json_error, resource_server::Caller};
+use super::{access_log::AuthOutcome, json_error, resource_server::Caller};
 
 /// Requests refused by a rate limit, counted by `/metrics` by upstream and scope.
 pub const RATE_LIMITED: &str = "mcp.gateway.rate_limited";
@@ -329,11 +332,21 @@ impl Limiter {
         let identity = || -> &str {
             described.get_or_init(|| match who {
                 Ok(caller) => caller.describe(),
-                // A caller known only by its own token: counted under the token's digest, never the token.
-                Err(token) => format!(
-                    "passthrough:{:x}",
-                    Sha256::digest(token.expose_token().as_bytes())
-                ),
+                // A caller known only by its own token: counted under the token's digest, never the token. The
+                // digest the request's admission outcome already holds, when a step above found it.
+                Err(token) => {
+                    let digest: [u8; 32] = request
+                        .extensions()
+                        .get::<Option<AuthOutcome>>()
+                        .and_then(|outcome| outcome.as_ref()?.token_digest())
+                        .unwrap_or_else(|| Sha256::digest(token.expose_token().as_bytes()).into());
+                    let mut described = String::with_capacity(12 + 64);
+                    described.push_str("passthrough:");
+                    for byte in digest {
+                        let _ = write!(described, "{byte:02x}");
+                    }
+                    described
+                }
             })
         };
         // Narrowest first: in process, a request refused by a tool's limit spends none of the wider ones.
