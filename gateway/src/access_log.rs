@@ -414,7 +414,6 @@ impl Route {
 pub struct Started {
     traced: bool,
     method: Method,
-    /// The request's URI (a reference count: the line shows its path).
     route: Route,
     at: Instant,
 }

@@ -162,7 +162,7 @@ pub async fn serve(
         let service = exchanges(app.clone(), limits);
         // One task type per transport: a plain connection's task holds an HTTP/1 connection only, not the room
         // a TLS stream and an HTTP/2 connection would take (each task's future is laid out at its largest).
-        match tls.clone() {
+        match &tls {
             None => {
                 let h1 = h1.clone();
                 tokio::spawn(async move {
@@ -174,7 +174,7 @@ pub async fn serve(
                 });
             }
             Some(acceptor) => {
-                let (h1, h2) = (h1.clone(), h2.clone());
+                let (acceptor, h1, h2) = (acceptor.clone(), h1.clone(), h2.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
                     let handshake =

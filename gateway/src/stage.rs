@@ -45,7 +45,7 @@ impl<S> Answers for S where
 /// on now calls it in place; a stage that must first wait for something takes it along with [`owned`](Self::owned).
 pub struct Next<'a, S>(&'a mut S);
 
-impl<'a, S: Answers> Next<'a, S> {
+impl<S: Answers> Next<'_, S> {
     /// Hands `request` on and answers with what the rest of the path answers.
     pub fn run(self, request: Request) -> Run<S> {
         Mapped::new(self.0.call(request), answered)
@@ -69,31 +69,16 @@ impl<'a, S: Answers> Next<'a, S> {
     }
 
     /// Hands `request` on, then answers with `finish(state, response)`: what a stage does after the rest of the
-    /// path answered, without an `async fn` around the rest's future.
-    pub fn then<T>(
+    /// path answered, without an `async fn` around the rest's future. `finish` returns the answer (a
+    /// [`Response`]) or, for a stage that now and then must wait for something first, a [`Finish`]: a boxed
+    /// future only on that rare path.
+    pub fn then<T, R: Into<Finish>>(
         self,
         request: Request,
         state: T,
-        finish: fn(T, Response) -> Response,
-    ) -> Then<S, T> {
+        finish: fn(T, Response) -> R,
+    ) -> Then<S, T, R> {
         Then {
-            future: self.run(request),
-            state: Some(state),
-            finish,
-        }
-    }
-}
-
-impl<S: Answers> Next<'_, S> {
-    /// [`then`](Self::then) for a stage that, now and then, must wait for something before it answers: `finish`
-    /// returns the answer ([`Finish::Now`]) or, on that rare path only, a boxed future of it ([`Finish::Later`]).
-    pub fn then_maybe<T>(
-        self,
-        request: Request,
-        state: T,
-        finish: fn(T, Response) -> Finish,
-    ) -> ThenMaybe<S, T> {
-        ThenMaybe {
             future: self.run(request),
             state: Some(state),
             finish,
@@ -102,7 +87,7 @@ impl<S: Answers> Next<'_, S> {
     }
 }
 
-/// What the `finish` of [`Next::then_maybe`] decides.
+/// What the `finish` of [`Next::then`] decides.
 pub enum Finish {
     /// The answer.
     Now(Response),
@@ -110,18 +95,24 @@ pub enum Finish {
     Later(futures_util::future::BoxFuture<'static, Response>),
 }
 
+impl From<Response> for Finish {
+    fn from(response: Response) -> Self {
+        Self::Now(response)
+    }
+}
+
 pin_project! {
-    /// The future of [`Next::then_maybe`].
-    pub struct ThenMaybe<S: Answers, T> {
+    /// The future of [`Next::then`].
+    pub struct Then<S: Answers, T, R = Response> {
         #[pin]
         future: Run<S>,
         state: Option<T>,
-        finish: fn(T, Response) -> Finish,
+        finish: fn(T, Response) -> R,
         later: Option<futures_util::future::BoxFuture<'static, Response>>,
     }
 }
 
-impl<S: Answers, T> Future for ThenMaybe<S, T> {
+impl<S: Answers, T, R: Into<Finish>> Future for Then<S, T, R> {
     type Output = Response;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
@@ -131,7 +122,7 @@ impl<S: Answers, T> Future for ThenMaybe<S, T> {
             None => {
                 let response = std::task::ready!(this.future.poll(cx));
                 let state = this.state.take().expect("polled after completion");
-                match (this.finish)(state, response) {
+                match (this.finish)(state, response).into() {
                     Finish::Now(response) => return Poll::Ready(response),
                     Finish::Later(later) => this.later.insert(later),
                 }
@@ -163,27 +154,6 @@ pub type Run<S> = Mapped<<S as Service<Request>>::Future, Result<Response, Infal
 /// that must wait for something else first (a lookup, a rate-limit store) is an `async` block, boxed, and
 /// only on the path that needs it.
 pub type Step<S> = Either<Run<S>, Ready<Response>>;
-
-pin_project! {
-    /// The future of [`Next::then`].
-    pub struct Then<S: Answers, T> {
-        #[pin]
-        future: Run<S>,
-        state: Option<T>,
-        finish: fn(T, Response) -> Response,
-    }
-}
-
-impl<S: Answers, T> Future for Then<S, T> {
-    type Output = Response;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
-        let this = self.project();
-        let response = std::task::ready!(this.future.poll(cx));
-        let state = this.state.take().expect("polled after completion");
-        Poll::Ready((this.finish)(state, response))
-    }
-}
 
 pin_project! {
     /// `future`, its output passed through a plain function. Unlike `futures`' `Map`, which moves its whole

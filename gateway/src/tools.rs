@@ -266,7 +266,7 @@ fn count((policy, outcome): (Policy, Option<AuthOutcome>), mut response: Respons
                     )
                 };
             match route {
-                Some(route) => route.counters.get((method, tool, outcome), register),
+                Some(route) => route.counters.get(&(method, tool, outcome), register),
                 None => register(&(method, tool, outcome)),
             }
             .increment(1);

@@ -241,6 +241,26 @@ async fn cookies_stay_on_their_side() {
 }
 
 #[tokio::test]
+async fn the_upstream_sees_its_own_host_and_no_origin() {
+    let upstream = Recorder::start(ok_upstream()).await;
+    let gw = two_routes(&upstream, &[("--allow-origin", "https://app.example")]).await;
+    let answer = post_init(
+        &format!("http://{gw}/mcp/keyed"),
+        &[
+            ("x-litellm-api-key", KEY),
+            ("origin", "https://app.example"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let seen = &upstream.seen()[0].headers;
+    assert!(seen.get("origin").is_none(), "{seen:?}");
+    let own = upstream.url("/");
+    let own = own.trim_start_matches("http://").trim_end_matches('/');
+    assert_eq!(seen.get("host").and_then(|h| h.to_str().ok()), Some(own));
+}
+
+#[tokio::test]
 async fn redirects_never_reveal_the_upstream() {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();

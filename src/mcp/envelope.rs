@@ -456,11 +456,12 @@ impl<'de> Visitor<'de> for MessageVisitor {
                 .find(|(known, _)| *known == m)
                 .map(|(_, kind)| *kind)
         });
-        // A method borrowed from `KNOWN_METHODS` is one of them exactly (no two of them differ only in case).
+        // A method borrowed from `KNOWN_METHODS` is one of them exactly (no two of them differ only in case); an
+        // owned one is none of them, so one equal to a known method ignoring case differs from it in case.
         if let Some(Cow::Owned(m)) = &method {
             let loosely_known = KNOWN_METHODS
                 .iter()
-                .any(|known| known.eq_ignore_ascii_case(m) && *known != m.as_str());
+                .any(|known| known.eq_ignore_ascii_case(m));
             if loosely_known {
                 return Err(de::Error::custom(CASE));
             }

@@ -19,7 +19,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{
-    auth::X_API_KEY, config::UpstreamConfig, hop_by_hop::remove_hop_by_hop, refused::Refused,
+    auth::X_API_KEY,
+    config::UpstreamConfig,
+    hop_by_hop::{remove_hop_by_hop, remove_matching},
+    refused::Refused,
 };
 use crate::{
     auth::DEFAULT_KEY_HEADER,
@@ -77,14 +80,11 @@ impl Forwarding {
             &self.client_auth_header,
         ];
         let cookies = !self.upstream.forwards_cookies();
-        let doomed = |name: &&HeaderName| {
-            fixed.contains(name)
+        remove_matching(headers, |name| {
+            fixed.contains(&name)
                 || name.as_str().starts_with(PREFIX)
                 || (cookies && *name == COOKIE)
-        };
-        while let Some(name) = headers.keys().find(doomed).cloned() {
-            headers.remove(&name);
-        }
+        });
     }
 }
 

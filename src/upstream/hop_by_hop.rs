@@ -50,12 +50,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|value| value.as_bytes().split(|b| *b == b','))
         .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
         .collect();
-    // Only the names present are removed (usually one, `Transfer-Encoding`), each by one hashed removal.
-    while let Some(name) = headers
-        .keys()
-        .find(|name| is_hop_by_hop(name) || listed.contains(name))
-        .cloned()
-    {
+    remove_matching(headers, |name| is_hop_by_hop(name) || listed.contains(name));
+}
+
+/// Removes every header whose name `doomed` picks. Only the names present are removed (usually one or none),
+/// each by one hashed removal, found by a pass over the names rather than a removal per name that might be there.
+pub(crate) fn remove_matching(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    while let Some(name) = headers.keys().find(|name| doomed(name)).cloned() {
         headers.remove(&name);
     }
 }

@@ -1,7 +1,7 @@
 //! The gateway's RFC 9728 protected-resource metadata for each passthrough route, built from the upstream's;
 //! with a JWT issuer (`--jwt-issuer`), for every route, naming that issuer first.
 
-use crate::stage::{Answers, Finish, Next, Run, ThenMaybe};
+use crate::stage::{Answers, Finish, Next, Run, Then};
 use std::sync::Arc;
 
 use axum::{
@@ -121,12 +121,12 @@ pub fn scope_hint<S: Answers>(
     gateway: &Arc<Gateway>,
     request: Request,
     next: Next<'_, S>,
-) -> Either<Run<S>, ThenMaybe<S, Hinted>> {
+) -> Either<Run<S>, Then<S, Hinted, Finish>> {
     let name = route::of(&request).map_or("", |route| route.name());
     match gateway.upstreams.get(name) {
         Some(upstream) if upstream.config.accepts_passthrough() => {
             let upstream = upstream.clone();
-            Either::Right(next.then_maybe(request, (gateway.clone(), upstream), hint))
+            Either::Right(next.then(request, (gateway.clone(), upstream), hint))
         }
         _ => Either::Left(next.run(request)),
     }

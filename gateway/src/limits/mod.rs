@@ -24,10 +24,7 @@ mod local;
 mod redis;
 
 use crate::stage::{Answers, Next, Owned, Step};
-use std::{
-    cell::OnceCell, collections::BTreeMap, fmt::Write as _, num::NonZeroU32, sync::Arc,
-    time::Duration,
-};
+use std::{cell::OnceCell, collections::BTreeMap, num::NonZeroU32, sync::Arc, time::Duration};
 
 use axum::{
     extract::Request,
@@ -335,17 +332,15 @@ impl Limiter {
                 // A caller known only by its own token: counted under the token's digest, never the token. The
                 // digest the request's admission outcome already holds, when a step above found it.
                 Err(token) => {
-                    let digest: [u8; 32] = request
+                    let digest = request
                         .extensions()
                         .get::<Option<AuthOutcome>>()
                         .and_then(|outcome| outcome.as_ref()?.token_digest())
-                        .unwrap_or_else(|| Sha256::digest(token.expose_token().as_bytes()).into());
-                    let mut described = String::with_capacity(12 + 64);
-                    described.push_str("passthrough:");
-                    for byte in digest {
-                        let _ = write!(described, "{byte:02x}");
-                    }
-                    described
+                        .map_or_else(
+                            || Sha256::digest(token.expose_token().as_bytes()),
+                            Into::into,
+                        );
+                    format!("passthrough:{digest:x}")
                 }
             })
         };

@@ -7,6 +7,7 @@
 //! from MCP clients; without it, on the public listener.
 
 use std::{
+    borrow::Borrow,
     hash::Hash,
     sync::{Arc, OnceLock, PoisonError, RwLock},
     time::Instant,
@@ -70,8 +71,9 @@ pub async fn scrape() -> impl IntoResponse {
     )
 }
 
-/// Metric handles by label values, each registered on first use: the facade's macros build the key, allocate
-/// its labels and look it up in the recorder's registry on every call; a kept handle records with none of that.
+/// Metric handles by key, each registered on first use: the facade's macros build the key, allocate its labels
+/// and look it up in the recorder's registry on every call; a kept handle records with none of that. Keyed by
+/// label values here, and by the facade's own key in the process's recorder ([`Kept`]).
 pub struct Handles<K, H>(RwLock<crate::NameMap<K, H>>);
 
 impl<K, H> Default for Handles<K, H> {
@@ -81,21 +83,25 @@ impl<K, H> Default for Handles<K, H> {
 }
 
 impl<K: Hash + Eq, H: Clone> Handles<K, H> {
-    /// The handle of `key`, registered by `register` the first time.
-    pub fn get(&self, key: K, register: impl FnOnce(&K) -> H) -> H {
+    /// The handle of `key`, registered by `register` the first time (the key is copied only then).
+    pub fn get<Q>(&self, key: &Q, register: impl FnOnce(&Q) -> H) -> H
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let known = self
             .0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
+            .get(key)
             .cloned();
         known.unwrap_or_else(|| {
-            let handle = register(&key);
             self.0
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(key, handle.clone());
-            handle
+                .entry(key.to_owned())
+                .or_insert_with(|| register(key))
+                .clone()
         })
     }
 }
@@ -132,7 +138,7 @@ impl UpstreamRequests {
             _ => "_OTHER",
         };
         let seconds = started.elapsed().as_secs_f64();
-        let histogram = self.histograms.get((method, status), |&(method, status)| {
+        let histogram = self.histograms.get(&(method, status), |&(method, status)| {
             metrics::histogram!(
                 UPSTREAM_REQUESTS,
                 "upstream" => self.upstream.clone(),

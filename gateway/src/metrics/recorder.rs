@@ -5,19 +5,16 @@
 //! owned one (an allocation) before looking it up. [`Kept`] answers a key it has seen from its own map, looked
 //! up by the key's precomputed hash: what is recorded is the same, at a read lock's cost.
 
-use std::{
-    collections::HashMap,
-    sync::{PoisonError, RwLock},
-};
-
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+
+use super::Handles;
 
 /// A recorder that keeps the handles `inner` registers, by key (what it records is `inner`'s).
 pub struct Kept<R> {
     inner: R,
-    counters: Handles<Counter>,
-    gauges: Handles<Gauge>,
-    histograms: Handles<Histogram>,
+    counters: Handles<Key, Counter>,
+    gauges: Handles<Key, Gauge>,
+    histograms: Handles<Key, Histogram>,
 }
 
 impl<R> Kept<R> {
@@ -38,35 +35,6 @@ impl<R> Kept<R> {
     }
 }
 
-/// Handles by key.
-struct Handles<H>(RwLock<HashMap<Key, H, foldhash::fast::RandomState>>);
-
-impl<H> Default for Handles<H> {
-    fn default() -> Self {
-        Self(RwLock::default())
-    }
-}
-
-impl<H: Clone> Handles<H> {
-    /// The handle of `key`, registered by `register` the first time.
-    fn get(&self, key: &Key, register: impl FnOnce() -> H) -> H {
-        let known = self
-            .0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned();
-        known.unwrap_or_else(|| {
-            self.0
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(key.clone())
-                .or_insert_with(register)
-                .clone()
-        })
-    }
-}
-
 impl<R: Recorder> Recorder for Kept<R> {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
         self.inner.describe_counter(key, unit, description);
@@ -82,17 +50,17 @@ impl<R: Recorder> Recorder for Kept<R> {
 
     fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
         self.counters
-            .get(key, || self.inner.register_counter(key, metadata))
+            .get(key, |key| self.inner.register_counter(key, metadata))
     }
 
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
         self.gauges
-            .get(key, || self.inner.register_gauge(key, metadata))
+            .get(key, |key| self.inner.register_gauge(key, metadata))
     }
 
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
         self.histograms
-            .get(key, || self.inner.register_histogram(key, metadata))
+            .get(key, |key| self.inner.register_histogram(key, metadata))
     }
 }
 
