@@ -5,7 +5,12 @@ use std::{fmt, sync::Arc};
 use http::{header::InvalidHeaderValue, HeaderMap, HeaderValue, Method, Uri};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{config_error::ConfigError, route::PathPrefix, secret::Fingerprint};
+use crate::{
+    config_error::ConfigError,
+    route::PathPrefix,
+    secret::{sha256, Fingerprint},
+    Presented,
+};
 
 /// The scheme of the `Authorization` value a passthrough token travels in.
 const BEARER: &[u8] = b"Bearer ";
@@ -217,6 +222,8 @@ impl fmt::Debug for PassthroughPolicy {
 #[derive(Clone)]
 pub struct OAuthPassthrough {
     token: SecretString,
+    /// The token's SHA-256, when admission already computed it.
+    pub(crate) digest: Option<[u8; 32]>,
 }
 
 impl OAuthPassthrough {
@@ -227,6 +234,15 @@ impl OAuthPassthrough {
     pub fn new(token: impl Into<String>) -> Self {
         Self {
             token: SecretString::from(token.into()),
+            digest: None,
+        }
+    }
+
+    /// The marker for the credential `presented`, with the digest a validator computed while admitting it.
+    pub(crate) fn presented(presented: &Presented<'_>) -> Self {
+        Self {
+            token: SecretString::from(presented.as_str()),
+            digest: presented.computed_sha256(),
         }
     }
 
@@ -250,9 +266,27 @@ impl OAuthPassthrough {
         Ok(value)
     }
 
+    /// The token's SHA-256 digest, to key or fingerprint a caller known only by its token (never to compare
+    /// secrets without [`subtle`](https://docs.rs/subtle)).
+    ///
+    /// The digest the validators computed while admitting the token, when they did (see [`Presented`]): a
+    /// token is then hashed once per request, however many parts of the gateway need its digest.
+    ///
+    /// ```
+    /// use sha2::{Digest, Sha256};
+    /// use tower_mcp_auth::OAuthPassthrough;
+    ///
+    /// let digest: [u8; 32] = Sha256::digest(b"upstream-token").into();
+    /// assert_eq!(OAuthPassthrough::new("upstream-token").token_sha256(), digest);
+    /// ```
+    pub fn token_sha256(&self) -> [u8; 32] {
+        self.digest
+            .unwrap_or_else(|| sha256(self.token.expose_secret()))
+    }
+
     /// A short fingerprint of the token, safe to log.
     pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint::of(self.expose_token())
+        Fingerprint::from_digest(&self.token_sha256())
     }
 }
 

@@ -1,6 +1,6 @@
 //! The one tracing event per request: the outcome, where the credential came from, and a fingerprint.
 
-use crate::{credentials::Credential, secret::Fingerprint, validate::BoxError};
+use crate::{secret::Fingerprint, validate::BoxError, Presented};
 
 /// How a request ended, as logged.
 #[derive(Clone, Copy)]
@@ -18,7 +18,7 @@ pub(crate) fn record(
     outcome: Outcome,
     source: &'static str,
     status: Option<u16>,
-    credential: Option<&Credential>,
+    credential: Option<&Presented<'_>>,
     error: Option<&BoxError>,
 ) {
     let (label, forwards_token) = match outcome {
@@ -35,7 +35,7 @@ pub(crate) fn record(
         source,
         status,
         forwards_token,
-        fingerprint = credential.map(|c| tracing::field::display(Fingerprint::of(c.as_str()))),
+        fingerprint = credential.map(|c| tracing::field::display(Fingerprint::from_digest(c.sha256()))),
         error = error.map(tracing::field::display),
         "mcp auth decision"
     );

@@ -2,6 +2,8 @@
 
 use std::{error::Error, fmt, future::Future};
 
+use crate::Presented;
+
 /// An error from a validator, boxed: the key store is down, the network failed, the answer was unreadable.
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -123,6 +125,51 @@ pub trait Validator: Send + Sync + 'static {
     ) -> Option<Result<Verdict<Self::Identity>, Self::Error>> {
         let _ = credential;
         None
+    }
+
+    /// [`validate_now`](Validator::validate_now) for a [`Presented`] credential, whose SHA-256 digest is
+    /// computed at most once per request: the layer asks this, not `validate_now`.
+    ///
+    /// The default reads `validate_now(credential.as_str())`. A validator that hashes the credential overrides
+    /// it to read [`Presented::sha256`] instead, and a validator that wraps others passes the `Presented` on:
+    /// then a chain hashes the credential once, and a token that passes through carries that same digest in its
+    /// [`OAuthPassthrough`](crate::OAuthPassthrough) marker. Both must give the same answer.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use std::future::{ready, Ready};
+    /// use tower_mcp_auth::{Presented, Validator, Verdict};
+    ///
+    /// /// One key, kept as its digest.
+    /// struct OneKey([u8; 32]);
+    ///
+    /// impl Validator for OneKey {
+    ///     type Identity = &'static str;
+    ///     type Error = Infallible;
+    ///     type Future = Ready<Result<Verdict<&'static str>, Infallible>>;
+    ///
+    ///     fn validate(&self, credential: &str) -> Self::Future {
+    ///         ready(self.validate_presented_now(&Presented::new(credential)).unwrap())
+    ///     }
+    ///
+    ///     fn validate_now(&self, credential: &str) -> Option<Result<Verdict<&'static str>, Infallible>> {
+    ///         self.validate_presented_now(&Presented::new(credential))
+    ///     }
+    ///
+    ///     fn validate_presented_now(
+    ///         &self,
+    ///         credential: &Presented<'_>,
+    ///     ) -> Option<Result<Verdict<&'static str>, Infallible>> {
+    ///         // A real validator compares digests in constant time (`subtle`).
+    ///         Some(Ok(if credential.sha256() == &self.0 { Verdict::Valid("ops") } else { Verdict::Unknown }))
+    ///     }
+    /// }
+    /// ```
+    fn validate_presented_now(
+        &self,
+        credential: &Presented<'_>,
+    ) -> Option<Result<Verdict<Self::Identity>, Self::Error>> {
+        self.validate_now(credential.as_str())
     }
 
     /// Whether `credential` is known at once to be one of this validator's own, in any state (see

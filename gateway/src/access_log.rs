@@ -26,7 +26,6 @@ use axum::{
 use bytes::Bytes;
 use futures_util::future::Either;
 use http_body::{Body as _, Frame, SizeHint};
-use sha2::{Digest as _, Sha256};
 use smallvec::SmallVec;
 use tower_mcp_auth::{mcp::McpOutcome, Authenticated, Fingerprint, OAuthPassthrough};
 
@@ -71,7 +70,7 @@ impl AuthOutcome {
             .map(|admitted| admitted.identity().clone());
         let token_digest = extensions
             .get::<OAuthPassthrough>()
-            .map(|token| Sha256::digest(token.expose_token().as_bytes()).into());
+            .map(OAuthPassthrough::token_sha256);
         (caller.is_some() || token_digest.is_some()).then_some(Self {
             caller,
             token_digest,

@@ -19,7 +19,7 @@ use futures_util::future::{BoxFuture, Either};
 use tower_mcp_auth::{
     permissions::{KeyIdentity, Tools, Upstreams},
     validators::StaticKeys,
-    Authenticated, BoxError, Fingerprint, OAuthPassthrough, Validator, Verdict,
+    Authenticated, BoxError, Fingerprint, OAuthPassthrough, Presented, Validator, Verdict,
 };
 
 use super::{json_error, ops::ReadinessProbe, resource_server::Caller, Options};
@@ -221,6 +221,24 @@ impl Validator for KeyStore {
             Self::LiteLlm(keys) => keys.cache.validate_now(credential).map(|answer| {
                 answer
                     .map(|v| v.map(|info| database::identity(credential, info)))
+                    .map_err(BoxError::from)
+            }),
+        }
+    }
+
+    /// [`Self::validate_now`], the credential's digest shared with the auth layer (see [`Presented`]).
+    fn validate_presented_now(
+        &self,
+        credential: &Presented<'_>,
+    ) -> Option<Result<Verdict<KeyIdentity>, BoxError>> {
+        match self {
+            Self::Static(keys) => keys
+                .validate_presented_now(credential)
+                .map(|answer| answer.map_err(|never| match never {})),
+            #[cfg(feature = "postgres")]
+            Self::LiteLlm(keys) => keys.cache.validate_presented_now(credential).map(|answer| {
+                answer
+                    .map(|v| v.map(|info| database::named(credential.sha256(), info)))
                     .map_err(BoxError::from)
             }),
         }

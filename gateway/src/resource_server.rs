@@ -37,7 +37,7 @@ use tower_mcp_auth::{
     },
     upstream::{Subject, SubjectToken},
     validators::{Either, FirstOf, Jwt, JwtClaims},
-    BoxError, McpAuthLayer, Recognition, Validator, Verdict,
+    BoxError, McpAuthLayer, Presented, Recognition, Validator, Verdict,
 };
 
 use super::{
@@ -192,6 +192,20 @@ impl Validator for RouteValidator {
                 .map(|answer| answer.map(|verdict| verdict.map(Caller::Key))),
             Self::KeysOrJwt(both) => both
                 .validate_now(credential)
+                .map(|answer| answer.map(|verdict| verdict.map(Caller::from))),
+        }
+    }
+
+    fn validate_presented_now(
+        &self,
+        credential: &Presented<'_>,
+    ) -> Option<Result<Verdict<Caller>, BoxError>> {
+        match self {
+            Self::Keys(keys) => keys
+                .validate_presented_now(credential)
+                .map(|answer| answer.map(|verdict| verdict.map(Caller::Key))),
+            Self::KeysOrJwt(both) => both
+                .validate_presented_now(credential)
                 .map(|answer| answer.map(|verdict| verdict.map(Caller::from))),
         }
     }

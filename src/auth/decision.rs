@@ -19,6 +19,7 @@ use crate::{
     timeout::TimedOut,
     trace::{self, Outcome},
     validate::{BoxError, Verdict},
+    Presented,
 };
 
 /// What the request offered, settled before the validator is asked.
@@ -114,7 +115,7 @@ impl Plan {
     /// `challenges` gives the route's 401 challenges and is only called for a 401.
     pub(crate) fn decide<I>(
         self,
-        credential: &Credential,
+        credential: &Presented<'_>,
         verdict: Result<Verdict<I>, NoVerdict>,
         challenges: impl FnOnce() -> Challenges,
     ) -> Decision<I> {
@@ -138,7 +139,7 @@ impl Plan {
             (_, Verdict::Denied) => Decision::Reject(Rejection::Denied),
             (Self::Bearer { passthrough: true }, Verdict::Unknown) => Decision::Admit {
                 identity: None,
-                passthrough: Some(OAuthPassthrough::new(credential.as_str())),
+                passthrough: Some(OAuthPassthrough::presented(credential)),
             },
             // A bad token of the gateway's own issuer: the client should fetch a new one, never pass it on.
             (_, Verdict::Unknown | Verdict::Invalid) => Decision::Reject(Rejection::Unauthorized {
@@ -154,7 +155,7 @@ impl Plan {
 pub(crate) fn settle<ReqBody, I, E>(
     config: &Config,
     request: &mut Request<ReqBody>,
-    credential: &Credential,
+    credential: &Presented<'_>,
     plan: Plan,
     answer: Result<Result<Verdict<I>, E>, TimedOut>,
 ) -> Option<Response<Bytes>>
@@ -319,7 +320,11 @@ mod tests {
             Ok(planned) => planned,
             Err((rejection, _)) => return respond(rejection, false),
         };
-        match plan.decide(&credential, row.verdict, challenges) {
+        match plan.decide(
+            &Presented::new(credential.as_str()),
+            row.verdict,
+            challenges,
+        ) {
             Decision::Admit {
                 identity,
                 passthrough,

@@ -24,6 +24,7 @@ use crate::{
     timeout::{LazyTimeout, TimedOut},
     trace::{self, Outcome},
     validate::{BoxError, Validator, Verdict},
+    Presented,
 };
 
 /// Everything the inner call needs once the validator has answered.
@@ -57,7 +58,13 @@ impl<S, ReqBody> Pending<S, ReqBody> {
             credential,
             plan,
         } = self;
-        match settle(&config, &mut request, &credential, plan, answer) {
+        match settle(
+            &config,
+            &mut request,
+            &Presented::new(credential.as_str()),
+            plan,
+            answer,
+        ) {
             None => Next::Call(inner, request),
             Some(response) => Next::Answer(response),
         }

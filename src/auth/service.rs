@@ -21,6 +21,7 @@ use crate::{
     response::is_grpc,
     timeout::LazyTimeout,
     validate::{Recognition, Validator},
+    Presented,
 };
 
 /// Whether a bearer sent beside a gateway key is known at once to be one of the validator's own credentials (a
@@ -118,8 +119,10 @@ where
 
         // An answer at hand (static keys, a cache hit) is applied here, and the ready inner service called
         // directly: no clone of it, no request parked in the future.
-        if let Some(answer) = self.validator.validate_now(credential.as_str()) {
-            return match settle(config, &mut request, &credential, plan, Ok(answer)) {
+        // Presented with its digest, computed at most once: the validators and the passthrough marker share it.
+        let presented = Presented::new(credential.as_str());
+        if let Some(answer) = self.validator.validate_presented_now(&presented) {
+            return match settle(config, &mut request, &presented, plan, Ok(answer)) {
                 None => ResponseFuture::inner(self.inner.call(request)),
                 Some(response) => ResponseFuture::answered(response),
             };
@@ -139,5 +142,85 @@ where
                 plan,
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http::{Request, Response, StatusCode};
+    use tower::{service_fn, ServiceExt};
+
+    use crate::{
+        secret::sha256, validate_fn, validators::StaticKeys, McpAuthLayer, OAuthPassthrough,
+        PassthroughPolicy, Validator, Verdict,
+    };
+
+    /// The passthrough marker the inner service got for a request with `headers`.
+    async fn marker<V: Validator<Identity = &'static str>>(
+        validator: V,
+        headers: &[(&str, &str)],
+    ) -> OAuthPassthrough {
+        let layer = McpAuthLayer::new(validator)
+            .passthrough(PassthroughPolicy::path_prefixes(["/mcp/atlassian"]));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let inner = service_fn(move |request: Request<()>| {
+            let tx = tx.clone();
+            async move {
+                tx.send(request.extensions().get::<OAuthPassthrough>().cloned())
+                    .unwrap();
+                Ok::<_, Infallible>(Response::new(()))
+            }
+        });
+        let mut request = Request::post("/mcp/atlassian");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = tower::Layer::layer(&layer, inner)
+            .oneshot(request.body(()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        rx.recv().unwrap().expect("a passthrough marker")
+    }
+
+    fn keys() -> StaticKeys<&'static str> {
+        StaticKeys::new().with_key("sk-alice", "alice")
+    }
+
+    #[tokio::test]
+    async fn a_lone_bearer_passes_through_with_the_digest_its_validation_computed() {
+        let marker = marker(keys(), &[("authorization", "Bearer upstream-token")]).await;
+        // Computed once, by the static keys, and handed on: not computed again when asked.
+        assert_eq!(marker.digest, Some(sha256("upstream-token")));
+        assert_eq!(marker.token_sha256(), sha256("upstream-token"));
+    }
+
+    #[tokio::test]
+    async fn a_bearer_beside_a_key_never_carries_the_keys_digest() {
+        let marker = marker(
+            keys(),
+            &[
+                ("x-litellm-api-key", "sk-alice"),
+                ("authorization", "Bearer upstream-token"),
+            ],
+        )
+        .await;
+        assert_eq!(marker.expose_token(), "upstream-token");
+        assert_ne!(marker.digest, Some(sha256("sk-alice")));
+        assert_eq!(marker.token_sha256(), sha256("upstream-token"));
+    }
+
+    #[tokio::test]
+    async fn a_validator_that_does_not_hash_leaves_the_digest_to_be_computed_when_asked() {
+        let store = validate_fn(|_: String| async { Ok::<_, Infallible>(Verdict::Unknown) });
+        let marker = marker(store, &[("authorization", "Bearer upstream-token")]).await;
+        assert_eq!(marker.digest, None);
+        assert_eq!(marker.token_sha256(), sha256("upstream-token"));
+        assert_eq!(
+            marker.fingerprint(),
+            crate::Fingerprint::of("upstream-token")
+        );
     }
 }

@@ -25,6 +25,7 @@ use crate::{
     metrics::{self, CacheLookup},
     secret::sha256,
     validate::{BoxError, Recognition, Validator, Verdict},
+    Presented,
 };
 
 /// The default time a `Valid` answer is kept: 60 s.
@@ -398,6 +399,13 @@ where
 
     fn validate_now(&self, credential: &str) -> Option<Result<Verdict<V::Identity>, CacheError>> {
         self.hit(&sha256(credential)).map(Ok)
+    }
+
+    fn validate_presented_now(
+        &self,
+        credential: &Presented<'_>,
+    ) -> Option<Result<Verdict<V::Identity>, CacheError>> {
+        self.hit(credential.sha256()).map(Ok)
     }
 
     /// A cached answer, else what the store itself recognises at once.

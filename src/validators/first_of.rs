@@ -10,7 +10,10 @@ use std::{
 
 use pin_project_lite::pin_project;
 
-use crate::validate::{BoxError, Recognition, Validator, Verdict};
+use crate::{
+    validate::{BoxError, Recognition, Validator, Verdict},
+    Presented,
+};
 
 /// A [`Validator`] that asks `first`, and `second` only when `first` says [`Unknown`](Verdict::Unknown).
 ///
@@ -101,6 +104,24 @@ impl<A: Validator, B: Validator> Validator for FirstOf<A, B> {
         }
     }
 
+    /// As [`validate_now`](Validator::validate_now), with the `Presented` passed on: the two validators share
+    /// its digest.
+    fn validate_presented_now(
+        &self,
+        credential: &Presented<'_>,
+    ) -> Option<Result<Verdict<Self::Identity>, BoxError>> {
+        match self.first.validate_presented_now(credential)? {
+            Err(error) => Some(Err(error.into())),
+            Ok(Verdict::Unknown) => Some(
+                self.second
+                    .validate_presented_now(credential)?
+                    .map(|verdict| verdict.map(Either::Right))
+                    .map_err(Into::into),
+            ),
+            Ok(verdict) => Some(Ok(verdict.map(Either::Left))),
+        }
+    }
+
     /// Asks both validators, whatever the first one says. The chain rules a credential out only when both do;
     /// when either recognises it, or either cannot tell at once, it is the chain's own. So a first validator
     /// that must await its store no longer hides a token the second knows to be its own, and a chain that cannot
@@ -177,5 +198,66 @@ impl<A: Validator, B: Validator> Future for FirstOfFuture<A, B> {
 impl<A: Validator, B: Validator> fmt::Debug for FirstOfFuture<A, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FirstOfFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        convert::Infallible,
+        future::{ready, Ready},
+        sync::Mutex,
+    };
+
+    use super::*;
+
+    /// Answers `Unknown`, hashing the credential when `hashes`; records whether the digest was already there.
+    struct Probe {
+        hashes: bool,
+        found_digest: Mutex<Vec<bool>>,
+    }
+
+    impl Validator for Probe {
+        type Identity = ();
+        type Error = Infallible;
+        type Future = Ready<Result<Verdict<()>, Infallible>>;
+
+        fn validate(&self, _: &str) -> Self::Future {
+            ready(Ok(Verdict::Unknown))
+        }
+
+        fn validate_now(&self, credential: &str) -> Option<Result<Verdict<()>, Infallible>> {
+            self.validate_presented_now(&Presented::new(credential))
+        }
+
+        fn validate_presented_now(
+            &self,
+            credential: &Presented<'_>,
+        ) -> Option<Result<Verdict<()>, Infallible>> {
+            let found = credential.computed_sha256().is_some();
+            self.found_digest.lock().unwrap().push(found);
+            if self.hashes {
+                credential.sha256();
+            }
+            Some(Ok(Verdict::Unknown))
+        }
+    }
+
+    #[test]
+    fn both_validators_share_the_presented_credential_and_its_digest() {
+        let probe = |hashes| Probe {
+            hashes,
+            found_digest: Mutex::new(Vec::new()),
+        };
+        let chain = FirstOf::new(probe(true), probe(false));
+        let presented = Presented::new("upstream-token");
+        assert!(matches!(
+            chain.validate_presented_now(&presented),
+            Some(Ok(Verdict::Unknown))
+        ));
+        // The first computed the digest; the second was handed the same one.
+        assert_eq!(*chain.first.found_digest.lock().unwrap(), [false]);
+        assert_eq!(*chain.second.found_digest.lock().unwrap(), [true]);
+        assert!(presented.computed_sha256().is_some());
     }
 }

@@ -14,6 +14,7 @@ use crate::{
     permissions::{KeyIdentity, Tools, Upstreams},
     secret::{sha256, Fingerprint},
     validate::{Validator, Verdict},
+    Presented,
 };
 
 /// A [`Validator`] over a fixed set of keys, each mapped to an identity.
@@ -163,19 +164,19 @@ impl<I> StaticKeys<I> {
         self.entries.is_empty()
     }
 
-    /// The index of the entry whose digest equals `digest`, found without data-dependent branches or early
-    /// exit: every entry is compared, and the match is selected in constant time.
-    /// The answer for `credential`: its identity, or `Unknown`.
-    fn verdict(&self, credential: &str) -> Verdict<I>
+    /// The answer for the credential whose digest is `digest`: its identity, or `Unknown`.
+    fn verdict(&self, digest: &[u8; 32]) -> Verdict<I>
     where
         I: Clone,
     {
-        match self.position(&sha256(credential)) {
+        match self.position(digest) {
             Some(index) => Verdict::Valid(self.entries[index].identity.clone()),
             None => Verdict::Unknown,
         }
     }
 
+    /// The index of the entry whose digest equals `digest`, found without data-dependent branches or early
+    /// exit: every entry is compared, and the match is selected in constant time.
     fn position(&self, digest: &[u8; 32]) -> Option<usize> {
         let mut found = subtle::Choice::from(0);
         let mut index = 0u64;
@@ -401,11 +402,18 @@ where
     type Future = Ready<Result<Verdict<I>, Infallible>>;
 
     fn validate(&self, credential: &str) -> Self::Future {
-        ready(Ok(self.verdict(credential)))
+        ready(Ok(self.verdict(&sha256(credential))))
     }
 
     fn validate_now(&self, credential: &str) -> Option<Result<Verdict<I>, Infallible>> {
-        Some(Ok(self.verdict(credential)))
+        Some(Ok(self.verdict(&sha256(credential))))
+    }
+
+    fn validate_presented_now(
+        &self,
+        credential: &Presented<'_>,
+    ) -> Option<Result<Verdict<I>, Infallible>> {
+        Some(Ok(self.verdict(credential.sha256())))
     }
 }
 

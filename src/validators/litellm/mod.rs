@@ -26,6 +26,7 @@ use crate::{
     permissions::{UpstreamAccess, Upstreams},
     secret::sha256,
     validate::{Validator, Verdict},
+    Presented,
 };
 
 /// LiteLLM issues only keys with this prefix, and refuses any other before looking it up.
@@ -287,15 +288,22 @@ impl Validator for LiteLlmKeys {
     /// The master key and credentials not shaped like LiteLLM keys are answered without a query, so a bearer
     /// beside a key that is an upstream's OAuth token is ruled out at once (and may pass through).
     fn validate_now(&self, credential: &str) -> Option<Result<Verdict<KeyInfo>, LiteLlmError>> {
+        self.answer_at_once(&Presented::new(credential)).map(Ok)
+    }
+
+    fn validate_presented_now(
+        &self,
+        credential: &Presented<'_>,
+    ) -> Option<Result<Verdict<KeyInfo>, LiteLlmError>> {
         self.answer_at_once(credential).map(Ok)
     }
 
     fn validate(&self, credential: &str) -> Self::Future {
-        if let Some(answer) = self.validate_now(credential) {
+        let presented = Presented::new(credential);
+        if let Some(answer) = self.validate_presented_now(&presented) {
             return Box::pin(std::future::ready(answer));
         }
-        let digest = sha256(credential);
-        let token = hex(&digest);
+        let token = hex(presented.sha256());
         let this = self.clone();
         Box::pin(async move {
             this.lookup(token, SystemTime::now())
@@ -307,15 +315,14 @@ impl Validator for LiteLlmKeys {
 
 impl LiteLlmKeys {
     /// What needs no query: the master key, and credentials that are not shaped like LiteLLM keys.
-    fn answer_at_once(&self, credential: &str) -> Option<Verdict<KeyInfo>> {
-        let digest = sha256(credential);
+    fn answer_at_once(&self, credential: &Presented<'_>) -> Option<Verdict<KeyInfo>> {
         if self
             .master
-            .is_some_and(|master| bool::from(master.ct_eq(&digest)))
+            .is_some_and(|master| bool::from(master.ct_eq(credential.sha256())))
         {
             return Some(Verdict::Valid(Self::master_identity()));
         }
-        (!credential.starts_with(KEY_PREFIX)).then_some(Verdict::Unknown)
+        (!credential.as_str().starts_with(KEY_PREFIX)).then_some(Verdict::Unknown)
     }
 
     /// The verdict for the key whose digest is `token`, looking in the live table, then among rotated and
