@@ -318,7 +318,7 @@ async fn relay_to(
     remove_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::SET_COOKIE);
     // The upstream's session id never reaches the client as it is: sealed for this caller, or not at all.
-    let mut opened = parts.headers.get_all(SESSION_HEADER).iter();
+    let mut opened = parts.headers.get_all(&SESSION_HEADER).iter();
     let sealed = match (opened.next(), opened.next(), &owner) {
         (None, _, _) => None,
         (Some(session), None, Some(owner)) => {

@@ -26,7 +26,7 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use chacha20poly1305::{
     aead::{rand_core::RngCore, Aead, AeadCore, AeadInPlace, KeyInit, OsRng, Payload},
@@ -39,8 +39,8 @@ use smallvec::SmallVec;
 
 use super::resource_server::Caller;
 
-/// The MCP session header.
-pub const SESSION_HEADER: &str = "mcp-session-id";
+/// The MCP session header, a `HeaderName` so that looking it up or setting it does not parse its name.
+pub const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
 /// The environment variable of the session secret every replica shares.
 pub const SECRET_VAR: &str = "MCP_GATEWAY_SESSION_SECRET";
 /// The environment variable of the previous session secret, still accepted during a rotation.
@@ -283,7 +283,7 @@ fn associated(upstream: &str, owner: &Owner) -> Vec<u8> {
 /// The request's session id: `Ok(None)` when absent, or why it is refused (the caller answers `400`) when it
 /// is sent several times or holds anything but visible ASCII.
 pub fn presented(headers: &HeaderMap) -> Result<Option<&HeaderValue>, &'static str> {
-    let mut values = headers.get_all(SESSION_HEADER).iter();
+    let mut values = headers.get_all(&SESSION_HEADER).iter();
     match (values.next(), values.next()) {
         (None, _) => Ok(None),
         (Some(_), Some(_)) => Err("more than one Mcp-Session-Id header"),
