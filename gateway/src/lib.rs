@@ -18,6 +18,7 @@ pub mod config;
 pub mod conn;
 pub mod connector;
 mod cors;
+mod deadline;
 pub mod demo;
 mod discovery;
 mod keys;
@@ -98,7 +99,8 @@ pub struct Gateway {
     /// The path of the public URL (empty, or `/prefix`).
     public_path: String,
     discovery: discovery::upstream::Discovery,
-    upstream_timeout: Duration,
+    /// `--upstream-timeout`, for every upstream request (connecting and the response head).
+    upstream_deadlines: deadline::Deadlines,
     max_body: usize,
     /// The JWT issuer every route names as its authorization server (`--jwt-issuer`).
     jwt_issuer: Option<String>,
@@ -333,7 +335,7 @@ fn app(mut options: Options, process: &reload::Process) -> Result<App, String> {
             Client::builder(TokioExecutor::new()).build(connector),
             upstream_timeout.min(Duration::from_secs(10)),
         ),
-        upstream_timeout,
+        upstream_deadlines: deadline::Deadlines::new(upstream_timeout),
         max_body: options.max_body,
         jwt_issuer: options.jwt_issuer.clone(),
         sessions: sessions::Sealer::new(

@@ -275,8 +275,13 @@ async fn relay_to(
     // Kept whole, the body can be sent again: the token-exchange retry after an upstream 401 needs it.
     let request = axum::http::Request::from_parts(parts, body);
 
-    // The timeout covers connecting and the response head; an event stream that follows is not cut by it.
-    let sent = tokio::time::timeout(gateway.upstream_timeout, upstream.client.send(request)).await;
+    // The timeout covers connecting and the response head; an event stream that follows is not cut by it. A
+    // shared deadline table, not a timer per request: the answer comes no earlier than the timeout, and at most
+    // a tick (a tenth of it, 1 s at most) later.
+    let sent = gateway
+        .upstream_deadlines
+        .within(upstream.client.send(request))
+        .await;
     let response = match sent {
         Err(_) => {
             tracing::warn!(upstream = upstream.config.name(), %method, "upstream timed out");

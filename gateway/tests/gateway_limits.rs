@@ -23,11 +23,16 @@ async fn a_hung_upstream_is_a_504_within_the_timeout() {
     ]))
     .await;
     let started = Instant::now();
-    let answer = post_init(
-        &format!("http://{gw}/mcp/hung"),
-        &[("x-litellm-api-key", KEY)],
+    // Bounded here too: a timeout that never fires fails the test instead of hanging it.
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        post_init(
+            &format!("http://{gw}/mcp/hung"),
+            &[("x-litellm-api-key", KEY)],
+        ),
     )
-    .await;
+    .await
+    .expect("the gateway answered 504 before the client gave up");
     assert_eq!(answer.status, 504);
     assert_eq!(answer.json()["error"], "gateway_timeout");
     // One-sided and generous: the point is that it did not wait for the default 30 s.
