@@ -130,7 +130,8 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", env = "MCP_GATEWAY_UPSTREAM_CA")]
     pub upstream_ca: Option<PathBuf>,
 
-    /// How long an upstream may take to answer with its response head (`30s`, `1m`, or plain seconds).
+    /// How long an upstream may take to answer with its response head (`30s`, `1m`, or plain seconds); past it
+    /// the client gets 504, within a tenth of the timeout (at most 1 s) after it.
     #[arg(long, value_name = "DURATION", env = "MCP_GATEWAY_UPSTREAM_TIMEOUT", value_parser = duration)]
     pub upstream_timeout: Option<Duration>,
 
