@@ -8,7 +8,8 @@
 //! timeout ends a hung request between 30 and 31 s.
 //!
 //! The ticker starts with the first wait (on the runtime of that wait) and stops after a minute without any,
-//! so an idle gateway wakes for nothing; it also stops when every handle to the deadlines is gone.
+//! so an idle gateway wakes for nothing; it also stops when every handle to the deadlines is gone. A ticker
+//! lost with its runtime is replaced by the next wait.
 
 use std::{
     future::Future,
@@ -20,7 +21,10 @@ use std::{
 
 use pin_project_lite::pin_project;
 use slab::Slab;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::{
+    task::JoinHandle,
+    time::{Instant, MissedTickBehavior},
+};
 
 /// The shortest tick: shorter timeouts end up to 10 ms late.
 const MIN_TICK: Duration = Duration::from_millis(10);
@@ -52,8 +56,9 @@ struct Shared {
 #[derive(Default)]
 struct Table {
     waits: Slab<Wait>,
-    /// Whether a ticker task runs for this table.
-    ticking: bool,
+    /// The ticker task for this table, while it runs. A ticker whose runtime shut down is finished too, and is
+    /// replaced by the next wait (a gateway served by one runtime after another keeps its deadlines).
+    ticker: Option<JoinHandle<()>>,
 }
 
 struct Wait {
@@ -98,7 +103,11 @@ impl Deadlines {
     /// Whether a ticker runs (for tests).
     #[cfg(test)]
     fn ticking(&self) -> bool {
-        self.shared.lock().ticking
+        self.shared
+            .lock()
+            .ticker
+            .as_ref()
+            .is_some_and(|ticker| !ticker.is_finished())
     }
 }
 
@@ -151,9 +160,8 @@ impl<F: Future> Future for Within<'_, F> {
                     waker: Some(cx.waker().clone()),
                     expired: false,
                 }));
-                if !table.ticking {
-                    table.ticking = true;
-                    tokio::spawn(ticker(Arc::downgrade(shared), shared.tick));
+                if table.ticker.as_ref().is_none_or(JoinHandle::is_finished) {
+                    table.ticker = Some(tokio::spawn(ticker(Arc::downgrade(shared), shared.tick)));
                 }
             }
             Some(key) => {
@@ -190,8 +198,8 @@ async fn ticker(shared: Weak<Shared>, tick: Duration) {
             if table.waits.is_empty() {
                 idle += 1;
                 if idle >= IDLE_TICKS {
-                    // Under the lock: the next wait sees `ticking` false and starts another ticker.
-                    table.ticking = false;
+                    // Under the lock: the next wait finds no ticker and starts another.
+                    table.ticker = None;
                     return;
                 }
                 continue;
@@ -271,5 +279,34 @@ mod tests {
         // The next wait starts it again, and still ends.
         assert_eq!(deadlines.within(pending::<()>()).await, Err(Elapsed));
         assert!(deadlines.ticking());
+    }
+
+    #[test]
+    fn a_ticker_lost_with_its_runtime_is_replaced() {
+        let deadlines = Deadlines::new(Duration::from_millis(50));
+        let first = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        first.block_on(async {
+            assert_eq!(deadlines.within(pending::<()>()).await, Err(Elapsed));
+        });
+        // The runtime that ran the ticker is gone, and the ticker with it.
+        drop(first);
+        assert!(!deadlines.ticking());
+        let second = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        second.block_on(async {
+            let ended =
+                tokio::time::timeout(Duration::from_secs(10), deadlines.within(pending::<()>()))
+                    .await;
+            assert_eq!(
+                ended,
+                Ok(Err(Elapsed)),
+                "a wait on the second runtime never ended"
+            );
+        });
     }
 }
