@@ -213,17 +213,7 @@ impl Validator for KeyStore {
     /// Static keys answer at once, and LiteLLM's cache does for keys it has seen; this also lets the auth layer
     /// drop a second gateway key sent as a bearer beside the first.
     fn validate_now(&self, credential: &str) -> Option<Result<Verdict<KeyIdentity>, BoxError>> {
-        match self {
-            Self::Static(keys) => keys
-                .validate_now(credential)
-                .map(|answer| answer.map_err(|never| match never {})),
-            #[cfg(feature = "postgres")]
-            Self::LiteLlm(keys) => keys.cache.validate_now(credential).map(|answer| {
-                answer
-                    .map(|v| v.map(|info| database::identity(credential, info)))
-                    .map_err(BoxError::from)
-            }),
-        }
+        self.validate_presented_now(&Presented::new(credential))
     }
 
     /// [`Self::validate_now`], the credential's digest shared with the auth layer (see [`Presented`]).
@@ -387,11 +377,6 @@ mod database {
     /// The key's SHA-256, LiteLLM's `token` column.
     pub fn digest(credential: &str) -> [u8; 32] {
         Sha256::digest(credential.as_bytes()).into()
-    }
-
-    /// The identity of the key `credential`; see [`named`].
-    pub fn identity(credential: &str, info: KeyInfo) -> KeyIdentity {
-        named(&digest(credential), info)
     }
 
     /// A key's identity: its alias (else its user, else `litellm-key`, or `litellm-master` for the master key)

@@ -186,14 +186,7 @@ impl Validator for RouteValidator {
     }
 
     fn validate_now(&self, credential: &str) -> Option<Result<Verdict<Caller>, BoxError>> {
-        match self {
-            Self::Keys(keys) => keys
-                .validate_now(credential)
-                .map(|answer| answer.map(|verdict| verdict.map(Caller::Key))),
-            Self::KeysOrJwt(both) => both
-                .validate_now(credential)
-                .map(|answer| answer.map(|verdict| verdict.map(Caller::from))),
-        }
+        self.validate_presented_now(&Presented::new(credential))
     }
 
     fn validate_presented_now(

@@ -92,20 +92,11 @@ impl<A: Validator, B: Validator> Validator for FirstOf<A, B> {
     }
 
     fn validate_now(&self, credential: &str) -> Option<Result<Verdict<Self::Identity>, BoxError>> {
-        match self.first.validate_now(credential)? {
-            Err(error) => Some(Err(error.into())),
-            Ok(Verdict::Unknown) => Some(
-                self.second
-                    .validate_now(credential)?
-                    .map(|verdict| verdict.map(Either::Right))
-                    .map_err(Into::into),
-            ),
-            Ok(verdict) => Some(Ok(verdict.map(Either::Left))),
-        }
+        self.validate_presented_now(&Presented::new(credential))
     }
 
-    /// As [`validate_now`](Validator::validate_now), with the `Presented` passed on: the two validators share
-    /// its digest.
+    /// The first validator's answer, else the second's when the first does not know the credential; the
+    /// `Presented` is passed on, so the two share its digest.
     fn validate_presented_now(
         &self,
         credential: &Presented<'_>,
