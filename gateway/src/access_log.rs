@@ -77,11 +77,6 @@ impl AuthOutcome {
         })
     }
 
-    /// The SHA-256 digest of the caller's passthrough token, if it sent one.
-    pub fn token_digest(&self) -> Option<[u8; 32]> {
-        self.token_digest
-    }
-
     /// Whose sessions the exchange may use.
     pub fn owner(&self) -> Option<Owner> {
         Owner::of(self.caller.as_ref(), self.token_digest)
@@ -325,14 +320,11 @@ fn timestamp(line: &mut String, now: SystemTime) {
     }
     line.push_str(std::str::from_utf8(&text).unwrap_or("1970-01-01T00:00:00"));
     // `.ffffffZ`: the microseconds, zero-padded to six digits.
-    let mut micros = [b'0'; 6];
-    let mut rest = since.subsec_micros();
-    for digit in micros.iter_mut().rev() {
-        *digit = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
+    let mut number = itoa::Buffer::new();
+    let micros = number.format(since.subsec_micros());
     line.push('.');
-    line.push_str(std::str::from_utf8(&micros).unwrap_or("000000"));
+    line.push_str(&"000000"[micros.len()..]);
+    line.push_str(micros);
     line.push('Z');
 }
 

@@ -63,9 +63,8 @@ struct Table {
 
 struct Wait {
     due: Instant,
-    /// Taken when the wait is found expired: woken once.
+    /// Taken (and woken) when the wait is found due: `None` means expired.
     waker: Option<Waker>,
-    expired: bool,
 }
 
 /// A wait that outlived the timeout.
@@ -158,24 +157,20 @@ impl<F: Future> Future for Within<'_, F> {
                 *this.key = Some(table.waits.insert(Wait {
                     due: *this.due,
                     waker: Some(cx.waker().clone()),
-                    expired: false,
                 }));
                 if table.ticker.as_ref().is_none_or(JoinHandle::is_finished) {
                     table.ticker = Some(tokio::spawn(ticker(Arc::downgrade(shared), shared.tick)));
                 }
             }
-            Some(key) => {
-                let wait = &mut table.waits[key];
-                if wait.expired {
+            Some(key) => match &mut table.waits[key].waker {
+                None => {
                     table.waits.remove(key);
                     *this.key = None;
                     return Poll::Ready(Err(Elapsed));
                 }
-                match &wait.waker {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    _ => wait.waker = Some(cx.waker().clone()),
-                }
-            }
+                Some(waker) if !waker.will_wake(cx.waker()) => *waker = cx.waker().clone(),
+                Some(_) => {}
+            },
         }
         Poll::Pending
     }
@@ -206,8 +201,7 @@ async fn ticker(shared: Weak<Shared>, tick: Duration) {
             }
             idle = 0;
             for (_, wait) in table.waits.iter_mut() {
-                if !wait.expired && wait.due <= now {
-                    wait.expired = true;
+                if wait.due <= now {
                     due.extend(wait.waker.take());
                 }
             }

@@ -39,7 +39,7 @@ use tower_mcp_auth::{
     Authenticated, OAuthPassthrough,
 };
 
-use super::{access_log::AuthOutcome, json_error, resource_server::Caller};
+use super::{json_error, resource_server::Caller};
 
 /// Requests refused by a rate limit, counted by `/metrics` by upstream and scope.
 pub const RATE_LIMITED: &str = "mcp.gateway.rate_limited";
@@ -329,17 +329,10 @@ impl Limiter {
         let identity = || -> &str {
             described.get_or_init(|| match who {
                 Ok(caller) => caller.describe(),
-                // A caller known only by its own token: counted under the token's digest, never the token. The
-                // digest the request's admission outcome already holds, when a step above found it.
+                // A caller known only by its own token: counted under the token's digest, never the token (the
+                // digest admission computed, which the marker carries).
                 Err(token) => {
-                    let digest = request
-                        .extensions()
-                        .get::<Option<AuthOutcome>>()
-                        .and_then(|outcome| outcome.as_ref()?.token_digest())
-                        .map_or_else(
-                            || Sha256::digest(token.expose_token().as_bytes()),
-                            Into::into,
-                        );
+                    let digest: sha2::digest::Output<Sha256> = token.token_sha256().into();
                     format!("passthrough:{digest:x}")
                 }
             })
